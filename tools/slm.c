@@ -1,0 +1,44 @@
+/*
+ * slm.c — the `slm` command: one binary, one subcommand per job. Each
+ * subcommand lives in its own tools/cmd_*.c file and is listed in the table
+ * below; this file only dispatches and prints the overall help.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "slm.h"
+
+static const slm_cli_command commands[] = {
+    {"info", "print a model's metadata and tensor table", slm_cmd_info},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: slm <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'slm <command> --help' describes a command's options.\n"
+               "'slm --version' prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("slm %s\n", slm_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "slm: unknown command '%s' (try 'slm --help')\n", argv[1]);
+    return 2;
+}
