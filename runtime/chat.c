@@ -1,0 +1,260 @@
+/*
+ * chat.c — see chat.h. Rendering appends to a growing string; each family
+ * is one small function. Formats follow ../shared/gguf-facts.md §6.
+ */
+#include "chat.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->s = p, b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* Content with leading and trailing whitespace removed (llama3, gemma trim). */
+static void put_trimmed(sbuf *b, const char *s)
+{
+    const char *e = s + strlen(s);
+    while (s < e && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
+        e--;
+    put(b, s, (size_t)(e - s));
+}
+
+static const char *names[SLM_CHAT_FORMAT_COUNT] = {"chatml", "llama3", "llama2", "phi3", "gemma"};
+
+const char *slm_chat_format_name(slm_chat_format f)
+{
+    return f < SLM_CHAT_FORMAT_COUNT ? names[f] : "unknown";
+}
+
+static bool has(const char *t, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (!memcmp(t + i, needle, n))
+            return true;
+    return false;
+}
+
+bool slm_chat_detect(const char *t, size_t len, slm_chat_template *out)
+{
+    out->default_system = NULL;
+    out->format = SLM_CHAT_CHATML;
+    if (!t)
+        return false;
+    if (has(t, len, "<|im_start|>")) {
+        static const char *systems[] = {
+            "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+            "You are a helpful assistant.",
+        };
+        for (size_t i = 0; i < sizeof systems / sizeof systems[0]; i++)
+            if (has(t, len, systems[i])) {
+                out->default_system = systems[i];
+                break;
+            }
+        return true;
+    }
+    if (has(t, len, "<|start_header_id|>"))
+        out->format = SLM_CHAT_LLAMA3;
+    else if (has(t, len, "[INST]"))
+        out->format = SLM_CHAT_LLAMA2;
+    else if (has(t, len, "<|assistant|>") && has(t, len, "<|end|>"))
+        out->format = SLM_CHAT_PHI3;
+    else if (has(t, len, "<start_of_turn>"))
+        out->format = SLM_CHAT_GEMMA;
+    else
+        return false;
+    return true;
+}
+
+slm_status slm_chat_from_name(const char *name, slm_chat_template *out)
+{
+    out->default_system = NULL;
+    for (int i = 0; i < SLM_CHAT_FORMAT_COUNT; i++)
+        if (!strcmp(name, names[i])) {
+            out->format = (slm_chat_format)i;
+            return SLM_OK;
+        }
+    if (!strcmp(name, "mistral")) {
+        out->format = SLM_CHAT_LLAMA2;
+        return SLM_OK;
+    }
+    return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                     "chat template '%s' is unknown (known: chatml, llama3, llama2, mistral, "
+                     "phi3, gemma)",
+                     name);
+}
+
+const char *slm_chat_end_of_turn(slm_chat_format f)
+{
+    switch (f) {
+    case SLM_CHAT_CHATML: return "<|im_end|>";
+    case SLM_CHAT_LLAMA3: return "<|eot_id|>";
+    case SLM_CHAT_LLAMA2: return "</s>";
+    case SLM_CHAT_PHI3: return "<|end|>";
+    case SLM_CHAT_GEMMA: return "<end_of_turn>";
+    default: return "";
+    }
+}
+
+static void render_chatml(sbuf *b, const slm_chat_msg *m, int n, bool gen)
+{
+    for (int i = 0; i < n; i++) {
+        puts_(b, "<|im_start|>");
+        puts_(b, m[i].role);
+        puts_(b, "\n");
+        puts_(b, m[i].content);
+        puts_(b, "<|im_end|>\n");
+    }
+    if (gen)
+        puts_(b, "<|im_start|>assistant\n");
+}
+
+static void render_llama3(sbuf *b, const slm_chat_msg *m, int n, bool gen)
+{
+    for (int i = 0; i < n; i++) {
+        puts_(b, "<|start_header_id|>");
+        puts_(b, m[i].role);
+        puts_(b, "<|end_header_id|>\n\n");
+        put_trimmed(b, m[i].content);
+        puts_(b, "<|eot_id|>");
+    }
+    if (gen)
+        puts_(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+/* Llama 2 / Mistral: the system text goes inside the first [INST]. BOS comes
+ * from the tokenizer for the first turn; later turns carry <s> literally. */
+static void render_llama2(sbuf *b, const slm_chat_msg *m, int n)
+{
+    const char *sys = NULL;
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(m[i].role, "system")) {
+            sys = m[i].content;
+        } else if (!strcmp(m[i].role, "user")) {
+            puts_(b, first ? "[INST] " : "<s>[INST] ");
+            if (sys) {
+                puts_(b, "<<SYS>>\n");
+                puts_(b, sys);
+                puts_(b, "\n<</SYS>>\n\n");
+                sys = NULL;
+            }
+            put_trimmed(b, m[i].content);
+            puts_(b, " [/INST]");
+            first = false;
+        } else {
+            puts_(b, " ");
+            put_trimmed(b, m[i].content);
+            puts_(b, " </s>");
+        }
+    }
+}
+
+static void render_phi3(sbuf *b, const slm_chat_msg *m, int n, bool gen)
+{
+    for (int i = 0; i < n; i++) {
+        puts_(b, "<|");
+        puts_(b, m[i].role);
+        puts_(b, "|>\n");
+        puts_(b, m[i].content);
+        puts_(b, "<|end|>\n");
+    }
+    if (gen)
+        puts_(b, "<|assistant|>\n");
+}
+
+/* Gemma has no system role: its text opens the first user turn. */
+static void render_gemma(sbuf *b, const slm_chat_msg *m, int n, bool gen)
+{
+    const char *sys = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(m[i].role, "system")) {
+            sys = m[i].content;
+            continue;
+        }
+        bool user = !strcmp(m[i].role, "user");
+        puts_(b, user ? "<start_of_turn>user\n" : "<start_of_turn>model\n");
+        if (user && sys) {
+            put_trimmed(b, sys);
+            puts_(b, "\n\n");
+            sys = NULL;
+        }
+        put_trimmed(b, m[i].content);
+        puts_(b, "<end_of_turn>\n");
+    }
+    if (gen)
+        puts_(b, "<start_of_turn>model\n");
+}
+
+slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
+                           bool gen, char **out)
+{
+    *out = NULL;
+    for (int i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content ||
+            (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")))
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "chat: message %d has role '%s' (expected system, user or "
+                             "assistant)",
+                             i, r ? r : "(null)");
+    }
+    sbuf b = {0};
+    slm_chat_msg *all = NULL;
+    if (t->default_system && (n == 0 || strcmp(msgs[0].role, "system"))) {
+        all = malloc(((size_t)n + 1) * sizeof *all);
+        if (!all)
+            return slm_error(SLM_STATUS_OUT_OF_MEMORY, "chat: out of memory");
+        all[0] = (slm_chat_msg){"system", t->default_system};
+        memcpy(all + 1, msgs, (size_t)n * sizeof *all);
+        msgs = all;
+        n++;
+    }
+    switch (t->format) {
+    case SLM_CHAT_LLAMA3: render_llama3(&b, msgs, n, gen); break;
+    case SLM_CHAT_LLAMA2: render_llama2(&b, msgs, n); break;
+    case SLM_CHAT_PHI3: render_phi3(&b, msgs, n, gen); break;
+    case SLM_CHAT_GEMMA: render_gemma(&b, msgs, n, gen); break;
+    default: render_chatml(&b, msgs, n, gen); break;
+    }
+    free(all);
+    puts_(&b, "");
+    if (b.oom) {
+        free(b.s);
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "chat: out of memory");
+    }
+    *out = b.s;
+    return SLM_OK;
+}
