@@ -51,10 +51,18 @@ struct slm_backend {
     const slm_backend_ops *ops;
 };
 
+#define SLM_DEVICE_ANY (-1)
+#define SLM_DEVICE_GPU_ONLY (-2)
+
 typedef struct slm_backend_params {
     size_t size;       /* sizeof(slm_backend_params) */
     int n_threads;     /* CPU: worker threads (0 = one per online core) */
-    int device_index;  /* GPU backends: which device (-1 = choose) */
+    /* GPU backends: which device. SLM_DEVICE_ANY chooses (discrete, then
+     * integrated, then CPU implementations such as lavapipe);
+     * SLM_DEVICE_GPU_ONLY chooses but fails when only a CPU implementation is
+     * there (the "auto" backend choice uses it, so a machine without a GPU gets
+     * the CPU backend rather than Vulkan emulated on the CPU). */
+    int device_index;
 } slm_backend_params;
 
 /* Ops that supports() is asked about, one per op slot below. */
@@ -161,19 +169,30 @@ struct slm_backend_ops {
      * as y, may equal y). Activations may be quantized to 8-bit blocks. */
     void (*matmul)(slm_backend *be, const slm_weight *w, slm_ref x, int rows, slm_ref add,
                    slm_ref y);
-    /* In place on x(n, n_heads·head_dim), positions from the step. */
-    void (*rope)(slm_backend *be, slm_ref x, int n_heads, int head_dim,
+    /* Row strides: q, k and v are often column ranges of one fused QKV
+     * matmul output, so the ops below take the distance between consecutive
+     * token rows (`stride`, in floats) instead of assuming dense rows. */
+
+    /* In place on x: n rows of n_heads·head_dim floats, `stride` floats
+     * apart; positions from the step. */
+    void (*rope)(slm_backend *be, slm_ref x, int stride, int n_heads, int head_dim,
                  const slm_rope_params *p);
-    /* Writes k, v (n, n_kv_heads·head_dim) of `layer` into the step's kv_slot. */
-    void (*kv_store)(slm_backend *be, slm_kv *kv, int layer, slm_ref k, slm_ref v);
-    /* out(n, n_heads·head_dim) = softmax(scale · q·Kᵀ) · V for each token over
-     * positions 0..its own position of its sequence (causal), K/V read from the
-     * pool through the sequence's block table; query head h uses KV head
-     * h / (n_heads / n_kv_heads). One fused pass (online softmax). */
-    void (*attention)(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int n_heads,
-                      float scale, slm_ref out);
-    /* y(rows, ff) = silu(gu[:, :ff]) ⊙ gu[:, ff:2ff]; gu is (rows, 2·ff). */
-    void (*swiglu)(slm_backend *be, slm_ref gu, int rows, int ff, slm_ref y);
+    /* Writes k and v (n rows of n_kv_heads·head_dim floats, k_stride and
+     * v_stride floats apart) of `layer` into the step's kv_slot. */
+    void (*kv_store)(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
+                     int v_stride);
+    /* out(n, n_heads·head_dim), dense = softmax(scale · q·Kᵀ) · V for each
+     * token over positions 0..its own position of its sequence (causal), K/V
+     * read from the pool through the sequence's block table; query head h uses
+     * KV head h / (n_heads / n_kv_heads). q rows are q_stride floats apart.
+     * One fused pass (online softmax). */
+    void (*attention)(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
+                      int n_heads, float scale, slm_ref out);
+    /* y(rows, ff), dense = silu(g) ⊙ u, where g and u are rows of ff floats,
+     * `stride` floats apart (g = gu, u = gu + ff, stride = 2·ff for a fused
+     * gate|up output). */
+    void (*swiglu)(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                   slm_ref y);
     /* y[i] = a[i] + b[i], i < count (y may alias a or b). */
     void (*add)(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
     /* x[i] *= s, i < count. */
