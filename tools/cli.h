@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 
+#include "model.h"
+
 /* Relative to the working directory, as scripts/fetch-model puts it. */
 #define SLM_DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -17,6 +19,34 @@ typedef struct slm_cli_command {
 } slm_cli_command;
 
 int slm_cmd_info(int argc, char **argv);
+int slm_cmd_run(int argc, char **argv);
+int slm_cmd_chat(int argc, char **argv);
+int slm_cmd_bench(int argc, char **argv);
+int slm_cmd_synth(int argc, char **argv);
+
+/* Options every model-running subcommand takes (see slm_cli_common_help). */
+typedef struct slm_cli_common {
+    const char *model;
+    const char *backend; /* NULL: $SLM_BACKEND or auto */
+    int threads;         /* 0: one per core */
+    bool verbose;
+} slm_cli_common;
+
+extern const char *slm_cli_common_help;
+void slm_cli_common_init(slm_cli_common *o);
+/* If argv[*i] is a common option, consumes it (and its value) and returns 1;
+ * returns 0 when it is not one, -1 on a bad value (message printed). */
+int slm_cli_common_opt(const char *cmd, slm_cli_common *o, int argc, char **argv, int *i);
+
+typedef struct slm_cli_model {
+    slm_backend *be;
+    slm_model *m;
+} slm_cli_model;
+
+/* Opens the backend and loads the model (progress on a terminal). Returns 0,
+ * or 1 after printing one clear error line. */
+int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out);
+void slm_cli_unload(slm_cli_model *cm);
 
 /* Prints "slm <cmd>: <message>" on stderr; returns 1 (the exit status). */
 int slm_cli_fail(const char *cmd, const char *fmt, ...);

@@ -10,7 +10,9 @@
 #include "slm.h"
 
 static const slm_cli_command commands[] = {
+    {"bench", "measure prompt processing and decode speed (llama-bench style)", slm_cmd_bench},
     {"info", "print a model's metadata and tensor table", slm_cmd_info},
+    {"synth", "write a random-weight GGUF with a real model's shapes", slm_cmd_synth},
 };
 
 static void usage(FILE *f)
