@@ -37,7 +37,9 @@ typedef enum slm_status {
     SLM_STATUS_OUT_OF_MEMORY = 5,    /* host or device memory exhausted */
     SLM_STATUS_DEVICE = 6,           /* a device error (lost device, failed launch) */
     SLM_STATUS_NOT_FOUND = 7,        /* a key, tensor or device that is not there */
-    SLM_STATUS_INTERNAL = 8          /* a broken invariant inside slm (a bug) */
+    SLM_STATUS_INTERNAL = 8,         /* a broken invariant inside slm (a bug) */
+    SLM_STATUS_QUEUE_FULL = 9,       /* the engine's waiting queue is full: retry later */
+    SLM_STATUS_CANCELLED = 10        /* the operation was cancelled */
 } slm_status;
 
 /* The version string of the library actually linked (may differ from

@@ -36,6 +36,8 @@ const char *slm_status_name(slm_status st)
     case SLM_STATUS_DEVICE: return "device error";
     case SLM_STATUS_NOT_FOUND: return "not found";
     case SLM_STATUS_INTERNAL: return "internal error";
+    case SLM_STATUS_QUEUE_FULL: return "queue full";
+    case SLM_STATUS_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }
