@@ -1,0 +1,188 @@
+/*
+ * matmul.c — y(rows, out) = x(rows, in) · W(out, in)ᵀ (+ add) on the CPU
+ * (cpu_matmul.h), driving the kernels of cpu_dot.h.
+ *
+ * Two pool jobs per call:
+ *   1. quantize each activation row into scratch (Q8_0 or Q8_K blocks; F32,
+ *      F16 and BF16 weights skip this and read x directly);
+ *   2. split the output rows of W into one contiguous range per thread; each
+ *      thread walks its range in tiles of W_TILE weight rows, and for each
+ *      tile runs the activation rows in groups of SLM_DOT_MAX_ROWS, so a tile
+ *      of weights is read from memory once and then served from cache.
+ * Every y element is produced by exactly one kernel call whose summation
+ * order depends only on `in`, so results do not change with the thread count
+ * or the number of rows (batch invariance).
+ *
+ * Not responsible for: validating shapes from files (the backend binding does
+ * that; here a violated precondition is a bug and trips SLM_ASSERT).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu_dot.h"
+#include "cpu_matmul.h"
+#include "status.h"
+
+/* Weight rows per tile: a 4096-wide Q4_0 row is 2.3 KB, so 16 rows stay in
+ * L1/L2 while every activation group passes over them. */
+#define W_TILE 16
+#define SCRATCH_ALIGN 64
+
+bool slm_cpu_matmul_supported(slm_type type) { return slm_type_supported((int)type); }
+
+/* Bytes of one quantized activation row, padded so every row starts 64-byte
+ * aligned (0 for float weights, which read x directly). */
+static size_t act_row_bytes(slm_type type, int64_t in)
+{
+    size_t b;
+    switch (slm_act_kind_of(type)) {
+    case SLM_ACT_Q8_0: b = (size_t)(in / SLM_QK) * sizeof(slm_act_q8_0); break;
+    case SLM_ACT_Q8_K: b = (size_t)(in / SLM_QK_K) * sizeof(slm_block_q8_k); break;
+    default: return 0;
+    }
+    return (b + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+}
+
+size_t slm_cpu_matmul_scratch_bytes(slm_type type, int64_t in, int64_t rows)
+{
+    if (in <= 0 || rows <= 0 || !slm_cpu_matmul_supported(type))
+        return 0;
+    return act_row_bytes(type, in) * (size_t)rows;
+}
+
+static const slm_dot_kernels *level_table(slm_simd simd)
+{
+    switch (simd) {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+    case SLM_SIMD_AVX2: return &slm_dot_avx2;
+    case SLM_SIMD_AVX512: return &slm_dot_avx512;
+#endif
+#if defined(__aarch64__)
+    case SLM_SIMD_NEON: return &slm_dot_neon;
+#endif
+    default: return &slm_dot_scalar;
+    }
+}
+
+slm_dot_kernels slm_dot_resolve(slm_simd level)
+{
+    slm_dot_kernels k = *level_table(level);
+    for (int t = 0; t < SLM_TYPE_COUNT; t++)
+        if (!k.dot[t])
+            k.dot[t] = slm_dot_scalar.dot[t];
+    if (!k.quant_q8_0)
+        k.quant_q8_0 = slm_dot_scalar.quant_q8_0;
+    if (!k.quant_q8_k)
+        k.quant_q8_k = slm_dot_scalar.quant_q8_k;
+    return k;
+}
+
+typedef struct job {
+    slm_act_kind act;
+    slm_dot_fn dot;
+    slm_quant_q8_0_fn quant_q8_0;
+    slm_quant_q8_k_fn quant_q8_k;
+    const uint8_t *w; /* (out, in) in `type` */
+    size_t w_row_bytes;
+    int64_t out, in, rows;
+    const float *x;   /* (rows, in) */
+    const float *add; /* (rows, out) or NULL */
+    float *y;         /* (rows, out) */
+    uint8_t *act_buf; /* (rows, act_stride bytes) quantized x */
+    size_t act_stride;
+} job;
+
+/* Pool job 1: thread ith quantizes rows ith, ith + nth, ... */
+static void quantize_rows(void *ctx, int ith, int nth)
+{
+    const job *j = ctx;
+    for (int64_t r = ith; r < j->rows; r += nth) {
+        const float *xr = j->x + r * j->in;
+        uint8_t *dst = j->act_buf + (size_t)r * j->act_stride;
+        if (j->act == SLM_ACT_Q8_K)
+            j->quant_q8_k(xr, (slm_block_q8_k *)dst, j->in);
+        else
+            j->quant_q8_0(xr, (slm_act_q8_0 *)dst, j->in);
+    }
+}
+
+/* y[r][o] for rows r0..r0+nr-1 and weight rows o0..o1-1. */
+static void tile(const job *j, int64_t o0, int64_t o1, int64_t r0, int nr)
+{
+    const void *xa;
+    size_t xs;
+    if (j->act == SLM_ACT_F32) {
+        xa = j->x + r0 * j->in;
+        xs = (size_t)j->in * sizeof(float);
+    } else {
+        xa = j->act_buf + (size_t)r0 * j->act_stride;
+        xs = j->act_stride;
+    }
+    for (int64_t o = o0; o < o1; o++) {
+        float v[SLM_DOT_MAX_ROWS];
+        j->dot(j->in, j->w + (size_t)o * j->w_row_bytes, xa, xs, nr, v);
+        for (int r = 0; r < nr; r++) {
+            size_t at = (size_t)(r0 + r) * (size_t)j->out + (size_t)o;
+            /* NOTE: add may alias y; each element is read before it is written. */
+            j->y[at] = j->add ? v[r] + j->add[at] : v[r];
+        }
+    }
+}
+
+/* Pool job 2: thread ith owns weight rows [out·ith/nth, out·(ith+1)/nth). */
+static void multiply(void *ctx, int ith, int nth)
+{
+    const job *j = ctx;
+    int64_t lo = j->out * ith / nth, hi = j->out * (ith + 1) / nth;
+    for (int64_t o0 = lo; o0 < hi; o0 += W_TILE) {
+        int64_t o1 = o0 + W_TILE < hi ? o0 + W_TILE : hi;
+        for (int64_t r0 = 0; r0 < j->rows; r0 += SLM_DOT_MAX_ROWS) {
+            int64_t left = j->rows - r0;
+            tile(j, o0, o1, r0, left < SLM_DOT_MAX_ROWS ? (int)left : SLM_DOT_MAX_ROWS);
+        }
+    }
+}
+
+void slm_cpu_matmul(slm_pool *pool, slm_simd simd, slm_type type, const void *w, int64_t out,
+                    int64_t in, const float *x, int64_t rows, const float *add, float *y,
+                    void *scratch)
+{
+    /* NOTE: a host's abort hook may return, so a broken precondition also
+     * returns here instead of running on. */
+    const slm_type_info *ti = slm_type_get((int)type);
+    if (!slm_cpu_matmul_supported(type) || ti == NULL || (unsigned)simd >= SLM_SIMD_COUNT) {
+        slm_assert_fail(__FILE__, __LINE__, "matmul: unsupported weight type or SIMD level");
+        return;
+    }
+    if (out < 0 || rows < 0 || in <= 0 || in % ti->block_elems != 0) {
+        slm_assert_fail(__FILE__, __LINE__, "matmul: in must be a positive multiple of the block");
+        return;
+    }
+    if (out == 0 || rows == 0)
+        return;
+    const slm_dot_kernels *k = level_table(simd);
+    job j = {
+        .act = slm_act_kind_of(type),
+        .dot = k->dot[type] ? k->dot[type] : slm_dot_scalar.dot[type],
+        .quant_q8_0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0,
+        .quant_q8_k = k->quant_q8_k ? k->quant_q8_k : slm_dot_scalar.quant_q8_k,
+        .w = w,
+        .w_row_bytes = slm_type_row_bytes((int)type, in),
+        .out = out,
+        .in = in,
+        .rows = rows,
+        .x = x,
+        .add = add,
+        .y = y,
+        .act_buf = scratch,
+        .act_stride = act_row_bytes(type, in),
+    };
+    if (j.act != SLM_ACT_F32) {
+        if (scratch == NULL || (uintptr_t)scratch % SCRATCH_ALIGN != 0) {
+            slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
+            return;
+        }
+        slm_pool_run(rows > 1 ? pool : NULL, quantize_rows, &j);
+    }
+    slm_pool_run(pool, multiply, &j);
+}
