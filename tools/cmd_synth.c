@@ -164,8 +164,8 @@ static slm_status fill(void *user, int64_t i, const char *name, int type, const 
             f[j] = 1.0f + 0.1f * gauss(&st);
         return SLM_OK;
     }
-    uint8_t *pool;
-    size_t rb;
+    uint8_t *pool = NULL;
+    size_t rb = 0;
     slm_status s = get_pool(sy, type, ne[0], &pool, &rb);
     if (s)
         return s;

@@ -1,0 +1,390 @@
+/*
+ * backend_vulkan.c — the Vulkan backend's ops table (runtime/backend.h):
+ * open/close, capabilities, buffers, weights (uploaded as raw GGUF rows;
+ * the shaders read their 2-byte-aligned fields by byte address, so no
+ * repacking), the paged KV pool, and steps. A step copies its per-token
+ * arrays into the host-visible step buffer at begin_step, records one
+ * command buffer (vk_ops.c), and end_step submits it once and waits on a
+ * fence. Device, memory and pipelines live in vk_device.c and vk_pipelines.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_vulkan.h"
+#include "vk_internal.h"
+
+static void vk_close(slm_backend *b)
+{
+    if (!b)
+        return;
+    slm_vk_backend *be = slm_vk_be(b);
+    if (be->dev)
+        vkDeviceWaitIdle(be->dev);
+    slm_vk_pipelines_destroy(be);
+    slm_vk_device_close(be);
+    free(be);
+}
+
+static const slm_backend_ops vk_ops;
+
+static slm_status vk_open(const slm_backend_params *params, slm_backend **out)
+{
+    if (!out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: open: out is NULL");
+    *out = NULL;
+    int device = params ? params->device_index : SLM_DEVICE_ANY;
+    slm_vk_backend *be = calloc(1, sizeof *be);
+    if (!be)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
+    be->base.ops = &vk_ops;
+    be->rope_last_n = 0;
+    /* Below this many rows the matrix-vector kernel beats the tiled one;
+     * SLM_VK_MATVEC_ROWS overrides it (tests use it to reach both paths). */
+    be->matvec_max_rows = 4;
+    const char *mv = getenv("SLM_VK_MATVEC_ROWS");
+    if (mv && *mv)
+        be->matvec_max_rows = atoi(mv);
+    /* Contexts from this length split across workgroups in decode steps;
+     * SLM_VK_SPLIT_MIN overrides it (tests use it on short contexts). */
+    be->split_min_len = 512;
+    const char *sm = getenv("SLM_VK_SPLIT_MIN");
+    if (sm && *sm)
+        be->split_min_len = atoi(sm);
+    slm_status st = slm_vk_device_open(be, device);
+    if (!st)
+        st = slm_vk_pipelines_create(be);
+    if (st) {
+        vk_close(&be->base);
+        return st;
+    }
+    *out = &be->base;
+    return SLM_OK;
+}
+
+static const char *vk_describe(slm_backend *b) { return slm_vk_be(b)->desc; }
+
+static bool vk_supports(slm_backend *b, slm_op op, slm_type type)
+{
+    (void)b;
+    switch (op) {
+    case SLM_OP_EMBED:
+    case SLM_OP_MATMUL:
+        return slm_vk_wtype_index(type) >= 0;
+    case SLM_OP_RMSNORM:
+    case SLM_OP_ROPE:
+    case SLM_OP_KV_STORE:
+    case SLM_OP_ATTENTION:
+    case SLM_OP_SWIGLU:
+    case SLM_OP_ADD:
+    case SLM_OP_SCALE:
+    case SLM_OP_GET_ROWS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Buffers cannot come or go inside a step: a new or released memory block
+ * rewrites the descriptor set the recorded commands use. */
+static slm_status vk_buf_alloc(slm_backend *b, size_t bytes, slm_buf **out)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: buf_alloc: out is NULL");
+    *out = NULL;
+    if (be->in_step)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: buf_alloc inside a step");
+    return slm_vk_buf_alloc(be, bytes, out);
+}
+
+static void vk_buf_free(slm_backend *b, slm_buf *buf)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!buf)
+        return;
+    if (be->in_step) {
+        /* NOTE: kept until close (blocks are freed there) rather than freed
+         * under commands that may use it. */
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "buf_free inside a step");
+        return;
+    }
+    slm_vk_buf_free(be, buf);
+}
+
+static slm_status vk_upload(slm_backend *b, slm_ref dst, const void *src, size_t bytes)
+{
+    return slm_vk_copy(slm_vk_be(b), dst, (void *)src, bytes, true);
+}
+
+static slm_status vk_download(slm_backend *b, void *dst, slm_ref src, size_t bytes)
+{
+    return slm_vk_copy(slm_vk_be(b), src, dst, bytes, false);
+}
+
+static slm_status vk_load_weight(slm_backend *b, slm_type type, int64_t rows, int64_t cols,
+                                 const void *data, slm_weight **out)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: load_weight: out is NULL");
+    *out = NULL;
+    if (slm_vk_wtype_index(type) < 0)
+        return slm_error(SLM_STATUS_UNSUPPORTED, "vulkan: weight type %s is not supported",
+                         slm_type_name(type));
+    const slm_type_info *ti = slm_type_get(type);
+    if (rows < 1 || cols < 1 || cols % ti->block_elems != 0 || !data)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "vulkan: load_weight: %lld × %lld of %s%s", (long long)rows,
+                         (long long)cols, slm_type_name(type), data ? "" : " without data");
+    size_t row_bytes = slm_type_row_bytes(type, cols);
+    if (row_bytes == 0 || (uint64_t)rows > (uint64_t)be->max_buffer / row_bytes)
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "vulkan: a %lld × %lld %s weight exceeds the largest buffer the device "
+                         "can bind (%llu bytes)",
+                         (long long)rows, (long long)cols, slm_type_name(type),
+                         (unsigned long long)be->max_buffer);
+    size_t bytes = row_bytes * (size_t)rows;
+    slm_weight *w = calloc(1, sizeof *w);
+    if (!w)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
+    /* Rounded up to 4 bytes: shaders read the last 16-bit field as a uint. */
+    slm_status st = vk_buf_alloc(b, (bytes + 3) & ~(size_t)3, &w->buf);
+    if (!st)
+        st = vk_upload(b, (slm_ref){w->buf, 0}, data, bytes);
+    if (st) {
+        vk_buf_free(b, w->buf);
+        free(w);
+        return st;
+    }
+    *w = (slm_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = row_bytes,
+                      .buf = w->buf};
+    *out = w;
+    return SLM_OK;
+}
+
+static void vk_weight_free(slm_backend *b, slm_weight *w)
+{
+    if (!w)
+        return;
+    vk_buf_free(b, w->buf);
+    free(w);
+}
+
+static void vk_kv_free(slm_backend *b, slm_kv *kv)
+{
+    if (!kv)
+        return;
+    if (kv->layers)
+        for (int l = 0; l < kv->desc.n_layers; l++)
+            vk_buf_free(b, kv->layers[l]);
+    vk_buf_free(b, kv->ws);
+    free(kv->layers);
+    free(kv);
+}
+
+static slm_status vk_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **out)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!out || !d)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: kv_create: NULL argument");
+    *out = NULL;
+    if (d->type != SLM_TYPE_F32 && d->type != SLM_TYPE_F16)
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "vulkan: KV cache type %s is not supported (F16 or F32)",
+                         slm_type_name(d->type));
+    if (d->n_layers < 1 || d->n_blocks < 1 || d->block_size < 1 || d->n_kv_heads < 1 ||
+        d->head_dim < 2 || d->head_dim % 2 || d->head_dim > 256)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "vulkan: kv_create: %d layers, %d blocks of %d, %d KV heads of %d "
+                         "(head_dim must be even and at most 256)",
+                         d->n_layers, d->n_blocks, d->block_size, d->n_kv_heads, d->head_dim);
+    int64_t n_slots = (int64_t)d->n_blocks * d->block_size;
+    uint64_t width = (uint64_t)d->n_kv_heads * (uint64_t)d->head_dim;
+    uint64_t esize = d->type == SLM_TYPE_F16 ? 2 : 4;
+    uint64_t layer_bytes = 2 * (uint64_t)n_slots * width * esize;
+    if (n_slots > INT32_MAX || layer_bytes / 2 / esize / width != (uint64_t)n_slots ||
+        layer_bytes > be->max_buffer)
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "vulkan: one layer's KV cache (%d blocks of %d tokens) exceeds the largest "
+                         "buffer the device can bind (%llu bytes)",
+                         d->n_blocks, d->block_size, (unsigned long long)be->max_buffer);
+    slm_kv *kv = calloc(1, sizeof *kv);
+    if (!kv || !(kv->layers = calloc((size_t)d->n_layers, sizeof *kv->layers))) {
+        free(kv);
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
+    }
+    kv->desc = *d;
+    kv->n_slots = n_slots;
+    kv->width = (uint32_t)width;
+    size_t ws_floats = (size_t)VK_SPLIT_TOKENS * (size_t)(VK_SPLIT_GQA * d->n_kv_heads) *
+                       VK_SPLIT_MAX * (size_t)(d->head_dim + 2);
+    slm_status wst = vk_buf_alloc(b, ws_floats * sizeof(float), &kv->ws);
+    if (wst) {
+        vk_kv_free(b, kv);
+        return wst;
+    }
+    for (int l = 0; l < d->n_layers; l++) {
+        slm_status st = vk_buf_alloc(b, (size_t)layer_bytes, &kv->layers[l]);
+        if (st) {
+            vk_kv_free(b, kv);
+            return st;
+        }
+    }
+    *out = kv;
+    return SLM_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* steps                                                                     */
+
+/* Copies one step array (or -1s when absent) to slot `at` of the host image. */
+static void put(int32_t *img, size_t at, const int32_t *src, int n)
+{
+    for (int i = 0; i < n; i++)
+        img[at + (size_t)i] = src ? src[i] : -1;
+}
+
+static slm_status step_check(const slm_step *s, int *n_bt)
+{
+    if (s->n_tokens < 0 || s->n_seqs < 0 || s->n_logit_rows < 0)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step: negative counts");
+    *n_bt = 0;
+    for (int q = 0; q < s->n_seqs; q++) {
+        if (!s->block_table_start || !s->block_table_len || !s->block_tables)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: begin_step: %d sequences without block tables", s->n_seqs);
+        int32_t a = s->block_table_start[q], l = s->block_table_len[q];
+        if (a < 0 || l < 0 || a > INT32_MAX - l)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: begin_step: sequence %d's block table at %d, length %d", q, a,
+                             l);
+        if (a + l > *n_bt)
+            *n_bt = a + l;
+    }
+    for (int t = 0; t < s->n_tokens; t++) {
+        if (s->seq_of_token && (s->seq_of_token[t] < 0 || s->seq_of_token[t] >= s->n_seqs))
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: begin_step: token %d in sequence %d of %d", t,
+                             s->seq_of_token[t], s->n_seqs);
+        if (s->positions && s->positions[t] < 0)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: begin_step: token %d at position %d", t, s->positions[t]);
+    }
+    for (int r = 0; r < s->n_logit_rows; r++) {
+        if (!s->logit_rows || s->logit_rows[r] < 0 || s->logit_rows[r] >= s->n_tokens)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: begin_step: logit row %d is not a token of the step", r);
+    }
+    return SLM_OK;
+}
+
+static slm_status vk_begin_step(slm_backend *b, const slm_step *s)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    int n_bt;
+    if (be->lost)
+        return slm_error(SLM_STATUS_DEVICE, "vulkan: the device was lost");
+    if (be->in_step)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step inside a step");
+    if (!s)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step: no step");
+    slm_status st = step_check(s, &n_bt);
+    if (st)
+        return st;
+    size_t n = (size_t)s->n_tokens, ns = (size_t)s->n_seqs;
+    size_t at[VK_ST_HEADER] = {0};
+    at[VK_ST_TOKENS] = VK_ST_HEADER;
+    at[VK_ST_POS] = at[VK_ST_TOKENS] + n;
+    at[VK_ST_SEQ] = at[VK_ST_POS] + n;
+    at[VK_ST_SLOT] = at[VK_ST_SEQ] + n;
+    at[VK_ST_BT_START] = at[VK_ST_SLOT] + n;
+    at[VK_ST_BT_LEN] = at[VK_ST_BT_START] + ns;
+    at[VK_ST_BT] = at[VK_ST_BT_LEN] + ns;
+    at[VK_ST_LOGIT] = at[VK_ST_BT] + (size_t)n_bt;
+    at[VK_ST_ARENA] = at[VK_ST_LOGIT] + (size_t)s->n_logit_rows;
+    size_t ints = at[VK_ST_ARENA];
+    if (ints > INT32_MAX - VK_ARENA_FLOATS)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step: step too large");
+    if ((st = slm_vk_step_reserve(be, ints + VK_ARENA_FLOATS)))
+        return st;
+    int32_t *img = be->step_host;
+    for (int i = 0; i < VK_ST_HEADER; i++)
+        img[i] = (int32_t)at[i];
+    img[VK_ST_N_TOKENS] = s->n_tokens;
+    img[VK_ST_N_LOGIT] = s->n_logit_rows;
+    img[VK_ST_N_SEQS] = s->n_seqs;
+    img[VK_ST_N_BT] = n_bt;
+    put(img, at[VK_ST_TOKENS], s->token_ids, s->n_tokens);
+    put(img, at[VK_ST_POS], s->positions, s->n_tokens);
+    put(img, at[VK_ST_SEQ], s->seq_of_token, s->n_tokens);
+    put(img, at[VK_ST_SLOT], s->kv_slot, s->n_tokens);
+    put(img, at[VK_ST_BT_START], s->block_table_start, s->n_seqs);
+    put(img, at[VK_ST_BT_LEN], s->block_table_len, s->n_seqs);
+    put(img, at[VK_ST_BT], s->block_tables, n_bt);
+    put(img, at[VK_ST_LOGIT], s->logit_rows, s->n_logit_rows);
+    memcpy(be->step_map, img, ints * sizeof(int32_t));
+
+    if ((st = slm_vk_check(be, vkResetCommandBuffer(be->cmd, 0), "vkResetCommandBuffer")))
+        return st;
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    if ((st = slm_vk_check(be, vkBeginCommandBuffer(be->cmd, &bi), "vkBeginCommandBuffer")))
+        return st;
+    vkCmdBindDescriptorSets(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->layout, 0, 1, &be->dset,
+                            0, NULL);
+    be->in_step = true;
+    be->err = SLM_OK;
+    be->err_msg[0] = '\0';
+    be->n_tokens = s->n_tokens;
+    be->n_seqs = s->n_seqs;
+    be->n_logit = s->n_logit_rows;
+    be->n_bt = n_bt;
+    be->arena_used = 0;
+    be->rope_last_off = 0;
+    be->rope_last_n = 0;
+    return SLM_OK;
+}
+
+static slm_status vk_end_step(slm_backend *b)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!be->in_step)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: end_step without begin_step");
+    be->in_step = false;
+    slm_status st = slm_vk_check(be, vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+    if (be->err)
+        return slm_error(be->err, "vulkan: %s", be->err_msg);
+    return st ? st : slm_vk_submit_wait(be, be->cmd);
+}
+
+static const slm_backend_ops vk_ops = {
+    .api_version = SLM_BACKEND_API_VERSION,
+    .name = "vulkan",
+    .open = vk_open,
+    .close = vk_close,
+    .describe = vk_describe,
+    .supports = vk_supports,
+    .buf_alloc = vk_buf_alloc,
+    .buf_free = vk_buf_free,
+    .upload = vk_upload,
+    .download = vk_download,
+    .load_weight = vk_load_weight,
+    .weight_free = vk_weight_free,
+    .kv_create = vk_kv_create,
+    .kv_free = vk_kv_free,
+    .begin_step = vk_begin_step,
+    .end_step = vk_end_step,
+    .embed = slm_vk_embed,
+    .rmsnorm = slm_vk_rmsnorm,
+    .matmul = slm_vk_matmul,
+    .rope = slm_vk_rope,
+    .kv_store = slm_vk_kv_store,
+    .attention = slm_vk_attention,
+    .swiglu = slm_vk_swiglu,
+    .add = slm_vk_add,
+    .scale = slm_vk_scale,
+    .get_rows = slm_vk_get_rows,
+};
+
+const slm_backend_ops *slm_backend_vulkan(void) { return &vk_ops; }

@@ -1,0 +1,18 @@
+#version 450
+// embed.comp — y(t, c) = row token_ids[t] of the embedding table, dequantized.
+// One thread per element; x: columns, y: tokens.
+#include "common.glsl"
+#include "deq.glsl"
+
+layout(local_size_x = 64) in;
+
+layout(push_constant) uniform PC { uint w_b, w_o, row_bytes, cols, y_b, y_o; } pc;
+
+void main()
+{
+    uint c = gl_GlobalInvocationID.x, t = gl_GlobalInvocationID.y;
+    if (c >= pc.cols)
+        return;
+    uint tok = uint(step_at(ST_TOKENS, int(t)));
+    bf[pc.y_b].f[pc.y_o + t * pc.cols + c] = deq_at(pc.w_b, pc.w_o + tok * pc.row_bytes, c);
+}

@@ -1,0 +1,189 @@
+/*
+ * vk_internal.h — the Vulkan backend's private types, shared by its files:
+ *   vk_device.c    instance, device choice, memory blocks, sub-allocation,
+ *                  staging copies, the step buffer, the descriptor set;
+ *   vk_pipelines.c shader modules, pipelines and the on-disk pipeline cache;
+ *   vk_ops.c       recording each op (validation, push constants, dispatch);
+ *   backend_vulkan.c the ops table: open/close, weights, KV pool, steps.
+ *
+ * Memory model: device memory comes in at most VK_MAX_BLOCKS blocks, each
+ * one VkBuffer bound whole at slot `i` of descriptor binding 0 (an array of
+ * storage buffers); unused slots hold a small dummy buffer so the array is
+ * always fully valid. A slm_buf is a range of one block; shaders address it
+ * by (block index, element offset), both push constants. Binding 1 is the
+ * host-visible step buffer (header + per-token arrays + a float arena).
+ * One descriptor set and one pipeline layout serve every pipeline.
+ *
+ * Errors inside a step are recorded (first one wins) and returned by
+ * end_step; the step's commands are then discarded, never submitted.
+ */
+#ifndef SLM_VK_INTERNAL_H
+#define SLM_VK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "backend.h"
+#include "status.h"
+
+#define VK_MAX_BLOCKS 24          /* = MAX_BLOCKS in shaders/common.glsl */
+#define VK_BLOCK_MAX_BYTES (256u << 20)
+#define VK_ALLOC_ALIGN 64
+#define VK_STAGE_BYTES (8u << 20)
+#define VK_ARENA_FLOATS 16384     /* step arena: rope frequency tables */
+#define VK_PUSH_MAX 32            /* uint32 push-constant words (128 bytes) */
+
+/* Step header slots (= ST_* in shaders/common.glsl). */
+enum {
+    VK_ST_N_TOKENS, VK_ST_TOKENS, VK_ST_POS, VK_ST_SEQ, VK_ST_SLOT, VK_ST_BT_START,
+    VK_ST_BT_LEN, VK_ST_BT, VK_ST_LOGIT, VK_ST_N_LOGIT, VK_ST_N_SEQS, VK_ST_N_BT,
+    VK_ST_ARENA, VK_ST_HEADER = 16
+};
+
+/* The weight types every weight pipeline family is built for, in order. */
+#define VK_N_WTYPES 15
+extern const slm_type slm_vk_wtypes[VK_N_WTYPES];
+int slm_vk_wtype_index(slm_type t); /* -1 when not one of them */
+
+enum { VK_FAM_EMBED, VK_FAM_MATVEC, VK_FAM_MATMUL, VK_N_FAMS };
+
+/* Pipelines that take no weight type. */
+enum {
+    VK_P_RMSNORM, VK_P_ROPE, VK_P_KV_STORE_F32, VK_P_KV_STORE_F16, VK_P_ATTN_F32,
+    VK_P_ATTN_F16, VK_P_ATTN_SPLIT_F32, VK_P_ATTN_SPLIT_F16, VK_P_ATTN_MERGE, VK_P_SWIGLU,
+    VK_P_ADD, VK_P_SCALE, VK_P_GET_ROWS, VK_N_MISC
+};
+
+/* Split-K decode attention: steps of at most VK_SPLIT_TOKENS tokens whose
+ * longest context reaches split_min_len positions are split into at most
+ * VK_SPLIT_MAX chunks of positions (multiples of 64), each chunk one
+ * workgroup, merged by a second kernel. The partials live in a workspace
+ * allocated with the KV pool, sized for query heads up to
+ * VK_SPLIT_GQA · n_kv_heads (beyond that the single-pass kernel runs). */
+#define VK_SPLIT_TOKENS 8
+#define VK_SPLIT_MAX 32
+#define VK_SPLIT_GQA 8
+
+typedef struct vk_range {
+    VkDeviceSize off, size;
+} vk_range;
+
+typedef struct vk_block {
+    VkBuffer buf; /* VK_NULL_HANDLE: slot unused */
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    vk_range *free; /* sorted by offset, coalesced */
+    int n_free, cap_free;
+    int n_live; /* slm_bufs in it; the block is released at 0 */
+} vk_block;
+
+struct slm_buf {
+    int block;
+    VkDeviceSize off, size; /* the range taken from the block (aligned size) */
+    size_t bytes;           /* the size asked for: what ops and copies may touch */
+};
+
+struct slm_weight {
+    slm_type type;
+    int64_t rows, cols;
+    size_t row_bytes;
+    slm_buf *buf;
+};
+
+struct slm_kv {
+    slm_kv_desc desc;
+    int64_t n_slots;   /* n_blocks · block_size */
+    uint32_t width;    /* n_kv_heads · head_dim */
+    slm_buf **layers;  /* [n_layers]: K region then V region, n_slots·width each */
+    slm_buf *ws;       /* split-K partials: [VK_SPLIT_TOKENS][heads][VK_SPLIT_MAX][head_dim+2] */
+};
+
+typedef struct slm_vk_backend {
+    slm_backend base;
+    VkInstance inst;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t qfam;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties memprops;
+    char desc[640];
+    bool subgroup; /* subgroup arithmetic in compute shaders */
+
+    uint32_t mem_device, mem_host; /* memory type indices */
+    VkDeviceSize block_bytes;      /* size of a shared block */
+    VkDeviceSize max_buffer;       /* largest single bound range */
+    vk_block blocks[VK_MAX_BLOCKS];
+    VkBuffer dummy_buf;
+    VkDeviceMemory dummy_mem;
+
+    VkBuffer step_buf, stage_buf;
+    VkDeviceMemory step_mem, stage_mem;
+    void *step_map, *stage_map;
+    size_t step_cap; /* int32 slots */
+    int32_t *step_host; /* host copy of the step buffer's integer part */
+
+    VkDescriptorSetLayout dsl;
+    VkDescriptorPool dpool;
+    VkDescriptorSet dset;
+    VkPipelineLayout layout;
+    VkPipelineCache cache;
+    VkPipeline wpipe[VK_N_FAMS][VK_N_WTYPES];
+    VkPipeline misc[VK_N_MISC];
+
+    VkCommandPool cpool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+
+    /* the step being recorded */
+    bool in_step, lost;
+    int n_tokens, n_seqs, n_logit, n_bt;
+    size_t arena_used;     /* floats of the arena in use */
+    size_t rope_last_off;  /* arena offset of the last rope table, or SIZE_MAX */
+    int rope_last_n;
+    slm_status err;
+    char err_msg[256];
+    int matvec_max_rows; /* rows <= this use the matrix-vector pipelines */
+    int split_min_len;   /* contexts this long use split-K decode attention */
+} slm_vk_backend;
+
+static inline slm_vk_backend *slm_vk_be(slm_backend *b) { return (slm_vk_backend *)b; }
+
+/* --- vk_device.c --- */
+/* Maps a failed VkResult to a status with "vulkan: <what>: <result>". */
+slm_status slm_vk_check(slm_vk_backend *be, VkResult r, const char *what);
+slm_status slm_vk_device_open(slm_vk_backend *be, int device_index);
+void slm_vk_device_close(slm_vk_backend *be);
+slm_status slm_vk_buf_alloc(slm_vk_backend *be, size_t bytes, slm_buf **out);
+void slm_vk_buf_free(slm_vk_backend *be, slm_buf *buf);
+slm_status slm_vk_copy(slm_vk_backend *be, slm_ref dev, void *host, size_t bytes, bool to_device);
+/* Makes the step buffer hold at least `slots` int32 (outside steps only). */
+slm_status slm_vk_step_reserve(slm_vk_backend *be, size_t slots);
+/* Submits cmd (already ended) and waits on the fence. */
+slm_status slm_vk_submit_wait(slm_vk_backend *be, VkCommandBuffer cmd);
+
+/* --- vk_pipelines.c --- */
+slm_status slm_vk_pipelines_create(slm_vk_backend *be);
+void slm_vk_pipelines_destroy(slm_vk_backend *be);
+
+/* --- vk_ops.c: the op slots of the table --- */
+void slm_vk_fail(slm_vk_backend *be, slm_status st, const char *fmt, ...) SLM_PRINTF(3, 4);
+void slm_vk_embed(slm_backend *be, const slm_weight *table, slm_ref y);
+void slm_vk_rmsnorm(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *w, float eps,
+                    int rows, int d, slm_ref y);
+void slm_vk_matmul(slm_backend *be, const slm_weight *w, slm_ref x, int rows, slm_ref add,
+                   slm_ref y);
+void slm_vk_rope(slm_backend *be, slm_ref x, int stride, int n_heads, int head_dim,
+                 const slm_rope_params *p);
+void slm_vk_kv_store(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
+                     int v_stride);
+void slm_vk_attention(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
+                      int n_heads, float scale, slm_ref out);
+void slm_vk_swiglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                   slm_ref y);
+void slm_vk_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
+void slm_vk_scale(slm_backend *be, slm_ref x, float s, size_t count);
+void slm_vk_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
+
+#endif

@@ -1,0 +1,503 @@
+/*
+ * vk_ops.c — recording the ops of a step. Each op checks its arguments on
+ * the host (buffer ranges, shapes, the step's token ids, slots and block
+ * tables), then binds its pipeline, pushes its sizes and (block, offset)
+ * addresses, dispatches and records a compute→compute memory barrier so
+ * the next op sees its writes. A failed check records the step's first
+ * error (returned by end_step) and records nothing.
+ *
+ * Every activation address pushed to a shader is (block index, offset in
+ * floats); weights are (block index, offset in bytes). Blocks are at most
+ * 4 GiB (see size_limits in vk_device.c), so offsets fit 32 bits.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vk_internal.h"
+
+void slm_vk_fail(slm_vk_backend *be, slm_status st, const char *fmt, ...)
+{
+    if (be->err != SLM_OK)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->err_msg, sizeof be->err_msg, fmt, ap);
+    va_end(ap);
+    be->err = st;
+}
+
+static bool op_ok(slm_vk_backend *be, const char *op)
+{
+    if (!be->in_step) {
+        /* Outside a step there is no end_step to report to: record it now. */
+        slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: %s called outside begin_step/end_step", op);
+        return false;
+    }
+    return be->err == SLM_OK;
+}
+
+/* An activation range of `floats` floats at ref: fills block and offset (in
+ * floats). Fails the step when the buffer is missing, misaligned or short. */
+static bool act(slm_vk_backend *be, slm_ref ref, uint64_t floats, const char *op, const char *what,
+                uint32_t *blk, uint32_t *off)
+{
+    if (!ref.buf) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %s has no buffer", op, what);
+        return false;
+    }
+    if (ref.off % 4 != 0) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %s offset %zu is not a multiple of 4",
+                    op, what, ref.off);
+        return false;
+    }
+    if (floats > ref.buf->bytes / 4 || ref.off > ref.buf->bytes ||
+        floats * 4 > ref.buf->bytes - ref.off) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "%s: %s needs %llu floats at offset %zu of a %zu-byte buffer", op, what,
+                    (unsigned long long)floats, ref.off, ref.buf->bytes);
+        return false;
+    }
+    *blk = (uint32_t)ref.buf->block;
+    *off = (uint32_t)((ref.buf->off + ref.off) / 4);
+    return true;
+}
+
+/* Rows of `width` floats `stride` apart: the floats the last row ends at. */
+static uint64_t strided(int64_t rows, int64_t width, int64_t stride)
+{
+    return rows > 0 ? (uint64_t)(rows - 1) * (uint64_t)stride + (uint64_t)width : 0;
+}
+
+static bool weight_ok(slm_vk_backend *be, const slm_weight *w, const char *op, int *ti)
+{
+    if (!w || !w->buf) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: no weight", op);
+        return false;
+    }
+    *ti = slm_vk_wtype_index(w->type);
+    if (*ti < 0) {
+        slm_vk_fail(be, SLM_STATUS_UNSUPPORTED, "%s: weight type %s", op, slm_type_name(w->type));
+        return false;
+    }
+    return true;
+}
+
+static bool grid_ok(slm_vk_backend *be, const char *op, uint64_t gx, uint64_t gy, uint64_t gz)
+{
+    const uint32_t *mx = be->props.limits.maxComputeWorkGroupCount;
+    if (gx > mx[0] || gy > mx[1] || gz > mx[2]) {
+        slm_vk_fail(be, SLM_STATUS_UNSUPPORTED,
+                    "%s: %llu×%llu×%llu workgroups exceed the device's %u×%u×%u", op,
+                    (unsigned long long)gx, (unsigned long long)gy, (unsigned long long)gz, mx[0],
+                    mx[1], mx[2]);
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(slm_vk_backend *be, VkPipeline p, const uint32_t *push, int n_push,
+                     uint32_t gx, uint32_t gy, uint32_t gz)
+{
+    if (gx == 0 || gy == 0 || gz == 0)
+        return;
+    vkCmdBindPipeline(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    vkCmdPushConstants(be->cmd, be->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                       (uint32_t)n_push * 4, push);
+    vkCmdDispatch(be->cmd, gx, gy, gz);
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
+    vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+/* A 1-D launch of `count` threads in groups of `wg`, split over x and y. */
+static bool grid1d(slm_vk_backend *be, const char *op, uint64_t count, uint32_t wg, uint32_t *gx,
+                   uint32_t *gy)
+{
+    uint64_t groups = (count + wg - 1) / wg;
+    uint64_t x = groups < 65535 ? groups : 65535;
+    uint64_t y = x ? (groups + x - 1) / x : 0;
+    if (!grid_ok(be, op, x, y, 1))
+        return false;
+    *gx = (uint32_t)x;
+    *gy = (uint32_t)y;
+    return true;
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline int32_t step_at(const slm_vk_backend *be, int field, int i)
+{
+    return be->step_host[be->step_host[field] + i];
+}
+
+/* ------------------------------------------------------------------------ */
+
+void slm_vk_embed(slm_backend *b, const slm_weight *table, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    int ti;
+    uint32_t yb, yo;
+    if (!op_ok(be, "embed") || !weight_ok(be, table, "embed", &ti))
+        return;
+    int n = be->n_tokens;
+    if (!act(be, y, (uint64_t)n * (uint64_t)table->cols, "embed", "y", &yb, &yo))
+        return;
+    for (int t = 0; t < n; t++) {
+        int32_t id = step_at(be, VK_ST_TOKENS, t);
+        if (id < 0 || id >= table->rows) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                        "embed: token %d of the step is id %d, outside the table's %lld rows", t,
+                        id, (long long)table->rows);
+            return;
+        }
+    }
+    uint64_t gx = ((uint64_t)table->cols + 63) / 64;
+    if (!grid_ok(be, "embed", gx, (uint64_t)n, 1))
+        return;
+    uint32_t pc[] = {(uint32_t)table->buf->block, (uint32_t)table->buf->off,
+                     (uint32_t)table->row_bytes, (uint32_t)table->cols, yb, yo};
+    dispatch(be, be->wpipe[VK_FAM_EMBED][ti], pc, 6, (uint32_t)gx, (uint32_t)n, 1);
+}
+
+void slm_vk_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
+                    int rows, int d, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, ab = 0, ao = 0, wb, wo, yb, yo;
+    if (!op_ok(be, "rmsnorm"))
+        return;
+    if (rows < 0 || d < 1 || !w || !w->buf || w->type != SLM_TYPE_F32 || w->rows * w->cols != d ||
+        !(eps >= 0)) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "rmsnorm: %d rows of %d, weight %s of %lld elements, eps %g", rows, d,
+                    w ? slm_type_name(w->type) : "missing", w ? (long long)(w->rows * w->cols) : 0LL,
+                    (double)eps);
+        return;
+    }
+    uint64_t count = (uint64_t)rows * (uint64_t)d;
+    if (!act(be, x, count, "rmsnorm", "x", &xb, &xo) ||
+        (add.buf && !act(be, add, count, "rmsnorm", "add", &ab, &ao)) ||
+        !act(be, y, count, "rmsnorm", "y", &yb, &yo) ||
+        !act(be, (slm_ref){w->buf, 0}, (uint64_t)d, "rmsnorm", "w", &wb, &wo) ||
+        !grid_ok(be, "rmsnorm", (uint64_t)rows, 1, 1))
+        return;
+    uint32_t pc[] = {xb, xo, ab, ao, add.buf != NULL, wb, wo, yb, yo, (uint32_t)d, fbits(eps)};
+    dispatch(be, be->misc[VK_P_RMSNORM], pc, 11, (uint32_t)rows, 1, 1);
+}
+
+void slm_vk_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm_ref add,
+                   slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    int ti;
+    uint32_t xb, xo, ab = 0, ao = 0, yb, yo;
+    if (!op_ok(be, "matmul") || !weight_ok(be, w, "matmul", &ti))
+        return;
+    if (rows < 0) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "matmul: %d rows", rows);
+        return;
+    }
+    uint64_t out = (uint64_t)w->rows;
+    if (!act(be, x, (uint64_t)rows * (uint64_t)w->cols, "matmul", "x", &xb, &xo) ||
+        (add.buf && !act(be, add, (uint64_t)rows * out, "matmul", "add", &ab, &ao)) ||
+        !act(be, y, (uint64_t)rows * out, "matmul", "y", &yb, &yo))
+        return;
+    uint32_t pc[] = {(uint32_t)w->buf->block, (uint32_t)w->buf->off, (uint32_t)w->row_bytes,
+                     (uint32_t)w->cols, (uint32_t)out, xb, xo, yb, yo, ab, ao,
+                     add.buf != NULL, (uint32_t)rows};
+    if (rows <= be->matvec_max_rows) {
+        /* One workgroup per output element; outputs split over x and y. */
+        uint64_t gx = out < 65535 ? out : 65535, gy = (out + gx - 1) / gx;
+        if (grid_ok(be, "matmul", gx, gy, (uint64_t)rows))
+            dispatch(be, be->wpipe[VK_FAM_MATVEC][ti], pc, 12, (uint32_t)gx, (uint32_t)gy,
+                     (uint32_t)rows);
+    } else {
+        uint64_t gx = (out + 15) / 16, gy = ((uint64_t)rows + 15) / 16;
+        if (grid_ok(be, "matmul", gx, gy, 1))
+            dispatch(be, be->wpipe[VK_FAM_MATMUL][ti], pc, 13, (uint32_t)gx, (uint32_t)gy, 1);
+    }
+}
+
+/* Puts the rope inverse frequencies of p in the step arena (reusing the
+ * previous table when equal, which is every layer after the first);
+ * returns its float index in the step buffer or -1 after failing the step. */
+static int64_t rope_table(slm_vk_backend *be, const slm_rope_params *p)
+{
+    int half = p->n_rot / 2;
+    float tab[512];
+    for (int i = 0; i < half; i++) {
+        double f = (double)p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_rot);
+        if (p->freq_factors)
+            f /= (double)p->freq_factors[i];
+        tab[i] = (float)f;
+    }
+    float *arena = (float *)be->step_map + be->step_host[VK_ST_ARENA];
+    if (be->rope_last_n == half &&
+        memcmp(arena + be->rope_last_off, tab, (size_t)half * sizeof(float)) == 0)
+        return be->step_host[VK_ST_ARENA] + (int64_t)be->rope_last_off;
+    if (be->arena_used + (size_t)half > VK_ARENA_FLOATS) {
+        slm_vk_fail(be, SLM_STATUS_UNSUPPORTED,
+                    "rope: more distinct frequency tables in one step than the arena holds");
+        return -1;
+    }
+    memcpy(arena + be->arena_used, tab, (size_t)half * sizeof(float));
+    be->rope_last_off = be->arena_used;
+    be->rope_last_n = half;
+    be->arena_used += (size_t)half;
+    return be->step_host[VK_ST_ARENA] + (int64_t)be->rope_last_off;
+}
+
+void slm_vk_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_dim,
+                 const slm_rope_params *p)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo;
+    if (!op_ok(be, "rope"))
+        return;
+    if (!p || n_heads < 1 || head_dim < 1 || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) ||
+        p->n_rot < 2 || p->n_rot % 2 || p->n_rot > head_dim || p->n_rot > 1024 ||
+        !(p->freq_base > 0) || !isfinite(p->freq_base) || !isfinite(p->freq_scale) ||
+        stride < n_heads * head_dim) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "rope: %d heads of %d, stride %d, mode %d, n_rot %d, freq_base %g", n_heads,
+                    head_dim, stride, p ? (int)p->mode : -1, p ? p->n_rot : 0,
+                    p ? (double)p->freq_base : 0.0);
+        return;
+    }
+    int n = be->n_tokens;
+    if (!act(be, x, strided(n, (int64_t)n_heads * head_dim, stride), "rope", "x", &xb, &xo))
+        return;
+    for (int t = 0; t < n; t++) {
+        if (step_at(be, VK_ST_POS, t) < 0) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "rope: the step has no positions");
+            return;
+        }
+    }
+    int64_t fo = rope_table(be, p);
+    if (fo < 0)
+        return;
+    uint32_t half = (uint32_t)p->n_rot / 2;
+    uint64_t gx = ((uint64_t)n_heads * half + 63) / 64;
+    if (!grid_ok(be, "rope", gx, (uint64_t)n, 1))
+        return;
+    uint32_t pc[] = {xb, xo, (uint32_t)stride, (uint32_t)n_heads, (uint32_t)head_dim, half,
+                     p->mode == SLM_ROPE_NEOX, (uint32_t)fo};
+    dispatch(be, be->misc[VK_P_ROPE], pc, 8, (uint32_t)gx, (uint32_t)n, 1);
+}
+
+/* The KV element offsets of layer's K and V regions. */
+static bool kv_layer(slm_vk_backend *be, slm_kv *kv, int layer, const char *op, uint32_t *blk,
+                     uint32_t *k, uint32_t *v)
+{
+    if (!kv || layer < 0 || layer >= kv->desc.n_layers) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: layer %d of %s", op, layer,
+                    kv ? "the pool" : "no pool");
+        return false;
+    }
+    const slm_buf *lb = kv->layers[layer];
+    uint32_t esize = kv->desc.type == SLM_TYPE_F16 ? 2 : 4;
+    *blk = (uint32_t)lb->block;
+    *k = (uint32_t)(lb->off / esize);
+    *v = *k + (uint32_t)(kv->n_slots * kv->width);
+    return true;
+}
+
+void slm_vk_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
+                     int v_stride)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t kb, ko, vb, vo, pb, pk, pv;
+    if (!op_ok(be, "kv_store") || !kv_layer(be, kv, layer, "kv_store", &pb, &pk, &pv))
+        return;
+    int n = be->n_tokens;
+    int64_t width = kv->width;
+    if (k_stride < width || v_stride < width) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "kv_store: strides %d, %d under row width %lld",
+                    k_stride, v_stride, (long long)width);
+        return;
+    }
+    if (!act(be, k, strided(n, width, k_stride), "kv_store", "k", &kb, &ko) ||
+        !act(be, v, strided(n, width, v_stride), "kv_store", "v", &vb, &vo))
+        return;
+    for (int t = 0; t < n; t++) {
+        int32_t s = step_at(be, VK_ST_SLOT, t);
+        if (s < 0 || s >= kv->n_slots) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                        "kv_store: token %d has KV slot %d, outside the pool's %lld", t, s,
+                        (long long)kv->n_slots);
+            return;
+        }
+    }
+    uint64_t gx = ((uint64_t)width / 2 + 63) / 64;
+    if (!grid_ok(be, "kv_store", gx, (uint64_t)n, 1))
+        return;
+    uint32_t pc[] = {kb, ko, (uint32_t)k_stride, vb, vo, (uint32_t)v_stride, pb, pk, pv,
+                     (uint32_t)width};
+    int pipe = kv->desc.type == SLM_TYPE_F16 ? VK_P_KV_STORE_F16 : VK_P_KV_STORE_F32;
+    dispatch(be, be->misc[pipe], pc, 10, (uint32_t)gx, (uint32_t)n, 1);
+}
+
+/* Checks that every token's positions 0..pos are covered by its sequence's
+ * block table with block ids inside the pool. */
+static bool attention_tables_ok(slm_vk_backend *be, const slm_kv *kv)
+{
+    int bs = kv->desc.block_size;
+    for (int t = 0; t < be->n_tokens; t++) {
+        int32_t seq = step_at(be, VK_ST_SEQ, t), pos = step_at(be, VK_ST_POS, t);
+        if (seq < 0 || pos < 0) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                        "attention: token %d has no sequence or position", t);
+            return false;
+        }
+        int32_t start = step_at(be, VK_ST_BT_START, seq), len = step_at(be, VK_ST_BT_LEN, seq);
+        if ((int64_t)pos >= (int64_t)len * bs) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                        "attention: token %d at position %d, but its sequence has %d blocks of %d",
+                        t, pos, len, bs);
+            return false;
+        }
+        for (int32_t j = 0; j <= pos / bs; j++) {
+            int32_t id = be->step_host[be->step_host[VK_ST_BT] + start + j];
+            if (id < 0 || id >= kv->desc.n_blocks) {
+                slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                            "attention: sequence %d uses block %d, outside the pool's %d", seq, id,
+                            kv->desc.n_blocks);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Chooses split-K for few tokens over long contexts: *n_split chunks of
+ * *chunk positions (a multiple of 64), or *n_split < 2 for one pass. */
+static void split_plan(const slm_vk_backend *be, const slm_kv *kv, int n_heads, uint32_t *n_split,
+                       uint32_t *chunk)
+{
+    *n_split = 0;
+    if (be->n_tokens > VK_SPLIT_TOKENS || n_heads > VK_SPLIT_GQA * kv->desc.n_kv_heads)
+        return;
+    int64_t longest = 0;
+    for (int t = 0; t < be->n_tokens; t++)
+        if (step_at(be, VK_ST_POS, t) + 1 > longest)
+            longest = step_at(be, VK_ST_POS, t) + 1;
+    if (longest < be->split_min_len || longest <= 64)
+        return;
+    int64_t tiles = (longest + 63) / 64;
+    int64_t per = (tiles + VK_SPLIT_MAX - 1) / VK_SPLIT_MAX; /* tiles per chunk */
+    *chunk = (uint32_t)(per * 64);
+    *n_split = (uint32_t)((longest + *chunk - 1) / *chunk);
+}
+
+void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
+                      int n_heads, float scale, slm_ref out)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t qb, qo, ob, oo, pb, pk, pv;
+    if (!op_ok(be, "attention") || !kv_layer(be, kv, layer, "attention", &pb, &pk, &pv))
+        return;
+    int hd = kv->desc.head_dim, nkv = kv->desc.n_kv_heads, n = be->n_tokens;
+    if (n_heads < nkv || n_heads % nkv != 0 || q_stride < n_heads * hd || !isfinite(scale)) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "attention: %d query heads over %d KV heads of %d, q stride %d, scale %g",
+                    n_heads, nkv, hd, q_stride, (double)scale);
+        return;
+    }
+    if (!act(be, q, strided(n, (int64_t)n_heads * hd, q_stride), "attention", "q", &qb, &qo) ||
+        !act(be, out, (uint64_t)n * (uint64_t)n_heads * (uint64_t)hd, "attention", "out", &ob,
+             &oo) ||
+        !attention_tables_ok(be, kv) || !grid_ok(be, "attention", (uint64_t)n_heads, (uint64_t)n, 1))
+        return;
+    uint32_t pc[] = {qb, qo, (uint32_t)q_stride, ob, oo, pb, pk, pv, (uint32_t)n_heads,
+                     (uint32_t)nkv, (uint32_t)hd, (uint32_t)kv->desc.block_size, fbits(scale), 0, 0};
+    bool f16 = kv->desc.type == SLM_TYPE_F16;
+    uint32_t n_split = 0, chunk = 0;
+    split_plan(be, kv, n_heads, &n_split, &chunk);
+    if (n_split < 2) {
+        dispatch(be, be->misc[f16 ? VK_P_ATTN_F16 : VK_P_ATTN_F32], pc, 15, (uint32_t)n_heads,
+                 (uint32_t)n, 1);
+        return;
+    }
+    /* Partials go to the pool's workspace, then the merge writes out. */
+    uint32_t wb = (uint32_t)kv->ws->block, wo = (uint32_t)(kv->ws->off / 4);
+    pc[3] = wb;
+    pc[4] = wo;
+    pc[13] = chunk;
+    pc[14] = n_split;
+    dispatch(be, be->misc[f16 ? VK_P_ATTN_SPLIT_F16 : VK_P_ATTN_SPLIT_F32], pc, 15,
+             (uint32_t)n_heads, (uint32_t)n, n_split);
+    uint32_t mc[] = {wb, wo, ob, oo, (uint32_t)n_heads, (uint32_t)hd, n_split};
+    dispatch(be, be->misc[VK_P_ATTN_MERGE], mc, 7, (uint32_t)n_heads, (uint32_t)n, 1);
+}
+
+void slm_vk_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t gb, go, ub, uo, yb, yo;
+    if (!op_ok(be, "swiglu"))
+        return;
+    if (rows < 0 || ff < 1 || stride < ff) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "swiglu: %d rows of %d, stride %d", rows, ff,
+                    stride);
+        return;
+    }
+    uint64_t gx = ((uint64_t)ff + 63) / 64;
+    if (!act(be, g, strided(rows, ff, stride), "swiglu", "g", &gb, &go) ||
+        !act(be, u, strided(rows, ff, stride), "swiglu", "u", &ub, &uo) ||
+        !act(be, y, (uint64_t)rows * (uint64_t)ff, "swiglu", "y", &yb, &yo) ||
+        !grid_ok(be, "swiglu", gx, (uint64_t)rows, 1))
+        return;
+    uint32_t pc[] = {gb, go, ub, uo, (uint32_t)stride, (uint32_t)ff, yb, yo};
+    dispatch(be, be->misc[VK_P_SWIGLU], pc, 8, (uint32_t)gx, (uint32_t)rows, 1);
+}
+
+void slm_vk_add(slm_backend *b, slm_ref a, slm_ref bb, size_t count, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t ab, ao, b_b, bo, yb, yo, gx, gy;
+    if (!op_ok(be, "add") || !act(be, a, count, "add", "a", &ab, &ao) ||
+        !act(be, bb, count, "add", "b", &b_b, &bo) || !act(be, y, count, "add", "y", &yb, &yo) ||
+        !grid1d(be, "add", count, 256, &gx, &gy))
+        return;
+    uint32_t pc[] = {ab, ao, b_b, bo, yb, yo, (uint32_t)count};
+    dispatch(be, be->misc[VK_P_ADD], pc, 7, gx, gy, 1);
+}
+
+void slm_vk_scale(slm_backend *b, slm_ref x, float s, size_t count)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, gx, gy;
+    if (!op_ok(be, "scale") || !act(be, x, count, "scale", "x", &xb, &xo) ||
+        !grid1d(be, "scale", count, 256, &gx, &gy))
+        return;
+    uint32_t pc[] = {xb, xo, (uint32_t)count, fbits(s)};
+    dispatch(be, be->misc[VK_P_SCALE], pc, 4, gx, gy, 1);
+}
+
+void slm_vk_get_rows(slm_backend *b, slm_ref x, int d, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, yb, yo;
+    if (!op_ok(be, "get_rows"))
+        return;
+    if (d < 1) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "get_rows: rows of %d", d);
+        return;
+    }
+    uint64_t gx = ((uint64_t)d + 63) / 64;
+    if (!act(be, x, (uint64_t)be->n_tokens * (uint64_t)d, "get_rows", "x", &xb, &xo) ||
+        !act(be, y, (uint64_t)be->n_logit * (uint64_t)d, "get_rows", "y", &yb, &yo) ||
+        !grid_ok(be, "get_rows", gx, (uint64_t)be->n_logit, 1))
+        return;
+    uint32_t pc[] = {xb, xo, (uint32_t)d, yb, yo};
+    dispatch(be, be->misc[VK_P_GET_ROWS], pc, 5, (uint32_t)gx, (uint32_t)be->n_logit, 1);
+}
