@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "status.h"
+#include "tokenizer.h"
 
 static slm_status arch_int(const slm_gguf *g, const char *arch, const char *suffix,
                            bool required, int64_t dflt, int64_t lo, int64_t hi, int *out)
@@ -369,5 +370,8 @@ void slm_model_free(slm_model *m)
     free(m->layers);
     free(m->rope_factors);
     slm_gguf_close(m->gguf);
+    slm_tokenizer_free(m->tok);
+    if (m->owned_backend)
+        m->owned_backend->ops->close(m->owned_backend);
     free(m);
 }

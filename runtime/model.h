@@ -15,6 +15,7 @@
 #ifndef SLM_MODEL_H
 #define SLM_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "backend.h"
@@ -59,6 +60,14 @@ typedef struct slm_model {
     int n_owned;
     float *rope_factors; /* [n_rot/2] or NULL */
     char path[512];
+    /* Set only for models opened through the public API (slm_model_open,
+     * runtime/api_model.c): such a model owns its backend and tokenizer,
+     * which slm_model_free releases, and runs at most one engine at a time
+     * (a backend handle serves one thread). */
+    slm_backend *owned_backend;
+    struct slm_tokenizer *tok;
+    atomic_int n_engines;
+    char name[256]; /* general.name, else the file name */
 } slm_model;
 
 /* Called during loading with the fraction done (0..1). */

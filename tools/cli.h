@@ -23,6 +23,7 @@ int slm_cmd_run(int argc, char **argv);
 int slm_cmd_chat(int argc, char **argv);
 int slm_cmd_bench(int argc, char **argv);
 int slm_cmd_synth(int argc, char **argv);
+int slm_cmd_serve(int argc, char **argv);
 
 /* Options every model-running subcommand takes (see slm_cli_common_help). */
 typedef struct slm_cli_common {

@@ -13,6 +13,7 @@ static const slm_cli_command commands[] = {
     {"bench", "measure prompt processing and decode speed (llama-bench style)", slm_cmd_bench},
     {"info", "print a model's metadata and tensor table", slm_cmd_info},
     {"run", "generate text for a prompt, streamed to stdout", slm_cmd_run},
+    {"serve", "serve the model over HTTP with OpenAI's API (continuous batching)", slm_cmd_serve},
     {"synth", "write a random-weight GGUF with a real model's shapes", slm_cmd_synth},
 };
 

@@ -1,0 +1,156 @@
+/*
+ * api_model.c — the public model handle of slm.h: opening a GGUF onto a
+ * backend chosen by name (the handle then owns backend and tokenizer), its
+ * facts for clients, and the text → token path every request takes
+ * (api_model.h). The model itself is runtime/model.c's slm_model.
+ */
+#include "api_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_registry.h"
+#include "chat.h"
+#include "status.h"
+#include "tokenizer.h"
+
+void slm_model_params_default(slm_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->device_index = -1;
+}
+
+slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model **out)
+{
+    if (!out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_open: out is NULL");
+    *out = NULL;
+    if (!path)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_open: path is NULL");
+    slm_model_params dp;
+    slm_model_params_default(&dp);
+    if (p) {
+        if (p->size < sizeof dp)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "slm_model_open: params.size %zu is smaller than this library's "
+                             "%zu (use slm_model_params_default)", p->size, sizeof dp);
+        dp = *p;
+    }
+    if (dp.n_threads < 0)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_open: n_threads %d < 0",
+                         dp.n_threads);
+    slm_backend_params bp = {sizeof bp, dp.n_threads,
+                             dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index};
+    slm_backend *be = NULL;
+    slm_status st = slm_backend_open_by_name(dp.backend, &bp, &be);
+    if (st)
+        return st;
+    slm_model *m = NULL;
+    st = slm_model_load(path, be, dp.progress, dp.progress_user, &m);
+    if (st) {
+        be->ops->close(be);
+        return st;
+    }
+    m->owned_backend = be;
+    if (slm_gguf_get_str_copy(m->gguf, "general.name", m->name, sizeof m->name) != SLM_OK ||
+        !m->name[0]) {
+        const char *base = strrchr(m->path, '/');
+        base = base ? base + 1 : m->path;
+        size_t n = strlen(base) < sizeof m->name - 1 ? strlen(base) : sizeof m->name - 1;
+        memcpy(m->name, base, n); /* a long file name is cut, not an error */
+        m->name[n] = 0;
+    }
+    st = slm_tokenizer_load(m->gguf, &m->tok);
+    if (st) {
+        slm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return SLM_OK;
+}
+
+void slm_model_close(slm_model *m) { slm_model_free(m); }
+
+slm_status slm_model_get_info(const slm_model *m, slm_model_info *info)
+{
+    if (!m || !info || info->size < sizeof *info)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "slm_model_get_info: NULL argument or info.size not set");
+    int64_t n_params = 0;
+    for (int64_t i = 0; i < slm_gguf_tensor_count(m->gguf); i++)
+        n_params += slm_gguf_tensor_at(m->gguf, i)->n_elements;
+    size_t size = info->size;
+    memset(info, 0, sizeof *info);
+    info->size = size;
+    info->name = m->name;
+    info->arch = m->hp.arch;
+    info->backend = m->be->ops->describe(m->be);
+    info->n_vocab = m->hp.n_vocab;
+    info->n_ctx_train = m->hp.n_ctx_train;
+    info->n_embd = m->hp.n_embd;
+    info->n_layer = m->hp.n_layer;
+    info->n_params = n_params;
+    info->file_bytes = slm_gguf_file_size(m->gguf);
+    return SLM_OK;
+}
+
+slm_status slm_model_encode(const slm_model *m, const char *text, bool special, int32_t **ids,
+                            int *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!m->tok)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "model has no tokenizer loaded");
+    size_t len = strlen(text);
+    if (len > (size_t)1 << 28)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "text of %zu bytes is too long", len);
+    /* At most one id per byte, plus BOS and a SentencePiece space prefix. */
+    size_t cap = len + 4, got = 0;
+    int32_t *buf = malloc(cap * sizeof *buf);
+    if (!buf)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
+    slm_status st = slm_tokenizer_encode(m->tok, text, len, slm_tokenizer_add_bos(m->tok),
+                                         special, buf, cap, &got);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *ids = buf;
+    *n = (int)got;
+    return SLM_OK;
+}
+
+slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n)
+{
+    if (!m || !text || !n)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_count_tokens: NULL argument");
+    int32_t *ids;
+    slm_status st = slm_model_encode(m, text, true, &ids, n);
+    free(ids);
+    return st;
+}
+
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out)
+{
+    slm_chat_template t;
+    const char *s = NULL;
+    size_t len = 0;
+    slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len);
+    slm_chat_detect(s, len, &t); /* unrecognised: ChatML, the documented fallback */
+    slm_chat_msg *cm = malloc((size_t)(n > 0 ? n : 1) * sizeof *cm);
+    if (!cm)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory rendering %d messages", n);
+    for (int i = 0; i < n; i++) {
+        if (!msgs[i].role || !msgs[i].content) {
+            free(cm);
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "message %d has no %s", i,
+                             msgs[i].role ? "content" : "role");
+        }
+        cm[i] = (slm_chat_msg){msgs[i].role, msgs[i].content};
+    }
+    slm_status st = slm_chat_render(&t, cm, n, true, out);
+    free(cm);
+    return st;
+}

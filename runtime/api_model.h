@@ -1,0 +1,25 @@
+/*
+ * api_model.h — what the public model handle (slm_model_open in slm.h,
+ * implemented in api_model.c) offers the engine beyond the public API:
+ * turning a request's input — raw text or chat messages — into token ids
+ * with the model's own tokenizer and chat template.
+ */
+#ifndef SLM_API_MODEL_H
+#define SLM_API_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* Encodes text (BOS by the model's convention; special-token texts cut out
+ * when `special`) into a malloc'd array *ids of *n ids. Thread-safe. */
+slm_status slm_model_encode(const slm_model *m, const char *text, bool special, int32_t **ids,
+                            int *n);
+
+/* Renders messages with the model's chat template (recognised from
+ * tokenizer.chat_template; ChatML when it is not recognised), ending where
+ * the assistant's answer begins. *out is malloc'd. */
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out);
+
+#endif

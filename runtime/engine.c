@@ -1,0 +1,657 @@
+/*
+ * engine.c — the public engine of slm.h: continuous batching over one model.
+ *
+ * One background thread runs steps: schedule (runtime/scheduler.c picks this
+ * step's tokens: one decode token per running request plus prefill chunks
+ * under the token budget) → one forward pass over the whole batch (one
+ * matmul per weight for all its tokens, attention per sequence through its
+ * block table) → sample one token for every request that has a logit row →
+ * stream its text (stop strings held back, runtime/stopstr.c) → finish
+ * what stopped. API calls from other threads only touch the incoming queue
+ * and cancel flags under the engine lock; everything the scheduler owns is
+ * touched by the engine thread alone, between steps. Callbacks run on the
+ * engine thread without the lock held, so they may call slm_engine_cancel.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_model.h"
+#include "forward.h"
+#include "sampler.h"
+#include "scheduler.h"
+#include "status.h"
+#include "stopstr.h"
+#include "tokenizer.h"
+
+#define ENGINE_KV_BYTES_CAP ((size_t)1 << 30) /* default pool at most 1 GiB of K/V */
+
+typedef struct ereq {
+    uint64_t id;
+    int32_t *prompt;
+    int n_prompt, max_new;
+    slm_sampler *smp;
+    slm_detok *dt;
+    slm_stopstr stops;
+    bool ignore_eos;
+    slm_token_cb on_token;
+    slm_done_cb on_done;
+    void *user;
+    slm_sched_req *sr;     /* engine thread only */
+    bool scheduled;        /* appeared in a plan at least once */
+    int cached;            /* prompt tokens found in the prefix cache */
+    atomic_bool cancel;
+    double t_submit, t_sched, t_first;
+    struct ereq *next;     /* incoming queue, then the live list */
+} ereq;
+
+struct slm_engine {
+    slm_model *m;
+    slm_engine_params p;
+    slm_sched *sched;
+    slm_forward *fwd;
+    slm_kv *kv;
+    float *logits; /* [max_running][n_vocab] */
+    int n_vocab;
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Guarded by mu. */
+    ereq *in_head, *in_tail; /* submitted, not yet handed to the scheduler */
+    int n_incoming;
+    ereq *live;              /* in the scheduler; the engine thread alone changes it */
+    int sched_waiting;       /* the scheduler's waiting count, for the queue bound */
+    bool stop, drain;
+    bool cancel_pending;
+    uint64_t next_id;
+    slm_engine_stats stats;
+};
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + 1e-6 * (double)t.tv_nsec;
+}
+
+/* ---- parameters ---------------------------------------------------------- */
+
+void slm_engine_params_default(slm_engine_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->max_running = 64;
+    p->max_waiting = 256;
+    p->step_tokens = 512;
+    p->block_size = 16;
+}
+
+void slm_request_params_default(slm_request_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->sampling = (slm_sampling){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f,
+                                 .min_p = 0.05f, .repeat_penalty = 1.0f};
+    p->max_tokens = 256;
+}
+
+static slm_status check_engine_params(const slm_model *m, slm_engine_params *p)
+{
+    if (p->n_ctx == 0)
+        p->n_ctx = m->hp.n_ctx_train;
+    if (p->n_ctx < 2 || p->n_ctx > (1 << 24))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: n_ctx %d out of range", p->n_ctx);
+    if (p->max_running < 1 || p->max_running > 4096)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: max_running %d out of range "
+                         "1..4096", p->max_running);
+    if (p->max_waiting < 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: max_waiting %d < 1",
+                         p->max_waiting);
+    if (p->block_size < 1 || p->block_size > 1024)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: block_size %d out of range",
+                         p->block_size);
+    if (p->step_tokens < 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: step_tokens %d < 1",
+                         p->step_tokens);
+    /* Every running request gets its decode token in every step. */
+    if (p->step_tokens < p->max_running)
+        p->step_tokens = p->max_running;
+    int ctx_blocks = (p->n_ctx + p->block_size - 1) / p->block_size;
+    if (p->kv_blocks == 0) {
+        const slm_hparams *hp = &m->hp;
+        size_t block_bytes = (size_t)hp->n_layer * 2 * (size_t)hp->n_head_kv *
+                             (size_t)hp->head_dim * (size_t)p->block_size * 2; /* F16 K and V */
+        int64_t want = (int64_t)ctx_blocks * p->max_running;
+        int64_t cap = (int64_t)(ENGINE_KV_BYTES_CAP / (block_bytes ? block_bytes : 1));
+        int64_t floor = ctx_blocks + p->max_running; /* one full request beside the others */
+        int64_t n = want < cap ? want : cap;
+        p->kv_blocks = (int)(n > floor ? n : floor);
+    }
+    if (p->kv_blocks < ctx_blocks)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "engine: kv_blocks %d cannot hold one request of n_ctx %d tokens "
+                         "(%d blocks of %d)", p->kv_blocks, p->n_ctx, ctx_blocks, p->block_size);
+    return SLM_OK;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void ereq_free(ereq *r)
+{
+    if (!r)
+        return;
+    free(r->prompt);
+    slm_sampler_free(r->smp);
+    slm_detok_free(r->dt);
+    slm_stopstr_free(&r->stops);
+    free(r);
+}
+
+/* The request's prompt token ids from exactly one of its three inputs. */
+static slm_status request_tokens(const slm_model *m, const slm_request_params *p, ereq *r)
+{
+    int given = (p->prompt != NULL) + (p->n_messages > 0) + (p->n_tokens > 0);
+    if (given != 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "a request needs exactly one of prompt, messages and tokens (%d given)",
+                         given);
+    if (p->n_tokens > 0) {
+        if (!p->tokens)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "tokens is NULL");
+        for (int i = 0; i < p->n_tokens; i++)
+            if (p->tokens[i] < 0 || p->tokens[i] >= m->hp.n_vocab)
+                return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                                 "token %d at position %d is outside the vocabulary of %d",
+                                 p->tokens[i], i, m->hp.n_vocab);
+        r->prompt = malloc((size_t)p->n_tokens * sizeof *r->prompt);
+        if (!r->prompt)
+            return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+        memcpy(r->prompt, p->tokens, (size_t)p->n_tokens * sizeof *r->prompt);
+        r->n_prompt = p->n_tokens;
+        return SLM_OK;
+    }
+    if (p->prompt)
+        return slm_model_encode(m, p->prompt, true, &r->prompt, &r->n_prompt);
+    if (!p->messages)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "messages is NULL");
+    char *text = NULL;
+    slm_status st = slm_model_render_chat(m, p->messages, p->n_messages, &text);
+    if (!st)
+        st = slm_model_encode(m, text, true, &r->prompt, &r->n_prompt);
+    free(text);
+    return st;
+}
+
+static slm_status request_make(const slm_engine *e, const slm_request_params *p, ereq **out)
+{
+    *out = NULL;
+    if (p->size < sizeof *p)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "request params.size %zu is smaller than this library's %zu (use "
+                         "slm_request_params_default)", p->size, sizeof *p);
+    if (p->max_tokens < 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "max_tokens %d < 1", p->max_tokens);
+    if (!p->on_done)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "on_done is required");
+    ereq *r = calloc(1, sizeof *r);
+    if (!r)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    slm_status st = request_tokens(e->m, p, r);
+    if (!st && r->n_prompt < 1)
+        st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "the prompt is empty");
+    if (!st && r->n_prompt >= e->p.n_ctx)
+        st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                       "the prompt is %d tokens, which leaves no room in the context of %d "
+                       "tokens", r->n_prompt, e->p.n_ctx);
+    slm_sampler_params sp;
+    slm_sampler_params_default(&sp);
+    sp.temperature = p->sampling.temperature;
+    sp.top_k = p->sampling.top_k;
+    sp.top_p = p->sampling.top_p;
+    sp.min_p = p->sampling.min_p;
+    sp.repeat_penalty = p->sampling.repeat_penalty;
+    sp.presence_penalty = p->sampling.presence_penalty;
+    sp.frequency_penalty = p->sampling.frequency_penalty;
+    sp.seed = p->sampling.seed;
+    if (!st)
+        st = slm_sampler_create(&sp, e->n_vocab, &r->smp);
+    if (!st)
+        st = slm_detok_create(e->m->tok, false, &r->dt);
+    if (!st)
+        st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
+    if (st) {
+        ereq_free(r);
+        return st;
+    }
+    for (int i = 0; i < r->n_prompt; i++)
+        slm_sampler_accept(r->smp, r->prompt[i]);
+    int room = e->p.n_ctx - r->n_prompt;
+    r->max_new = p->max_tokens < room ? p->max_tokens : room;
+    r->ignore_eos = p->ignore_eos != 0;
+    r->on_token = p->on_token;
+    r->on_done = p->on_done;
+    r->user = p->user;
+    r->t_submit = now_ms();
+    atomic_init(&r->cancel, false);
+    *out = r;
+    return SLM_OK;
+}
+
+/* ---- the engine thread ------------------------------------------------- */
+
+static void emit(ereq *r, const char *text, size_t len)
+{
+    if (len && r->on_token)
+        r->on_token(r->user, text, len);
+}
+
+/* Ends a request: releases held text where the answer ended normally, calls
+ * on_done, and forgets the request. */
+static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
+                   const char *msg)
+{
+    int n_known = r->sr ? slm_sched_req_n_known(r->sr) : r->n_prompt;
+    if (why == SLM_FINISH_LENGTH || (why == SLM_FINISH_STOP && !r->stops.stopped)) {
+        const char *t;
+        size_t n;
+        slm_detok_flush(r->dt, &t, &n);
+        const char *t2;
+        size_t n2;
+        slm_stopstr_feed(&r->stops, t, n, &t2, &n2);
+        emit(r, t2, n2);
+        if (!r->stops.stopped) {
+            slm_stopstr_flush(&r->stops, &t2, &n2);
+            emit(r, t2, n2);
+        }
+    }
+    double t = now_ms();
+    slm_result res = {
+        .size = sizeof res, .finish = why, .status = st, .error = msg ? msg : "",
+        .prompt_tokens = r->n_prompt, .completion_tokens = n_known - r->n_prompt,
+        .cached_tokens = r->cached,
+        .queue_ms = r->scheduled ? r->t_sched - r->t_submit : t - r->t_submit,
+        .ttft_ms = r->t_first > 0 ? r->t_first - r->t_submit : 0,
+        .total_ms = t - r->t_submit,
+    };
+    r->on_done(r->user, &res);
+    if (r->sr)
+        slm_sched_remove(e->sched, r->sr);
+    pthread_mutex_lock(&e->mu);
+    for (ereq **pp = &e->live; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    e->stats.requests_done++;
+    e->stats.prompt_tokens += (uint64_t)r->n_prompt;
+    e->stats.generated_tokens += (uint64_t)(n_known - r->n_prompt);
+    e->stats.cached_tokens += (uint64_t)r->cached;
+    pthread_mutex_unlock(&e->mu);
+    ereq_free(r);
+}
+
+/* Hands queued submissions to the scheduler (engine thread, lock held). */
+static void admit_incoming(slm_engine *e, ereq **failed)
+{
+    while (e->in_head) {
+        ereq *r = e->in_head;
+        e->in_head = r->next;
+        e->n_incoming--;
+        slm_status st = slm_sched_submit(e->sched, r->prompt, r->n_prompt, r->max_new, r, &r->sr);
+        if (st) {
+            r->sr = NULL;
+            r->next = *failed; /* finished outside the lock */
+            *failed = r;
+            continue;
+        }
+        r->next = e->live;
+        e->live = r;
+    }
+    e->in_tail = NULL;
+}
+
+/* Applies cancellations: between steps, so the scheduler may free blocks. */
+static void apply_cancels(slm_engine *e, bool all)
+{
+    ereq *next;
+    for (ereq *r = e->live; r; r = next) {
+        next = r->next;
+        if (all || atomic_load(&r->cancel)) {
+            slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+            finish(e, r, SLM_FINISH_CANCELLED, SLM_STATUS_CANCELLED, "cancelled");
+        }
+    }
+}
+
+/* The sampled token of one request: stop, or record and stream it. */
+static void take_token(slm_engine *e, ereq *r, const float *logits)
+{
+    const slm_tokenizer *tok = e->m->tok;
+    int32_t t = slm_sampler_sample(r->smp, logits);
+    if (r->t_first <= 0)
+        r->t_first = now_ms();
+    if (!r->ignore_eos && slm_tokenizer_is_eog(tok, t)) {
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_STOPPED);
+        finish(e, r, SLM_FINISH_STOP, SLM_OK, NULL);
+        return;
+    }
+    slm_sampler_accept(r->smp, t);
+    if (slm_sched_update(e->sched, r->sr, t) != SLM_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", slm_last_error());
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+        finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL, msg);
+        return;
+    }
+    const char *piece, *out;
+    size_t len, n;
+    if (slm_detok_feed(r->dt, t, &piece, &len) != SLM_OK)
+        len = 0;
+    bool stopped = slm_stopstr_feed(&r->stops, piece, len, &out, &n);
+    emit(r, out, n);
+    if (stopped) {
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_STOPPED);
+        finish(e, r, SLM_FINISH_STOP, SLM_OK, NULL);
+    } else if (slm_sched_req_state(r->sr) == SLM_REQ_FINISHED_LENGTH) {
+        finish(e, r, SLM_FINISH_LENGTH, SLM_OK, NULL);
+    }
+}
+
+/* Every request of a failed step ends with the step's error. */
+static void fail_plan(slm_engine *e, const slm_sched_plan *pl, slm_status st, const char *msg)
+{
+    ereq **rs = malloc((size_t)pl->n_entries * sizeof *rs);
+    int n = 0;
+    for (int i = 0; rs && i < pl->n_entries; i++)
+        rs[n++] = slm_sched_req_user(pl->entries[i].req);
+    for (int i = 0; i < n; i++) {
+        slm_sched_finish(e->sched, rs[i]->sr, SLM_REQ_FINISHED_ABORTED);
+        finish(e, rs[i], SLM_FINISH_ERROR, st, msg);
+    }
+    free(rs);
+}
+
+/* One step: plan, run, sample. Returns false when there was nothing to do. */
+static bool run_step(slm_engine *e)
+{
+    const slm_sched_plan *pl;
+    if (slm_sched_schedule(e->sched, &pl) != SLM_OK || pl->n_tokens == 0)
+        return false;
+    double t = now_ms();
+    for (int i = 0; i < pl->n_entries; i++) {
+        ereq *r = slm_sched_req_user(pl->entries[i].req);
+        if (!r->scheduled) {
+            r->scheduled = true;
+            r->t_sched = t;
+            r->cached = pl->entries[i].start < r->n_prompt ? pl->entries[i].start : r->n_prompt;
+        }
+    }
+    if (pl->n_copies > 0) {
+        /* Copy-on-write happens only after a fork, which the engine never
+         * does; a copy here is a broken invariant, not a user error. */
+        fail_plan(e, pl, SLM_STATUS_INTERNAL, "engine: unexpected KV block copy");
+        return true;
+    }
+    slm_step step;
+    slm_sched_plan_step(pl, &step);
+    slm_status st = slm_forward_run(e->fwd, e->kv, &step, e->logits);
+    if (st) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "step failed: %s", slm_last_error());
+        fail_plan(e, pl, st, msg);
+        return true;
+    }
+    /* Logit rows come in entry order; take_token may finish (and remove)
+     * requests, so collect them before sampling. */
+    int k = 0;
+    for (int i = 0; i < pl->n_entries; i++) {
+        if (pl->entries[i].logit_row < 0)
+            continue;
+        ereq *r = slm_sched_req_user(pl->entries[i].req);
+        take_token(e, r, e->logits + (size_t)k * e->n_vocab);
+        k++;
+    }
+    return true;
+}
+
+static void publish_stats(slm_engine *e)
+{
+    slm_sched_stats ss;
+    slm_kvcache_stats ks;
+    slm_sched_stats_get(e->sched, &ss);
+    slm_kvcache_stats_get(slm_sched_kvcache(e->sched), &ks);
+    pthread_mutex_lock(&e->mu);
+    e->sched_waiting = ss.n_waiting;
+    e->stats.running = ss.n_running;
+    e->stats.waiting = ss.n_waiting + e->n_incoming;
+    e->stats.kv_blocks_used = ks.used;
+    e->stats.kv_blocks_total = ks.total;
+    e->stats.preemptions = (uint64_t)ss.n_preemptions;
+    e->stats.steps = (uint64_t)ss.n_steps;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static bool sched_idle(slm_engine *e)
+{
+    slm_sched_stats ss;
+    slm_sched_stats_get(e->sched, &ss);
+    return ss.n_running == 0 && ss.n_waiting == 0;
+}
+
+static void *engine_main(void *arg)
+{
+    slm_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stop && !e->in_head && !e->cancel_pending && sched_idle(e))
+            pthread_cond_wait(&e->cv, &e->mu);
+        bool quit_now = e->stop && !e->drain;
+        ereq *failed = NULL;
+        admit_incoming(e, &failed);
+        e->cancel_pending = false;
+        pthread_mutex_unlock(&e->mu);
+        while (failed) {
+            ereq *r = failed;
+            failed = r->next;
+            finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL,
+                   "engine: the scheduler refused the request");
+        }
+        apply_cancels(e, quit_now);
+        if (quit_now)
+            break;
+        bool worked = run_step(e);
+        publish_stats(e);
+        if (!worked && !sched_idle(e)) {
+            /* Waiting requests that can never be admitted: cannot happen
+             * while kv_blocks holds one full context (checked at create). */
+            ereq *next;
+            for (ereq *r = e->live; r; r = next) {
+                next = r->next;
+                slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+                finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL,
+                       "engine: request could not be scheduled");
+            }
+        }
+        pthread_mutex_lock(&e->mu);
+        bool done = e->stop && !e->in_head && sched_idle(e);
+        pthread_mutex_unlock(&e->mu);
+        if (done)
+            break;
+    }
+    publish_stats(e);
+    return NULL;
+}
+
+/* ---- public functions ---------------------------------------------------- */
+
+static void engine_free(slm_engine *e)
+{
+    slm_sched_free(e->sched);
+    slm_forward_free(e->fwd);
+    if (e->kv)
+        e->m->be->ops->kv_free(e->m->be, e->kv);
+    free(e->logits);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->mu);
+    atomic_fetch_sub(&e->m->n_engines, 1);
+    free(e);
+}
+
+slm_status slm_engine_create(slm_model *m, const slm_engine_params *p, slm_engine **out)
+{
+    if (!out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_create: out is NULL");
+    *out = NULL;
+    if (!m || !m->tok)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "slm_engine_create: needs a model from slm_model_open");
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    if (p) {
+        if (p->size < sizeof ep)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "engine params.size %zu is smaller than this library's %zu",
+                             p->size, sizeof ep);
+        ep = *p;
+    }
+    slm_status st = check_engine_params(m, &ep);
+    if (st)
+        return st;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&m->n_engines, &expected, 1))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "slm_engine_create: the model already has an engine (one per model)");
+    slm_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        atomic_fetch_sub(&m->n_engines, 1);
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory");
+    }
+    e->m = m;
+    e->p = ep;
+    e->n_vocab = m->hp.n_vocab;
+    e->next_id = 1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    slm_sched_params sp;
+    slm_sched_params_default(&sp);
+    sp.n_blocks = ep.kv_blocks;
+    sp.block_size = ep.block_size;
+    sp.max_batch_tokens = ep.step_tokens;
+    sp.max_running = ep.max_running;
+    /* The engine bounds the queue itself (incoming + waiting); preempted
+     * requests rejoin the scheduler's queue, so leave it room. */
+    sp.max_waiting = ep.max_waiting + ep.max_running;
+    sp.max_context = ep.n_ctx;
+    slm_kv_desc kd = {m->hp.n_layer, ep.kv_blocks, ep.block_size, m->hp.n_head_kv,
+                      m->hp.head_dim, SLM_TYPE_F16};
+    st = slm_sched_create(&sp, &e->sched);
+    if (!st)
+        st = m->be->ops->kv_create(m->be, &kd, &e->kv);
+    if (!st)
+        st = slm_forward_create(m, ep.step_tokens, ep.max_running, &e->fwd);
+    if (!st) {
+        e->logits = malloc((size_t)ep.max_running * (size_t)e->n_vocab * sizeof(float));
+        if (!e->logits)
+            st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for logits");
+    }
+    if (!st && pthread_create(&e->thread, NULL, engine_main, e) != 0)
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: cannot start its thread");
+    if (st) {
+        engine_free(e);
+        return st;
+    }
+    e->thread_started = true;
+    publish_stats(e);
+    *out = e;
+    return SLM_OK;
+}
+
+void slm_engine_destroy(slm_engine *e, int drain)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = true;
+    e->drain = drain != 0;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->thread_started)
+        pthread_join(e->thread, NULL);
+    engine_free(e);
+}
+
+slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_t *id)
+{
+    if (!e || !p)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_submit: NULL argument");
+    ereq *r;
+    slm_status st = request_make(e, p, &r); /* tokenizing happens outside the lock */
+    if (st)
+        return st;
+    pthread_mutex_lock(&e->mu);
+    if (e->stop) {
+        pthread_mutex_unlock(&e->mu);
+        ereq_free(r);
+        return slm_error(SLM_STATUS_CANCELLED, "the engine is shutting down");
+    }
+    if (e->n_incoming + e->sched_waiting >= e->p.max_waiting) {
+        int n = e->n_incoming + e->sched_waiting;
+        pthread_mutex_unlock(&e->mu);
+        ereq_free(r);
+        return slm_error(SLM_STATUS_QUEUE_FULL, "queue full: %d requests waiting (the limit)", n);
+    }
+    r->id = e->next_id++;
+    if (e->in_tail)
+        e->in_tail->next = r;
+    else
+        e->in_head = r;
+    e->in_tail = r;
+    e->n_incoming++;
+    e->stats.waiting++;
+    if (id)
+        *id = r->id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return SLM_OK;
+}
+
+slm_status slm_engine_cancel(slm_engine *e, uint64_t id)
+{
+    if (!e)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_cancel: engine is NULL");
+    bool found = false;
+    pthread_mutex_lock(&e->mu);
+    for (int list = 0; list < 2 && !found; list++)
+        for (ereq *r = list ? e->live : e->in_head; r; r = r->next)
+            if (r->id == id) {
+                atomic_store(&r->cancel, true);
+                found = true;
+                break;
+            }
+    if (found) {
+        e->cancel_pending = true;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return found ? SLM_OK
+                 : slm_error(SLM_STATUS_NOT_FOUND, "request %llu is not queued or running",
+                             (unsigned long long)id);
+}
+
+slm_status slm_engine_get_stats(slm_engine *e, slm_engine_stats *s)
+{
+    if (!e || !s || s->size < sizeof *s)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "slm_engine_get_stats: NULL argument or stats.size not set");
+    pthread_mutex_lock(&e->mu);
+    *s = e->stats;
+    pthread_mutex_unlock(&e->mu);
+    s->size = sizeof *s;
+    return SLM_OK;
+}
