@@ -1,0 +1,219 @@
+/*
+ * cmd_serve.c — `slm serve`: an OpenAI-compatible HTTP server over one
+ * model. It listens first (so /health can say "loading"), loads the model
+ * and starts the engine, then waits for SIGTERM or SIGINT: it stops
+ * accepting connections, lets in-flight requests finish for up to --grace
+ * seconds, cancels what is left, and exits 0.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "server_http.h"
+
+typedef struct {
+    slm_cli_common c;
+    const char *host, *api_key;
+    long port, parallel, ctx, queue, grace, max_body, step_tokens, kv_blocks;
+} serve_opts;
+
+static void help(void)
+{
+    printf("usage: slm serve [options]\n\n"
+           "Serves the model over HTTP with OpenAI's API: POST /v1/chat/completions and\n"
+           "/v1/completions (streaming or not), GET /v1/models, /health and /metrics\n"
+           "(Prometheus). Requests are batched continuously; the KV cache is one pool\n"
+           "shared by all of them. SIGTERM or SIGINT drains and exits 0.\n\n"
+           "  --host ADDR          address to listen on (default 127.0.0.1)\n"
+           "  --port N             port (default 8080; 0 picks a free one)\n"
+           "  --parallel N         requests decoded together at most (default 16)\n"
+           "  --ctx N              tokens one request may hold, prompt + output\n"
+           "                       (default: the model's training context, at most 4096)\n"
+           "  --queue N            requests waiting beyond which new ones get 503 (default 256)\n"
+           "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/* (default:\n"
+           "                       $SLM_API_KEY; none when unset)\n"
+           "  --grace SECONDS      how long shutdown waits for in-flight requests (default 30)\n"
+           "  --max-body BYTES     larger request bodies get 413 (default 1048576)\n"
+           "  --step-tokens N      token budget of one engine step (default 512)\n"
+           "  --kv-blocks N        KV pool size in 16-token blocks (default: --parallel full\n"
+           "                       contexts, at most 1 GiB of K/V)\n%s",
+           slm_cli_common_help);
+}
+
+static int parse(int argc, char **argv, serve_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    slm_cli_common_init(&o->c);
+    o->host = "127.0.0.1";
+    o->api_key = getenv("SLM_API_KEY");
+    o->port = 8080, o->parallel = 16, o->queue = 256, o->grace = 30;
+    o->max_body = 1 << 20, o->step_tokens = 512;
+    static const struct {
+        const char *name;
+        long lo, hi;
+        size_t off;
+    } ints[] = {
+        {"--port", 0, 65535, offsetof(serve_opts, port)},
+        {"--parallel", 1, 4096, offsetof(serve_opts, parallel)},
+        {"--ctx", 16, 1 << 24, offsetof(serve_opts, ctx)},
+        {"--queue", 1, 1 << 20, offsetof(serve_opts, queue)},
+        {"--grace", 0, 86400, offsetof(serve_opts, grace)},
+        {"--max-body", 1024, 1L << 30, offsetof(serve_opts, max_body)},
+        {"--step-tokens", 1, 1 << 16, offsetof(serve_opts, step_tokens)},
+        {"--kv-blocks", 1, 1 << 24, offsetof(serve_opts, kv_blocks)},
+    };
+    for (int i = 1; i < argc; i++) {
+        int c = slm_cli_common_opt("serve", &o->c, argc, argv, &i);
+        if (c < 0)
+            return 1;
+        if (c)
+            continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help();
+            return -1;
+        }
+        if (!v)
+            return slm_cli_fail("serve", "unknown or incomplete option '%s' (see slm serve "
+                                "--help)", a);
+        bool known = false;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !known; k++)
+            if (!strcmp(a, ints[k].name)) {
+                known = true;
+                if (!slm_cli_int("serve", a, v, ints[k].lo, ints[k].hi,
+                                 (long *)((char *)o + ints[k].off)))
+                    return 1;
+            }
+        if (!known && !strcmp(a, "--host"))
+            o->host = v, known = true;
+        if (!known && !strcmp(a, "--api-key"))
+            o->api_key = v, known = true;
+        if (!known)
+            return slm_cli_fail("serve", "unknown option '%s' (see slm serve --help)", a);
+        i++;
+    }
+    if (o->api_key && !o->api_key[0])
+        o->api_key = NULL;
+    return 0;
+}
+
+static void progress(float f, void *user)
+{
+    fprintf(stderr, "\rslm serve: loading %s %3d%%", (const char *)user, (int)(f * 100 + 0.5f));
+    fflush(stderr);
+}
+
+static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
+{
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = o->c.backend;
+    mp.n_threads = o->c.threads;
+    if (isatty(2)) {
+        mp.progress = progress;
+        mp.progress_user = (void *)o->c.model;
+    }
+    slm_status st = slm_model_open(o->c.model, &mp, m);
+    if (mp.progress)
+        fputc('\n', stderr);
+    if (st)
+        return slm_cli_fail("serve", "%s", slm_last_error());
+    slm_model_info info = {.size = sizeof info};
+    slm_model_get_info(*m, &info);
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = o->ctx ? (int)o->ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
+    ep.max_running = (int)o->parallel;
+    ep.max_waiting = (int)o->queue;
+    ep.step_tokens = (int)o->step_tokens;
+    ep.kv_blocks = (int)o->kv_blocks;
+    if (slm_engine_create(*m, &ep, e)) {
+        int rc = slm_cli_fail("serve", "%s", slm_last_error());
+        slm_model_close(*m);
+        *m = NULL;
+        return rc;
+    }
+    slm_engine_stats es = {.size = sizeof es};
+    slm_engine_get_stats(*e, &es);
+    *n_ctx = ep.n_ctx;
+    fprintf(stderr, "slm serve: ready: %s on %s, context %d per request, %d in parallel, "
+            "KV pool %d blocks\n", info.name, info.backend, ep.n_ctx, ep.max_running,
+            es.kv_blocks_total);
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Waits for in-flight requests to end, at most `seconds`. */
+static bool wait_idle(slm_srv *s, double seconds)
+{
+    double end = now() + seconds;
+    while (slm_srv_in_flight(s) > 0 && now() < end) {
+        struct timespec d = {0, 20 * 1000000L};
+        nanosleep(&d, NULL);
+    }
+    return slm_srv_in_flight(s) == 0;
+}
+
+int slm_cmd_serve(int argc, char **argv)
+{
+    serve_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    /* Every thread started from here on inherits this mask, so the signals
+     * reach only the sigwait below; a vanished client is an EPIPE, not a
+     * signal. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static slm_srv srv;
+    slm_srv_config cfg = {o.host, (int)o.port, o.api_key, (size_t)o.max_body, o.c.model};
+    if (slm_srv_start(&srv, &cfg))
+        return 1;
+    fprintf(stderr, "slm serve: listening on http://%s:%d%s\n", o.host, slm_srv_port(&srv),
+            o.api_key ? " (API key required)" : "");
+    slm_model *m = NULL;
+    slm_engine *e = NULL;
+    int n_ctx = 0;
+    if (load(&o, &m, &e, &n_ctx)) {
+        slm_srv_set_failed(&srv);
+        slm_srv_stop(&srv);
+        return 1;
+    }
+    slm_request_params dp;
+    slm_request_params_default(&dp);
+    slm_srv_set_ready(&srv, m, e, n_ctx, &dp.sampling);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "slm serve: %s: draining (%d in flight, grace %ld s)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", slm_srv_in_flight(&srv), o.grace);
+    slm_srv_quiesce(&srv);
+    if (!wait_idle(&srv, (double)o.grace)) {
+        fprintf(stderr, "slm serve: grace period over: cancelling %d requests\n",
+                slm_srv_in_flight(&srv));
+        slm_srv_cancel_all(&srv);
+        wait_idle(&srv, 10);
+    }
+    slm_srv_stop(&srv);
+    slm_engine_destroy(e, 0);
+    slm_model_close(m);
+    fprintf(stderr, "slm serve: stopped\n");
+    return 0;
+}

@@ -1,0 +1,604 @@
+/*
+ * server_openai.c — OpenAI request parsing and response JSON for `slm
+ * serve` (see server_openai.h). Parsing is strict about what it uses (a
+ * wrong type or a value out of range is a 400 naming the field) and ignores
+ * fields it does not know, as OpenAI's clients send many optional ones.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_openai.h"
+
+#define BAD 400
+#define INVALID "invalid_request_error"
+
+int slm_srv_error_set(slm_srv_error *e, int status, const char *type, const char *param,
+                      const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    e->status = status;
+    e->type = type;
+    e->param = param;
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- field readers: absent and null both mean "keep the default" -------- */
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+static int get_number(json_t *o, const char *key, double lo, double hi, float *out,
+                      slm_srv_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_type",
+                                 "'%s' must be a number, not %s", key, type_name(v));
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_value",
+                                 "'%s' must be between %g and %g, got %g", key, lo, hi, d);
+    *out = (float)d;
+    return 0;
+}
+
+/* Integers; an integral real (16.0) is accepted as clients in loosely typed
+ * languages send those. *present says whether the field was given. */
+static int get_int(json_t *o, const char *key, long long lo, long long hi, long long *out,
+                   bool *present, slm_srv_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (present)
+        *present = false;
+    if (!v || json_is_null(v))
+        return 0;
+    long long x;
+    if (json_is_integer(v)) {
+        x = json_integer_value(v);
+    } else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+               fabs(json_real_value(v)) < 9e15) {
+        x = (long long)json_real_value(v);
+    } else {
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_type",
+                                 "'%s' must be an integer, not %s", key, type_name(v));
+    }
+    if (x < lo || x > hi)
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_value",
+                                 "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
+    *out = x;
+    if (present)
+        *present = true;
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, bool *out, slm_srv_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_type",
+                                 "'%s' must be a boolean, not %s", key, type_name(v));
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* ---- the input: messages or prompt -------------------------------------- */
+
+/* A message's content: a string, null (an assistant turn with none), or an
+ * array of parts of which only {"type":"text","text":...} are supported. */
+static int message_content(slm_srv_request *r, int i, json_t *c, slm_srv_error *e)
+{
+    if (!c || json_is_null(c)) {
+        r->messages[i].content = "";
+        return 0;
+    }
+    if (json_is_string(c)) {
+        r->messages[i].content = json_string_value(c);
+        return 0;
+    }
+    if (!json_is_array(c))
+        return slm_srv_error_set(e, BAD, INVALID, "messages", "invalid_type",
+                                 "messages[%d].content must be a string or an array of text "
+                                 "parts, not %s", i, type_name(c));
+    size_t total = 1, k;
+    json_t *part;
+    json_array_foreach(c, k, part) {
+        json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") ||
+            !json_is_string(text))
+            return slm_srv_error_set(e, BAD, INVALID, "messages", "unsupported_content",
+                                     "messages[%d].content[%zu]: only {\"type\":\"text\","
+                                     "\"text\":...} parts are supported", i, k);
+        total += json_string_length(text);
+    }
+    char *s = malloc(total);
+    if (!s)
+        return slm_srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    size_t at = 0;
+    json_array_foreach(c, k, part) {
+        json_t *text = json_object_get(part, "text");
+        memcpy(s + at, json_string_value(text), json_string_length(text));
+        at += json_string_length(text);
+    }
+    s[at] = 0;
+    r->message_text[i] = s;
+    r->messages[i].content = s;
+    return 0;
+}
+
+static int parse_messages(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    json_t *m = json_object_get(root, "messages");
+    if (!m || json_is_null(m))
+        return slm_srv_error_set(e, BAD, INVALID, "messages", "missing_required_parameter",
+                                 "'messages' is required");
+    if (!json_is_array(m) || json_array_size(m) == 0)
+        return slm_srv_error_set(e, BAD, INVALID, "messages", "invalid_value",
+                                 "'messages' must be a non-empty array");
+    size_t n = json_array_size(m);
+    if (n > 100000)
+        return slm_srv_error_set(e, BAD, INVALID, "messages", "invalid_value",
+                                 "too many messages (%zu)", n);
+    r->messages = calloc(n, sizeof *r->messages);
+    r->message_text = calloc(n, sizeof *r->message_text);
+    if (!r->messages || !r->message_text)
+        return slm_srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    r->n_messages = (int)n;
+    for (int i = 0; i < (int)n; i++) {
+        json_t *msg = json_array_get(m, (size_t)i);
+        json_t *role = json_object_get(msg, "role");
+        if (!json_is_object(msg) || !json_is_string(role))
+            return slm_srv_error_set(e, BAD, INVALID, "messages", "invalid_value",
+                                     "messages[%d] must be an object with a string 'role'", i);
+        const char *rs = json_string_value(role);
+        /* OpenAI's newer name for the system role. */
+        r->messages[i].role = !strcmp(rs, "developer") ? "system" : rs;
+        if (strcmp(r->messages[i].role, "system") && strcmp(rs, "user") &&
+            strcmp(rs, "assistant"))
+            return slm_srv_error_set(e, BAD, INVALID, "messages", "invalid_value",
+                                     "messages[%d].role '%s' is not supported (system, "
+                                     "developer, user or assistant)", i, rs);
+        if (message_content(r, i, json_object_get(msg, "content"), e))
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_token_array(slm_srv_request *r, json_t *a, slm_srv_error *e)
+{
+    size_t n = json_array_size(a), k;
+    json_t *v;
+    if (n == 0 || n > (1u << 24))
+        return slm_srv_error_set(e, BAD, INVALID, "prompt", "invalid_value",
+                                 "a token-id prompt must hold 1 to 16777216 ids");
+    r->tokens = malloc(n * sizeof *r->tokens);
+    if (!r->tokens)
+        return slm_srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    json_array_foreach(a, k, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > INT32_MAX)
+            return slm_srv_error_set(e, BAD, INVALID, "prompt", "invalid_type",
+                                     "prompt[%zu] must be a non-negative token id", k);
+        r->tokens[k] = (int32_t)json_integer_value(v);
+    }
+    r->n_tokens = (int)n;
+    return 0;
+}
+
+/* A string; an array holding one string; an array of token ids; or an array
+ * holding one array of ids. Several prompts in one request are refused. */
+static int parse_prompt(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    json_t *p = json_object_get(root, "prompt");
+    if (!p || json_is_null(p))
+        return slm_srv_error_set(e, BAD, INVALID, "prompt", "missing_required_parameter",
+                                 "'prompt' is required");
+    if (json_is_string(p)) {
+        r->prompt = json_string_value(p);
+        return 0;
+    }
+    if (!json_is_array(p) || json_array_size(p) == 0)
+        return slm_srv_error_set(e, BAD, INVALID, "prompt", "invalid_type",
+                                 "'prompt' must be a string, an array of token ids, or an "
+                                 "array holding one of those");
+    json_t *first = json_array_get(p, 0);
+    if (json_is_integer(first))
+        return parse_token_array(r, p, e);
+    if (json_array_size(p) != 1)
+        return slm_srv_error_set(e, BAD, INVALID, "prompt", "invalid_value",
+                                 "only one prompt per request is supported");
+    if (json_is_string(first)) {
+        r->prompt = json_string_value(first);
+        return 0;
+    }
+    if (json_is_array(first))
+        return parse_token_array(r, first, e);
+    return slm_srv_error_set(e, BAD, INVALID, "prompt", "invalid_type",
+                             "'prompt' must be a string or token ids");
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static int parse_stop(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    json_t *s = json_object_get(root, "stop");
+    if (!s || json_is_null(s))
+        return 0;
+    if (json_is_string(s)) {
+        if (json_string_length(s) > 0)
+            r->stop[r->n_stop++] = json_string_value(s);
+        return 0;
+    }
+    if (!json_is_array(s))
+        return slm_srv_error_set(e, BAD, INVALID, "stop", "invalid_type",
+                                 "'stop' must be a string or an array of strings, not %s",
+                                 type_name(s));
+    if (json_array_size(s) > SLM_SRV_MAX_STOP)
+        return slm_srv_error_set(e, BAD, INVALID, "stop", "invalid_value",
+                                 "at most %d stop strings are supported", SLM_SRV_MAX_STOP);
+    size_t k;
+    json_t *v;
+    json_array_foreach(s, k, v) {
+        if (!json_is_string(v))
+            return slm_srv_error_set(e, BAD, INVALID, "stop", "invalid_type",
+                                     "stop[%zu] must be a string", k);
+        if (json_string_length(v) > 0)
+            r->stop[r->n_stop++] = json_string_value(v);
+    }
+    return 0;
+}
+
+static int parse_model(slm_srv_request *r, json_t *root, const slm_srv_model_names *names,
+                       slm_srv_error *e)
+{
+    json_t *m = json_object_get(root, "model");
+    if (!m || json_is_null(m))
+        return 0;
+    if (!json_is_string(m))
+        return slm_srv_error_set(e, BAD, INVALID, "model", "invalid_type",
+                                 "'model' must be a string, not %s", type_name(m));
+    r->model = json_string_value(m);
+    if (!r->model[0] || !names)
+        return 0;
+    if (names->id && !strcmp(r->model, names->id))
+        return 0;
+    for (int i = 0; i < 4 && names->names[i]; i++)
+        if (!strcmp(r->model, names->names[i]))
+            return 0;
+    return slm_srv_error_set(e, 404, INVALID, "model", "model_not_found",
+                             "The model '%.200s' does not exist; this server serves '%s'",
+                             r->model, names->id ? names->id : "");
+}
+
+static int parse_sampling(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    slm_sampling *s = &r->sampling;
+    long long v;
+    bool present;
+    if (get_number(root, "temperature", 0, 2, &s->temperature, e) ||
+        get_number(root, "top_p", 0, 1, &s->top_p, e) ||
+        get_number(root, "min_p", 0, 1, &s->min_p, e) ||
+        get_number(root, "presence_penalty", -2, 2, &s->presence_penalty, e) ||
+        get_number(root, "frequency_penalty", -2, 2, &s->frequency_penalty, e) ||
+        get_number(root, "repeat_penalty", 0, 10, &s->repeat_penalty, e))
+        return -1;
+    if (get_int(root, "top_k", -1, 1 << 30, &v, &present, e))
+        return -1;
+    if (present)
+        s->top_k = (int)v;
+    if (get_int(root, "seed", INT64_MIN, INT64_MAX, &v, &r->has_seed, e))
+        return -1;
+    if (r->has_seed)
+        s->seed = (uint64_t)v;
+    return 0;
+}
+
+static int parse_limits(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    long long v;
+    bool present;
+    if (get_int(root, "max_tokens", 1, 1 << 30, &v, &present, e))
+        return -1;
+    if (present)
+        r->max_tokens = (int)v;
+    /* The newer name wins when both are given. */
+    if (get_int(root, "max_completion_tokens", 1, 1 << 30, &v, &present, e))
+        return -1;
+    if (present)
+        r->max_tokens = (int)v;
+    if (get_int(root, "n", -1000, 1000, &v, &present, e))
+        return -1;
+    if (present && v != 1)
+        return slm_srv_error_set(e, BAD, INVALID, "n", "invalid_value",
+                                 "only n=1 is supported, got %lld", v);
+    json_t *so = json_object_get(root, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so))
+            return slm_srv_error_set(e, BAD, INVALID, "stream_options", "invalid_type",
+                                     "'stream_options' must be an object");
+        if (get_bool(so, "include_usage", &r->include_usage, e))
+            return -1;
+    }
+    return get_bool(root, "stream", &r->stream, e) ||
+           get_bool(root, "ignore_eos", &r->ignore_eos, e);
+}
+
+int slm_srv_request_parse(const char *body, size_t len, bool chat,
+                          const slm_srv_model_names *names, const slm_sampling *defaults,
+                          slm_srv_request *r, slm_srv_error *e)
+{
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    if (defaults)
+        r->sampling = *defaults;
+
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", len, 0, &jerr);
+    int rc = -1;
+    if (!root) {
+        slm_srv_error_set(e, BAD, INVALID, NULL, "invalid_json",
+                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+        return -1;
+    }
+    r->root = root;
+    if (!json_is_object(root)) {
+        slm_srv_error_set(e, BAD, INVALID, NULL, "invalid_json",
+                          "the body must be a JSON object, not %s", type_name(root));
+        goto out;
+    }
+    if (parse_model(r, root, names, e) ||
+        (chat ? parse_messages(r, root, e) : parse_prompt(r, root, e)) ||
+        parse_sampling(r, root, e) || parse_limits(r, root, e) || parse_stop(r, root, e))
+        goto out;
+    if (!r->stream && r->include_usage)
+        r->include_usage = false; /* only meaningful for streams */
+    rc = 0;
+out:
+    if (rc)
+        slm_srv_request_free(r);
+    return rc;
+}
+
+void slm_srv_request_free(slm_srv_request *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; r->message_text && i < r->n_messages; i++)
+        free(r->message_text[i]);
+    free(r->message_text);
+    free(r->messages);
+    free(r->tokens);
+    json_decref(r->root);
+    memset(r, 0, sizeof *r);
+}
+
+const char *slm_srv_finish_name(slm_finish_reason f)
+{
+    switch (f) {
+    case SLM_FINISH_STOP: return "stop";
+    case SLM_FINISH_LENGTH: return "length";
+    case SLM_FINISH_CANCELLED: return "cancelled";
+    default: return "error";
+    }
+}
+
+/* ---- response builders -------------------------------------------------- */
+
+/* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    unsigned cp = c & (0x7fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A JSON string of text, bad UTF-8 bytes replaced by U+FFFD. */
+static json_t *text_value(const char *text, size_t len)
+{
+    json_t *v = json_stringn(text ? text : "", text ? len : 0);
+    if (v)
+        return v;
+    char *fixed = malloc(len * 3 + 1);
+    if (!fixed)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq((const unsigned char *)text + i, len - i);
+        if (k == 0) {
+            memcpy(fixed + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(fixed + o, text + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    v = json_stringn(fixed, o);
+    free(fixed);
+    return v;
+}
+
+static json_t *usage_obj(int prompt_tokens, int completion_tokens)
+{
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", prompt_tokens, "completion_tokens",
+                     completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
+}
+
+static json_t *envelope(const slm_srv_reply *r, bool chunk)
+{
+    const char *object = r->rq->chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                     : "text_completion";
+    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", r->id, "object", object, "created",
+                     (json_int_t)r->created, "model", r->model, "system_fingerprint",
+                     "slm-" SLM_VERSION);
+}
+
+/* Serializes and frees o (NULL in, NULL out). */
+static char *finish_json(json_t *o)
+{
+    if (!o)
+        return NULL;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+char *slm_srv_response_json(const slm_srv_reply *r, const char *text, size_t len,
+                            const char *finish, int prompt_tokens, int completion_tokens)
+{
+    json_t *o = envelope(r, false), *choice;
+    if (!o)
+        return NULL;
+    if (r->rq->chat)
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role",
+                           "assistant", "content", text_value(text, len), "logprobs",
+                           "finish_reason", finish);
+    else
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text_value(text, len),
+                           "logprobs", "finish_reason", finish);
+    if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
+        json_object_set_new(o, "usage", usage_obj(prompt_tokens, completion_tokens))) {
+        json_decref(o);
+        return NULL;
+    }
+    return finish_json(o);
+}
+
+char *slm_srv_chunk_json(const slm_srv_reply *r, const char *text, size_t len, bool role,
+                         const char *finish)
+{
+    json_t *o = envelope(r, true), *choice;
+    if (!o)
+        return NULL;
+    json_t *fin = finish ? json_string(finish) : json_null();
+    if (r->rq->chat) {
+        json_t *delta = json_object();
+        if (delta && role)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (delta && (!finish || len))
+            json_object_set_new(delta, "content", text_value(text, len));
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+                           "finish_reason", fin);
+    } else {
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text", text_value(text, len),
+                           "logprobs", "finish_reason", fin);
+    }
+    if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
+        (r->rq->include_usage && json_object_set_new(o, "usage", json_null()))) {
+        json_decref(o);
+        return NULL;
+    }
+    return finish_json(o);
+}
+
+char *slm_srv_usage_chunk_json(const slm_srv_reply *r, int prompt_tokens, int completion_tokens)
+{
+    json_t *o = envelope(r, true);
+    if (!o || json_object_set_new(o, "choices", json_array()) ||
+        json_object_set_new(o, "usage", usage_obj(prompt_tokens, completion_tokens))) {
+        json_decref(o);
+        return NULL;
+    }
+    return finish_json(o);
+}
+
+char *slm_srv_error_json(const slm_srv_error *e)
+{
+    json_t *err = json_object();
+    if (!err)
+        return NULL;
+    json_object_set_new(err, "message", text_value(e->message, strlen(e->message)));
+    json_object_set_new(err, "type", json_string(e->type ? e->type : "server_error"));
+    json_object_set_new(err, "param", e->param ? json_string(e->param) : json_null());
+    json_object_set_new(err, "code", e->code ? json_string(e->code) : json_null());
+    return finish_json(json_pack("{s:o}", "error", err));
+}
+
+/* ---- server-sent events ------------------------------------------------- */
+
+int slm_srv_buf_append(slm_srv_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+int slm_srv_sse_event(slm_srv_buf *b, const char *json)
+{
+    size_t n = strlen(json), old = b->len;
+    if (slm_srv_buf_append(b, "data: ", 6) || slm_srv_buf_append(b, json, n) ||
+        slm_srv_buf_append(b, "\n\n", 2)) {
+        b->len = old;
+        if (b->data)
+            b->data[old] = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int slm_srv_sse_done(slm_srv_buf *b)
+{
+    return slm_srv_buf_append(b, "data: [DONE]\n\n", 14);
+}
+
+void slm_srv_buf_free(slm_srv_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,120 @@
+/*
+ * server_openai.h — the OpenAI wire format of `slm serve`, as pure functions:
+ * a request body (JSON) becomes an slm_srv_request whose fields map one to
+ * one onto slm_request_params, and results become the JSON bodies and stream
+ * chunks OpenAI's clients expect. Nothing here touches the network or the
+ * engine, so tests/test_server_http.c checks it without a model.
+ *
+ * Errors are OpenAI's shape, {"error":{"message","type","param","code"}},
+ * with the HTTP status that goes with them (slm_srv_error).
+ */
+#ifndef SLM_SERVER_OPENAI_H
+#define SLM_SERVER_OPENAI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slm.h"
+
+#define SLM_SRV_MAX_STOP 16 /* stop strings one request may give */
+
+/* An error answer: HTTP status plus the four fields of OpenAI's error body.
+ * type/param/code point at constants (or NULL for JSON null). */
+typedef struct slm_srv_error {
+    int status;
+    const char *type;  /* "invalid_request_error", "server_error", ... */
+    const char *param; /* the request field at fault, or NULL */
+    const char *code;  /* "model_not_found", "invalid_api_key", ... or NULL */
+    char message[512];
+} slm_srv_error;
+
+/* Fills e and returns -1, so a failing parse path is one line. */
+int slm_srv_error_set(slm_srv_error *e, int status, const char *type, const char *param,
+                      const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* A parsed request. Strings point into `root`, which the request owns:
+ * slm_srv_request_free releases everything. */
+typedef struct slm_srv_request {
+    bool chat;                     /* /v1/chat/completions (else /v1/completions) */
+    bool stream, include_usage;
+    const char *model;             /* as sent; NULL when absent */
+    slm_message *messages;         /* chat: owned array, n_messages long */
+    int n_messages;
+    char **message_text;           /* chat: owned texts of content-part arrays */
+    const char *prompt;            /* completions given text */
+    int32_t *tokens;               /* completions given token ids (owned) */
+    int n_tokens;
+    slm_sampling sampling;         /* library defaults where the client said nothing */
+    bool has_seed;
+    int max_tokens;                /* 0: the server's default */
+    const char *stop[SLM_SRV_MAX_STOP];
+    int n_stop;
+    bool ignore_eos;
+    void *root;                    /* the json_t the strings live in */
+} slm_srv_request;
+
+/* The names a request's "model" may carry to mean the served model. */
+typedef struct slm_srv_model_names {
+    const char *id;       /* what /v1/models lists and responses echo */
+    const char *names[4]; /* other accepted spellings (NULL-terminated early) */
+} slm_srv_model_names;
+
+/* Parses an OpenAI request body; sampling fields the client leaves out keep
+ * *defaults (the library's, from slm_request_params_default). Returns 0
+ * with *out filled (free it with slm_srv_request_free), or -1 with *err
+ * filled (400 for malformed JSON, wrong types and out-of-range values, 404
+ * for an unknown model); *out is then already freed. Never reads past len; body need not be terminated. */
+int slm_srv_request_parse(const char *body, size_t len, bool chat,
+                          const slm_srv_model_names *names, const slm_sampling *defaults,
+                          slm_srv_request *out, slm_srv_error *err);
+void slm_srv_request_free(slm_srv_request *r);
+
+/* OpenAI's name of a finish reason ("stop", "length", "cancelled", "error"). */
+const char *slm_srv_finish_name(slm_finish_reason f);
+
+/* Context every response of one request shares. */
+typedef struct slm_srv_reply {
+    const slm_srv_request *rq;
+    const char *id;    /* "chatcmpl-..." or "cmpl-..." */
+    const char *model; /* the served model's id */
+    long long created; /* Unix seconds */
+} slm_srv_reply;
+
+/* Each builder returns a malloc'd, NUL-terminated compact JSON text (the
+ * caller frees it), or NULL when out of memory. Text that is not valid UTF-8
+ * has its bad bytes replaced by U+FFFD rather than failing. */
+
+/* The non-streaming body: one choice with the whole text, and usage. */
+char *slm_srv_response_json(const slm_srv_reply *r, const char *text, size_t len,
+                            const char *finish, int prompt_tokens, int completion_tokens);
+
+/* One stream chunk. role: put {"role":"assistant"} in a chat delta (the
+ * first chunk); finish: NULL for a content chunk, else the final chunk's
+ * finish_reason with empty content. With include_usage each chunk carries
+ * "usage": null, as OpenAI's do. */
+char *slm_srv_chunk_json(const slm_srv_reply *r, const char *text, size_t len, bool role,
+                         const char *finish);
+
+/* The usage chunk that ends a stream when stream_options.include_usage is set. */
+char *slm_srv_usage_chunk_json(const slm_srv_reply *r, int prompt_tokens,
+                               int completion_tokens);
+
+/* {"error":{...}} for e. */
+char *slm_srv_error_json(const slm_srv_error *e);
+
+/* Appends one server-sent event "data: <json>\n\n" to a growable buffer.
+ * Returns 0, or -1 when out of memory (the buffer is unchanged). */
+typedef struct slm_srv_buf {
+    char *data;
+    size_t len, cap;
+} slm_srv_buf;
+
+int slm_srv_buf_append(slm_srv_buf *b, const char *s, size_t n);
+int slm_srv_sse_event(slm_srv_buf *b, const char *json);
+/* The stream's last event, "data: [DONE]\n\n". */
+int slm_srv_sse_done(slm_srv_buf *b);
+void slm_srv_buf_free(slm_srv_buf *b);
+
+#endif
