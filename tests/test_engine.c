@@ -1,0 +1,631 @@
+/*
+ * test_engine.c — the public engine (include/slm.h, runtime/engine.c) on the
+ * tiny random-weight llama fixture, CPU backend, only through the public API:
+ *   - a greedy request gives the same text alone and among 63 concurrent
+ *     others, and again when a small KV pool forces preemption;
+ *   - a 2,000-token prompt arriving while 8 requests decode does not stop
+ *     their tokens for the whole prefill (the per-step token budget);
+ *   - cancellation (queued and running) ends with CANCELLED and returns
+ *     every KV block; a full queue answers QUEUE_FULL; a prompt longer than
+ *     the context is refused with a message that says so;
+ *   - destroy with drain finishes requests, without drain cancels them;
+ *   - stop strings end the text right before them (also split across
+ *     tokens, runtime/stopstr.c checked directly).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "gguf_write.h"
+#include "stopstr.h"
+#include "testutil.h"
+
+/* The tiny fixture's byte-level vocabulary has no merges key (its reference
+ * test needs no tokenizer); the public API loads the tokenizer, so the
+ * group setup writes a copy with an empty merges list (a valid byte-level
+ * BPE: every byte is a token) into the build folder. */
+#define FIXTURE "tests/fixtures/tiny/tiny-llama-q8_0.gguf"
+#define N_VOCAB 256
+static char MODEL[1024];
+
+typedef struct collect {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char text[8192];
+    size_t len;
+    int pieces;
+    bool done;
+    slm_result res;
+    slm_engine *e;
+    uint64_t steps_at_piece[64]; /* engine steps when pieces arrived */
+} collect;
+
+static void on_token(void *user, const char *t, size_t n)
+{
+    collect *c = user;
+    slm_engine_stats st = {.size = sizeof st};
+    if (c->e)
+        slm_engine_get_stats(c->e, &st);
+    pthread_mutex_lock(&c->mu);
+    if (c->len + n < sizeof c->text) {
+        memcpy(c->text + c->len, t, n);
+        c->len += n;
+    }
+    if (c->pieces < 64)
+        c->steps_at_piece[c->pieces] = st.steps;
+    c->pieces++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_done(void *user, const slm_result *r)
+{
+    collect *c = user;
+    pthread_mutex_lock(&c->mu);
+    c->res = *r;
+    c->res.error = "";
+    c->done = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static collect *collect_new(int n)
+{
+    collect *c = calloc((size_t)n, sizeof *c);
+    assert_non_null(c);
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_init(&c[i].mu, NULL);
+        pthread_cond_init(&c[i].cv, NULL);
+    }
+    return c;
+}
+
+static void collect_wait(collect *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static slm_model *open_model(void)
+{
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = "cpu";
+    slm_model *m = NULL;
+    if (slm_model_open(MODEL, &mp, &m) != SLM_OK)
+        fail_msg("%s: %s", MODEL, slm_last_error());
+    return m;
+}
+
+static slm_engine *make_engine(slm_model *m, int n_ctx, int max_running, int max_waiting,
+                               int kv_blocks, int step_tokens)
+{
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = n_ctx;
+    ep.max_running = max_running;
+    ep.max_waiting = max_waiting;
+    ep.kv_blocks = kv_blocks;
+    ep.step_tokens = step_tokens;
+    slm_engine *e = NULL;
+    slm_status st = slm_engine_create(m, &ep, &e);
+    if (st)
+        fail_msg("engine: %s", slm_last_error());
+    return e;
+}
+
+/* Request i: its own random prompt (a shared start every 4th, so prefix
+ * reuse plays a part), greedy, a fixed number of tokens. */
+static int32_t prompts[64][48];
+static int prompt_len[64];
+
+static void make_prompts(void)
+{
+    for (int i = 0; i < 64; i++) {
+        prompt_len[i] = 8 + (int)(tu_rand_u64() % 40);
+        for (int k = 0; k < prompt_len[i]; k++)
+            prompts[i][k] = (i % 4 == 0 && k < 20) ? 3 + k : 3 + (int)(tu_rand_u64() % 250);
+    }
+}
+
+static uint64_t submit(slm_engine *e, int i, collect *c, int max_tokens)
+{
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = prompts[i];
+    rp.n_tokens = prompt_len[i];
+    rp.sampling.temperature = 0;
+    rp.max_tokens = max_tokens;
+    rp.ignore_eos = 1;
+    rp.on_token = on_token;
+    rp.on_done = on_done;
+    rp.user = c;
+    uint64_t id = 0;
+    slm_status st = slm_engine_submit(e, &rp, &id);
+    if (st)
+        fail_msg("submit %d: %s", i, slm_last_error());
+    return id;
+}
+
+static void kv_idle(slm_engine *e, int *used)
+{
+    slm_engine_stats s = {.size = sizeof s};
+    for (int tries = 0; tries < 1000; tries++) {
+        assert_int_equal(slm_engine_get_stats(e, &s), SLM_OK);
+        if (s.running == 0 && s.waiting == 0)
+            break;
+        struct timespec d = {0, 2000000};
+        nanosleep(&d, NULL);
+    }
+    *used = s.kv_blocks_used;
+}
+
+/* ---- batched equals solo ------------------------------------------------ */
+
+static void run_batched_equals_solo(int kv_blocks, bool expect_preemption)
+{
+    slm_model *m = open_model();
+    make_prompts();
+    enum { N = 64, MAXT = 24 };
+    collect *solo = collect_new(N), *batch = collect_new(N);
+    slm_engine *e = make_engine(m, 128, N, 256, 0, 512);
+    for (int i = 0; i < N; i++) { /* one at a time */
+        submit(e, i, &solo[i], MAXT);
+        collect_wait(&solo[i]);
+        assert_int_equal(solo[i].res.finish, SLM_FINISH_LENGTH);
+        assert_int_equal(solo[i].res.completion_tokens, MAXT);
+    }
+    slm_engine_destroy(e, 1);
+    /* A fresh engine, so nothing comes from the solo runs' prefix cache. */
+    e = make_engine(m, 128, N, 256, kv_blocks, 512);
+    for (int i = 0; i < N; i++)
+        submit(e, i, &batch[i], MAXT);
+    for (int i = 0; i < N; i++)
+        collect_wait(&batch[i]);
+    slm_engine_stats st = {.size = sizeof st};
+    slm_engine_get_stats(e, &st);
+    printf("   %d requests together: %llu steps, %llu preemptions, %llu cached prompt tokens\n",
+           N, (unsigned long long)st.steps, (unsigned long long)st.preemptions,
+           (unsigned long long)st.cached_tokens);
+    if (expect_preemption)
+        assert_true(st.preemptions > 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(batch[i].res.finish, SLM_FINISH_LENGTH);
+        assert_int_equal(batch[i].res.completion_tokens, MAXT);
+        assert_int_equal(batch[i].len, solo[i].len);
+        assert_memory_equal(batch[i].text, solo[i].text, solo[i].len);
+    }
+    int used;
+    kv_idle(e, &used);
+    assert_int_equal(used, 0);
+    slm_engine_destroy(e, 1);
+    slm_model_close(m);
+    free(solo);
+    free(batch);
+}
+
+static void test_batched_equals_solo(void **state)
+{
+    (void)state;
+    run_batched_equals_solo(0, false);
+}
+
+/* 64 requests of up to 72 tokens (5 blocks each) in a pool of 40 blocks:
+ * the scheduler must preempt and recompute, and still nobody's text moves. */
+static void test_batched_equals_solo_preempting(void **state)
+{
+    (void)state;
+    run_batched_equals_solo(40, true);
+}
+
+/* ---- a long prompt beside decoders --------------------------------------- */
+
+static void test_long_prompt_beside_decoders(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    make_prompts();
+    enum { N = 8, LONG = 2000, BUDGET = 256 };
+    slm_engine *e = make_engine(m, 2304, 16, 64, 0, BUDGET);
+    collect *dec = collect_new(N), *lng = collect_new(1);
+    for (int i = 0; i < N; i++) {
+        dec[i].e = e;
+        submit(e, i, &dec[i], 60);
+    }
+    /* Wait until all 8 are decoding. */
+    for (int i = 0; i < N; i++)
+        for (;;) {
+            pthread_mutex_lock(&dec[i].mu);
+            int p = dec[i].pieces;
+            pthread_mutex_unlock(&dec[i].mu);
+            if (p >= 2)
+                break;
+            struct timespec d = {0, 1000000};
+            nanosleep(&d, NULL);
+        }
+    int32_t *big = malloc(LONG * sizeof *big);
+    for (int k = 0; k < LONG; k++)
+        big[k] = 3 + (int)(tu_rand_u64() % 250);
+    slm_engine_stats s0 = {.size = sizeof s0};
+    slm_engine_get_stats(e, &s0);
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = big;
+    rp.n_tokens = LONG;
+    rp.sampling.temperature = 0;
+    rp.max_tokens = 4;
+    rp.ignore_eos = 1;
+    rp.on_token = on_token;
+    rp.on_done = on_done;
+    rp.user = lng;
+    lng->e = e;
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_OK);
+    collect_wait(lng);
+    for (int i = 0; i < N; i++)
+        collect_wait(&dec[i]);
+    uint64_t first_long = lng->steps_at_piece[0];
+    /* The prefill needs at least LONG / BUDGET steps; every decoder must
+     * have received text in steps inside that window (not every token is a
+     * piece: the random byte-level model emits partial UTF-8 sequences that
+     * are held back, so the bound is loose — without the budget the window
+     * would be one step and hold nothing). */
+    assert_true(first_long - s0.steps >= LONG / BUDGET);
+    for (int i = 0; i < N; i++) {
+        int inside = 0;
+        for (int k = 0; k < dec[i].pieces && k < 64; k++)
+            if (dec[i].steps_at_piece[k] > s0.steps && dec[i].steps_at_piece[k] < first_long)
+                inside++;
+        printf("   decoder %d: %d pieces during the %llu-step prefill\n", i, inside,
+               (unsigned long long)(first_long - s0.steps));
+        assert_true(inside >= 2);
+    }
+    slm_engine_destroy(e, 1);
+    slm_model_close(m);
+    free(big);
+    free(dec);
+    free(lng);
+}
+
+/* ---- cancellation, queue, context, shutdown ------------------------------- */
+
+static void test_cancel_frees_blocks(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    make_prompts();
+    slm_engine *e = make_engine(m, 256, 2, 8, 0, 512);
+    int idle;
+    kv_idle(e, &idle);
+    collect *c = collect_new(4);
+    uint64_t ids[4];
+    for (int i = 0; i < 4; i++)
+        ids[i] = submit(e, i, &c[i], 200);
+    /* Requests 2 and 3 wait behind two running ones; cancel one waiting, one running. */
+    assert_int_equal(slm_engine_cancel(e, ids[3]), SLM_OK);
+    assert_int_equal(slm_engine_cancel(e, ids[0]), SLM_OK);
+    collect_wait(&c[3]);
+    collect_wait(&c[0]);
+    assert_int_equal(c[3].res.finish, SLM_FINISH_CANCELLED);
+    assert_int_equal(c[0].res.finish, SLM_FINISH_CANCELLED);
+    assert_true(c[0].res.completion_tokens < 200);
+    collect_wait(&c[1]);
+    collect_wait(&c[2]);
+    assert_int_equal(c[1].res.finish, SLM_FINISH_LENGTH);
+    assert_int_equal(slm_engine_cancel(e, ids[1]), SLM_STATUS_NOT_FOUND);
+    int used;
+    kv_idle(e, &used);
+    assert_int_equal(used, idle);
+    slm_engine_destroy(e, 1);
+    slm_model_close(m);
+    free(c);
+}
+
+static void test_queue_full_and_context(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    make_prompts();
+    slm_engine *e = make_engine(m, 64, 1, 2, 0, 64);
+    collect *c = collect_new(8);
+    int accepted = 0, full = 0;
+    for (int i = 0; i < 8; i++) {
+        slm_request_params rp;
+        slm_request_params_default(&rp);
+        rp.tokens = prompts[i];
+        rp.n_tokens = 8;
+        rp.max_tokens = 40;
+        rp.ignore_eos = 1;
+        rp.on_done = on_done;
+        rp.user = &c[i];
+        slm_status st = slm_engine_submit(e, &rp, NULL);
+        if (st == SLM_OK)
+            accepted++;
+        else {
+            assert_int_equal(st, SLM_STATUS_QUEUE_FULL);
+            assert_non_null(strstr(slm_last_error(), "queue full"));
+            c[i].done = true;
+            full++;
+        }
+    }
+    assert_true(accepted >= 2 && full >= 1);
+    for (int i = 0; i < 8; i++)
+        collect_wait(&c[i]);
+    /* A prompt that fills the context leaves no room: refused, not run. */
+    int32_t longp[64];
+    for (int k = 0; k < 64; k++)
+        longp[k] = 5;
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = longp;
+    rp.n_tokens = 64;
+    rp.on_done = on_done;
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "context"));
+    /* Bad parameters are refused with a reason. */
+    rp.n_tokens = 0;
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_STATUS_INVALID_ARGUMENT);
+    rp.n_tokens = 4;
+    rp.prompt = "both";
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_STATUS_INVALID_ARGUMENT);
+    rp.prompt = NULL;
+    longp[0] = N_VOCAB;
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "vocabulary"));
+    slm_engine_destroy(e, 1);
+    slm_model_close(m);
+    free(c);
+}
+
+static void test_destroy_drain_and_cancel(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    make_prompts();
+    collect *c = collect_new(6);
+    slm_engine *e = make_engine(m, 128, 4, 16, 0, 512);
+    for (int i = 0; i < 3; i++)
+        submit(e, i, &c[i], 30);
+    slm_engine_destroy(e, 1); /* drains: all three complete */
+    for (int i = 0; i < 3; i++) {
+        assert_true(c[i].done);
+        assert_int_equal(c[i].res.finish, SLM_FINISH_LENGTH);
+        assert_int_equal(c[i].res.completion_tokens, 30);
+    }
+    /* A second engine on the same model is allowed once the first is gone,
+     * but not two at once. */
+    e = make_engine(m, 128, 4, 16, 0, 512);
+    slm_engine *e2 = NULL;
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    assert_int_equal(slm_engine_create(m, &ep, &e2), SLM_STATUS_INVALID_ARGUMENT);
+    for (int i = 3; i < 6; i++)
+        submit(e, i, &c[i], 100);
+    slm_engine_destroy(e, 0); /* cancels */
+    for (int i = 3; i < 6; i++) {
+        assert_true(c[i].done);
+        assert_int_equal(c[i].res.finish, SLM_FINISH_CANCELLED);
+    }
+    slm_model_close(m);
+    free(c);
+}
+
+/* ---- stop strings ---------------------------------------------------------- */
+
+static void feed_all(slm_stopstr *s, const char *const *pieces, int n, char *out, bool *stopped)
+{
+    size_t len = 0;
+    *stopped = false;
+    for (int i = 0; i < n && !*stopped; i++) {
+        const char *t;
+        size_t k;
+        *stopped = slm_stopstr_feed(s, pieces[i], strlen(pieces[i]), &t, &k);
+        memcpy(out + len, t, k);
+        len += k;
+    }
+    if (!*stopped) {
+        const char *t;
+        size_t k;
+        slm_stopstr_flush(s, &t, &k);
+        memcpy(out + len, t, k);
+        len += k;
+    }
+    out[len] = 0;
+}
+
+static void test_stop_strings(void **state)
+{
+    (void)state;
+    const char *stops[] = {"END", "\n\n", "abcab"};
+    slm_stopstr s;
+    char out[256];
+    bool stopped;
+    struct {
+        const char *pieces[6];
+        int n;
+        const char *want;
+        bool stopped;
+    } cases[] = {
+        {{"hello ", "wor", "ld"}, 3, "hello world", false},
+        {{"one E", "N", "D two"}, 3, "one ", true},
+        {{"para\n", "\nnext"}, 2, "para", true},
+        {{"E", "NE", "ND"}, 3, "EN", true},           /* a false start, then the real one */
+        {{"abab", "cab"}, 2, "ab", true},             /* a partial match inside a partial match */
+        {{"ends with E", "N"}, 2, "ends with EN", false}, /* held text released at the end */
+        {{"caf\xc3\xa9", " END"}, 2, "caf\xc3\xa9 ", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(slm_stopstr_init(&s, stops, 3), SLM_OK);
+        feed_all(&s, cases[i].pieces, cases[i].n, out, &stopped);
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(stopped, cases[i].stopped);
+        slm_stopstr_free(&s);
+    }
+    const char *empty[] = {""};
+    assert_int_equal(slm_stopstr_init(&s, empty, 1), SLM_STATUS_INVALID_ARGUMENT);
+    slm_stopstr_free(&s);
+    /* Random pieces: the released text is always the input cut right before
+     * the first stop string. */
+    for (int round = 0; round < 200; round++) {
+        char text[200];
+        int n = tu_int(1, 150);
+        for (int k = 0; k < n; k++)
+            text[k] = "abcEND\n x"[tu_int(0, 8)];
+        text[n] = 0;
+        const char *cut = NULL;
+        for (int k = 0; k < 3; k++) {
+            const char *p = strstr(text, stops[k]);
+            if (p && (!cut || p < cut))
+                cut = p;
+        }
+        assert_int_equal(slm_stopstr_init(&s, stops, 3), SLM_OK);
+        size_t len = 0, pos = 0;
+        bool st = false;
+        while (pos < (size_t)n && !st) {
+            size_t k = (size_t)tu_int(1, 5);
+            if (pos + k > (size_t)n)
+                k = (size_t)n - pos;
+            const char *t;
+            size_t got;
+            st = slm_stopstr_feed(&s, text + pos, k, &t, &got);
+            memcpy(out + len, t, got);
+            len += got;
+            pos += k;
+        }
+        if (!st) {
+            const char *t;
+            size_t got;
+            slm_stopstr_flush(&s, &t, &got);
+            memcpy(out + len, t, got);
+            len += got;
+        }
+        size_t want = cut ? (size_t)(cut - text) : (size_t)n;
+        assert_int_equal(st, cut != NULL);
+        assert_int_equal(len, want);
+        assert_memory_equal(out, text, want);
+        slm_stopstr_free(&s);
+    }
+}
+
+/* A stop string through the engine, on text the model really produces. */
+static void test_engine_stop_string(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    make_prompts();
+    slm_engine *e = make_engine(m, 128, 4, 16, 0, 512);
+    collect *c = collect_new(2);
+    submit(e, 5, &c[0], 40);
+    collect_wait(&c[0]);
+    assert_true(c[0].len >= 8);
+    /* Stop at a piece of the greedy text from its middle. */
+    char stop[4];
+    size_t at = c[0].len / 2;
+    memcpy(stop, c[0].text + at, 3);
+    stop[3] = 0;
+    const char *cut = strstr(c[0].text, stop);
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = prompts[5];
+    rp.n_tokens = prompt_len[5];
+    rp.sampling.temperature = 0;
+    rp.max_tokens = 40;
+    rp.ignore_eos = 1;
+    const char *stops[] = {stop};
+    rp.stop = stops;
+    rp.n_stop = 1;
+    rp.on_token = on_token;
+    rp.on_done = on_done;
+    rp.user = &c[1];
+    assert_int_equal(strlen(stop), 3);
+    assert_non_null(cut);
+    assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_OK);
+    collect_wait(&c[1]);
+    assert_int_equal(c[1].res.finish, SLM_FINISH_STOP);
+    assert_int_equal(c[1].len, (size_t)(cut - c[0].text));
+    assert_memory_equal(c[1].text, c[0].text, c[1].len);
+    assert_true(c[1].res.completion_tokens < 40);
+    slm_engine_destroy(e, 1);
+    slm_model_close(m);
+    free(c);
+}
+
+static void test_model_api(void **state)
+{
+    (void)state;
+    slm_model *m = NULL;
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = "cpu";
+    assert_int_equal(slm_model_open("tests/fixtures/does-not-exist.gguf", &mp, &m),
+                     SLM_STATUS_IO);
+    assert_null(m);
+    assert_non_null(strstr(slm_last_error(), "does-not-exist"));
+    mp.backend = "no-such-backend";
+    assert_int_equal(slm_model_open(MODEL, &mp, &m), SLM_STATUS_NOT_FOUND);
+    m = open_model();
+    slm_model_info info = {.size = sizeof info};
+    assert_int_equal(slm_model_get_info(m, &info), SLM_OK);
+    assert_string_equal(info.arch, "llama");
+    assert_int_equal(info.n_vocab, N_VOCAB);
+    assert_int_equal(info.n_layer, 2);
+    assert_true(info.n_params > 0 && info.file_bytes > 0);
+    int n = 0;
+    assert_int_equal(slm_model_count_tokens(m, "hello", &n), SLM_OK);
+    assert_true(n >= 5); /* byte-level: five bytes, plus BOS when the model adds it */
+    slm_model_close(m);
+}
+
+static slm_status copy_tensor(void *user, int64_t i, const char *name, int type,
+                              const int64_t *ne, void *buf, size_t nbytes)
+{
+    (void)name, (void)type, (void)ne;
+    memcpy(buf, slm_gguf_tensor_at(user, i)->data, nbytes);
+    return SLM_OK;
+}
+
+static int make_fixture(void **state)
+{
+    (void)state;
+    const char *dir = getenv("SLM_BUILD_DIR");
+    snprintf(MODEL, sizeof MODEL, "%s/test_engine_tiny.gguf", dir ? dir : "/tmp");
+    slm_gguf *g = NULL;
+    slm_gguf_writer *w = NULL;
+    slm_status st = slm_gguf_open(FIXTURE, &g);
+    if (!st)
+        st = slm_gguf_writer_create(&w);
+    for (int64_t i = 0; !st && i < slm_gguf_kv_count(g); i++)
+        st = slm_gguf_put_copy(w, g, i);
+    if (!st)
+        st = slm_gguf_put_arr_str(w, "tokenizer.ggml.merges", NULL, NULL, 0);
+    for (int64_t i = 0; !st && i < slm_gguf_tensor_count(g); i++) {
+        const slm_gguf_tensor *t = slm_gguf_tensor_at(g, i);
+        st = slm_gguf_add_tensor(w, t->name, t->type, (int)t->n_dims, t->ne);
+    }
+    if (!st)
+        st = slm_gguf_writer_write(w, MODEL, copy_tensor, g, NULL, NULL);
+    if (st)
+        fprintf(stderr, "cannot write %s: %s\n", MODEL, slm_last_error());
+    slm_gguf_writer_free(w);
+    slm_gguf_close(g);
+    return st ? -1 : 0;
+}
+
+int main(void)
+{
+    tu_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_model_api),
+        cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_engine_stop_string),
+        cmocka_unit_test(test_batched_equals_solo),
+        cmocka_unit_test(test_batched_equals_solo_preempting),
+        cmocka_unit_test(test_long_prompt_beside_decoders),
+        cmocka_unit_test(test_cancel_frees_blocks),
+        cmocka_unit_test(test_queue_full_and_context),
+        cmocka_unit_test(test_destroy_drain_and_cancel),
+    };
+    return cmocka_run_group_tests(tests, make_fixture, NULL);
+}
