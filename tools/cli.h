@@ -57,4 +57,8 @@ int slm_cli_fail(const char *cmd, const char *fmt, ...);
 bool slm_cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi,
                  long *out);
 
+/* Parses a number option value (strtod syntax); false (and a message) when
+ * the text is not one. */
+bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *out);
+
 #endif

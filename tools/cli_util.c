@@ -34,3 +34,15 @@ bool slm_cli_int(const char *cmd, const char *opt, const char *text, long lo, lo
     *out = v;
     return true;
 }
+
+bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *out)
+{
+    char *end;
+    double d = text ? strtod(text, &end) : 0;
+    if (!text || end == text || *end) {
+        slm_cli_fail(cmd, "%s expects a number, got '%s'", opt, text ? text : "(nothing)");
+        return false;
+    }
+    *out = (float)d;
+    return true;
+}

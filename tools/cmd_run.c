@@ -47,18 +47,6 @@ static void help(void)
            slm_cli_common_help);
 }
 
-static bool float_opt(const char *a, const char *v, float *out)
-{
-    char *end;
-    double d = v ? strtod(v, &end) : 0;
-    if (!v || end == v || *end) {
-        slm_cli_fail("run", "%s expects a number, got '%s'", a, v ? v : "(nothing)");
-        return false;
-    }
-    *out = (float)d;
-    return true;
-}
-
 /* Returns 0 to go on, -1 after --help, >0 on error. */
 static int parse(int argc, char **argv, run_opts *o)
 {
@@ -99,13 +87,13 @@ static int parse(int argc, char **argv, run_opts *o)
             ok = slm_cli_int("run", a, v, 0, 1 << 20, &l);
             o->sp.top_k = (int)l;
         } else if (!strcmp(a, "--temp")) {
-            ok = float_opt(a, v, &o->sp.temperature);
+            ok = slm_cli_float("run", a, v, &o->sp.temperature);
         } else if (!strcmp(a, "--top-p")) {
-            ok = float_opt(a, v, &o->sp.top_p);
+            ok = slm_cli_float("run", a, v, &o->sp.top_p);
         } else if (!strcmp(a, "--min-p")) {
-            ok = float_opt(a, v, &o->sp.min_p);
+            ok = slm_cli_float("run", a, v, &o->sp.min_p);
         } else if (!strcmp(a, "--repeat-penalty")) {
-            ok = float_opt(a, v, &o->sp.repeat_penalty);
+            ok = slm_cli_float("run", a, v, &o->sp.repeat_penalty);
         } else {
             return slm_cli_fail("run", "unknown option '%s' (see slm run --help)", a);
         }

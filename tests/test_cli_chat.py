@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+# test_cli_chat.py — end-to-end tests of `slm chat` (the interactive chat)
+# against the real default model on the CPU backend, with piped stdin and
+# greedy decoding (--temp 0), so every answer is deterministic.
+#
+# What it checks:
+#   - the history reaches the model: told "I am Alice.", the model answers
+#     "Say my name." with "Alice", and the same question without that
+#     history gets an answer that does not contain it;
+#   - the first answer equals `slm run` on the same prompt (one template,
+#     one rendering), and after "/reset" the answer equals a fresh chat's:
+#     the KV cache reused across turns (and truncated to the common prefix
+#     after the reset) changes nothing; the second turn reports cached tokens;
+#   - a conversation that outgrows --ctx drops its oldest exchanges with a
+#     notice on stderr and goes on answering; a message too long for the
+#     context on its own is refused with one error line, the chat goes on,
+#     and the exit status is 1; lines after "/exit" are not read;
+#   - --help exits 0; a bad option or model exits non-zero with one error line.
+# Run: SLM_BUILD_DIR=build python3 tests/test_cli_chat.py (from the source root).
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+
+MODEL = os.environ.get("SLM_TEST_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+BUILD = os.environ.get("SLM_BUILD_DIR", "build")
+SLM = os.path.join(BUILD, "slm")
+GREEDY = ["--temp", "0", "-n", "24"]
+TIMINGS = re.compile(r"^slm chat: prompt (\d+) tokens \((\d+) cached, (\d+) evaluated")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what, detail=""):
+    if not cond:
+        raise Failure("%s %s" % (what, str(detail)[:1500]))
+
+
+def slm(args, stdin=""):
+    """Runs `slm ARGS` with stdin; returns (exit status, stdout, stderr lines)."""
+    p = subprocess.run([SLM, *args], input=stdin, capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr.splitlines()
+
+
+def chat(lines, *extra):
+    return slm(["chat", "-m", MODEL, "--backend", "cpu", *GREEDY, *extra],
+               "".join(line + "\n" for line in lines))
+
+
+def timings(err):
+    return [TIMINGS.match(line) for line in err if TIMINGS.match(line)]
+
+
+def test_history_is_used():
+    rc, first, err = slm(["run", "-m", MODEL, "--backend", "cpu", *GREEDY, "-p", "I am Alice."])
+    check(rc == 0 and first.endswith("\n"), "slm run", (rc, first, err))
+    rc, alone, err = chat(["Say my name."])
+    check(rc == 0 and len(timings(err)) == 1, "one-turn chat", (rc, alone, err))
+    check("Alice" not in alone, "without history the answer has no Alice", alone)
+
+    rc, out, err = chat(["I am Alice.", "Say my name.", "/reset", "Say my name."])
+    check(rc == 0, "exit status", (rc, err))
+    t = timings(err)
+    check(len(t) == 3, "three answers, three timings lines", err)
+    check(not [line for line in err if not TIMINGS.match(line)], "nothing else on stderr", err)
+    # Answers may hold newlines, so split stdout by the answers we know.
+    check(out.startswith(first), "the first answer equals slm run's", (out, first))
+    check(out.endswith(alone), "after /reset the answer equals a fresh chat's", (out, alone))
+    second = out[len(first):len(out) - len(alone)]
+    check(second.endswith("\n") and second.strip(), "a second answer", out)
+    check("Alice" in second, "the second answer remembers the name", second)
+    # The second turn reuses the first turn's prompt and answer from the cache.
+    n1, cached2, eval2 = int(t[0].group(1)), int(t[1].group(2)), int(t[1].group(3))
+    check(cached2 > n1 and eval2 < cached2, "second turn served from the cache", err)
+    check(int(t[2].group(2)) > 0, "after /reset the system prompt is still cached", err)
+
+
+def test_context_overflow():
+    turns = ["Hello.", "Tell me about cats.", "And dogs?", "What about birds?"]
+    rc, out, err = chat(turns, "-n", "16", "--ctx", "96")
+    check(rc == 0, "exit status", (rc, err))
+    check(len(timings(err)) == len(turns), "every turn answered", err)
+    check(any("dropped the" in line for line in err), "oldest messages dropped", err)
+    check(all(int(m.group(1)) <= 96 for m in timings(err)), "prompts fit the context", err)
+
+
+def test_long_message_refused_and_exit():
+    long = " ".join(["word"] * 300)
+    rc, out, err = chat([long, "Hi.", "/exit", "never read"], "--ctx", "128")
+    check(rc == 1, "exit status 1 after a refused message", (rc, err))
+    refused = [line for line in err if "longer than the context" in line]
+    check(len(refused) == 1 and refused[0].startswith("slm chat: "), "one error line", err)
+    check(len(timings(err)) == 1, "the next message is answered, nothing after /exit", err)
+
+
+def test_help_and_errors():
+    rc, out, err = slm(["chat", "--help"])
+    check(rc == 0 and out.startswith("usage: slm chat") and "/reset" in out, "--help", (rc, out))
+    for args in (["--bogus"], ["--temp", "warm"], ["-n", "0"], ["--ctx"],
+                 ["--chat-template", "nope"], ["--min-p", "2"], ["-m", "/nonexistent.gguf"]):
+        rc, out, err = slm(["chat", "-m", MODEL, "--backend", "cpu", *args])
+        check(rc != 0, "non-zero exit for %s" % args, rc)
+        check(len(err) == 1 and err[0].startswith("slm chat: "), "one error line for %s" % args,
+              err)
+        check(out == "", "nothing on stdout for %s" % args, out)
+
+
+def main():
+    if not os.path.exists(MODEL):
+        print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
+        return 0
+    if not os.access(SLM, os.X_OK):
+        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % SLM)
+        return 1
+    passed, failed = 0, 0
+    for t in (test_help_and_errors, test_history_is_used, test_context_overflow,
+              test_long_message_refused_and_exit):
+        t0 = time.time()
+        try:
+            t()
+            passed += 1
+            print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
