@@ -362,6 +362,8 @@ def test_openai_client(port):
     try:
         import openai
     except ImportError:
+        if os.environ.get("SLM_PY_REQUIRE") == "1":
+            raise Failure("the openai package is missing from .venv (scripts/setup installs it)")
         print("skipped: openai client test (pip install openai==3.54.0)")
         return
     client = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key=KEY, max_retries=0)
