@@ -1,8 +1,11 @@
 /*
  * test_engine.c — the public engine (include/slm.h, runtime/engine.c) on the
- * tiny random-weight llama fixture, CPU backend, only through the public API:
+ * tiny random-weight llama fixture, only through the public API. The backend
+ * is $SLM_TEST_BACKEND (default cpu); ctest also runs the batching tests on
+ * Vulkan as test_gpu_vulkan_engine ("skipped: no device" without one):
  *   - a greedy request gives the same text alone and among 63 concurrent
- *     others, and again when a small KV pool forces preemption;
+ *     others (15 on a GPU backend), and again when a small KV pool forces
+ *     preemption;
  *   - a 2,000-token prompt arriving while 8 requests decode does not stop
  *     their tokens for the whole prefill (the per-step token budget);
  *   - cancellation (queued and running) ends with CANCELLED and returns
@@ -29,6 +32,7 @@
 #define FIXTURE "tests/fixtures/tiny/tiny-llama-q8_0.gguf"
 #define N_VOCAB 256
 static char MODEL[1024];
+static const char *g_backend = "cpu";
 
 typedef struct collect {
     pthread_mutex_t mu;
@@ -93,9 +97,14 @@ static slm_model *open_model(void)
 {
     slm_model_params mp;
     slm_model_params_default(&mp);
-    mp.backend = "cpu";
+    mp.backend = g_backend;
     slm_model *m = NULL;
-    if (slm_model_open(MODEL, &mp, &m) != SLM_OK)
+    slm_status st = slm_model_open(MODEL, &mp, &m);
+    if (st && strcmp(g_backend, "cpu")) {
+        fprintf(stderr, "skipped: no device (%s)\n", slm_last_error());
+        skip();
+    }
+    if (st)
         fail_msg("%s: %s", MODEL, slm_last_error());
     return m;
 }
@@ -165,36 +174,28 @@ static void kv_idle(slm_engine *e, int *used)
 
 /* ---- batched equals solo ------------------------------------------------ */
 
-static void run_batched_equals_solo(int kv_blocks, bool expect_preemption)
+/* All n requests at once on a fresh engine (nothing from an earlier
+ * engine's prefix cache) with a pool of kv_blocks (0: the default); every
+ * text must equal its solo run's. */
+static void batch_run(slm_model *m, int n, int maxt, int kv_blocks, const collect *solo,
+                      bool expect_preemption)
 {
-    slm_model *m = open_model();
-    make_prompts();
-    enum { N = 64, MAXT = 24 };
-    collect *solo = collect_new(N), *batch = collect_new(N);
-    slm_engine *e = make_engine(m, 128, N, 256, 0, 512);
-    for (int i = 0; i < N; i++) { /* one at a time */
-        submit(e, i, &solo[i], MAXT);
-        collect_wait(&solo[i]);
-        assert_int_equal(solo[i].res.finish, SLM_FINISH_LENGTH);
-        assert_int_equal(solo[i].res.completion_tokens, MAXT);
-    }
-    slm_engine_destroy(e, 1);
-    /* A fresh engine, so nothing comes from the solo runs' prefix cache. */
-    e = make_engine(m, 128, N, 256, kv_blocks, 512);
-    for (int i = 0; i < N; i++)
-        submit(e, i, &batch[i], MAXT);
-    for (int i = 0; i < N; i++)
+    collect *batch = collect_new(n);
+    slm_engine *e = make_engine(m, 128, n, 256, kv_blocks, 512);
+    for (int i = 0; i < n; i++)
+        submit(e, i, &batch[i], maxt);
+    for (int i = 0; i < n; i++)
         collect_wait(&batch[i]);
     slm_engine_stats st = {.size = sizeof st};
     slm_engine_get_stats(e, &st);
-    printf("   %d requests together: %llu steps, %llu preemptions, %llu cached prompt tokens\n",
-           N, (unsigned long long)st.steps, (unsigned long long)st.preemptions,
-           (unsigned long long)st.cached_tokens);
+    printf("   %d requests together, pool %d blocks: %llu steps, %llu preemptions, %llu cached "
+           "prompt tokens\n", n, st.kv_blocks_total, (unsigned long long)st.steps,
+           (unsigned long long)st.preemptions, (unsigned long long)st.cached_tokens);
     if (expect_preemption)
         assert_true(st.preemptions > 0);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         assert_int_equal(batch[i].res.finish, SLM_FINISH_LENGTH);
-        assert_int_equal(batch[i].res.completion_tokens, MAXT);
+        assert_int_equal(batch[i].res.completion_tokens, maxt);
         assert_int_equal(batch[i].len, solo[i].len);
         assert_memory_equal(batch[i].text, solo[i].text, solo[i].len);
     }
@@ -202,23 +203,43 @@ static void run_batched_equals_solo(int kv_blocks, bool expect_preemption)
     kv_idle(e, &used);
     assert_int_equal(used, 0);
     slm_engine_destroy(e, 1);
-    slm_model_close(m);
-    free(solo);
     free(batch);
 }
 
+/* n requests one at a time, then all together, then all together in a pool
+ * too small for them (requests of up to 48 + maxt tokens, blocks of 16), so
+ * the scheduler must preempt and recompute — and nobody's text may move. */
+static void batched_equals_solo(int n, int maxt, int small_pool)
+{
+    slm_model *m = open_model();
+    make_prompts();
+    collect *solo = collect_new(n);
+    slm_engine *e = make_engine(m, 128, n, 256, 0, 512);
+    for (int i = 0; i < n; i++) {
+        submit(e, i, &solo[i], maxt);
+        collect_wait(&solo[i]);
+        assert_int_equal(solo[i].res.finish, SLM_FINISH_LENGTH);
+        assert_int_equal(solo[i].res.completion_tokens, maxt);
+    }
+    slm_engine_destroy(e, 1);
+    batch_run(m, n, maxt, 0, solo, false);
+    batch_run(m, n, maxt, small_pool, solo, true);
+    slm_model_close(m);
+    free(solo);
+}
+
+/* The request and 63 concurrent others (CPU). */
 static void test_batched_equals_solo(void **state)
 {
     (void)state;
-    run_batched_equals_solo(0, false);
+    batched_equals_solo(64, 24, 40);
 }
 
-/* 64 requests of up to 72 tokens (5 blocks each) in a pool of 40 blocks:
- * the scheduler must preempt and recompute, and still nobody's text moves. */
-static void test_batched_equals_solo_preempting(void **state)
+/* The same on a GPU backend, smaller: lavapipe runs a step in ~0.1 s. */
+static void test_batched_equals_solo_gpu(void **state)
 {
     (void)state;
-    run_batched_equals_solo(40, true);
+    batched_equals_solo(16, 12, 12);
 }
 
 /* ---- a long prompt beside decoders --------------------------------------- */
@@ -590,7 +611,8 @@ static int make_fixture(void **state)
 {
     (void)state;
     const char *dir = getenv("SLM_BUILD_DIR");
-    snprintf(MODEL, sizeof MODEL, "%s/test_engine_tiny.gguf", dir ? dir : "/tmp");
+    /* One file per backend: ctest runs the two variants at once. */
+    snprintf(MODEL, sizeof MODEL, "%s/test_engine_tiny-%s.gguf", dir ? dir : "/tmp", g_backend);
     slm_gguf *g = NULL;
     slm_gguf_writer *w = NULL;
     slm_status st = slm_gguf_open(FIXTURE, &g);
@@ -621,11 +643,21 @@ int main(void)
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_engine_stop_string),
         cmocka_unit_test(test_batched_equals_solo),
-        cmocka_unit_test(test_batched_equals_solo_preempting),
         cmocka_unit_test(test_long_prompt_beside_decoders),
         cmocka_unit_test(test_cancel_frees_blocks),
         cmocka_unit_test(test_queue_full_and_context),
         cmocka_unit_test(test_destroy_drain_and_cancel),
     };
+    /* On a GPU backend: what batching does to the numbers. */
+    const struct CMUnitTest gpu_tests[] = {
+        cmocka_unit_test(test_batched_equals_solo_gpu),
+        cmocka_unit_test(test_engine_stop_string),
+    };
+    const char *b = getenv("SLM_TEST_BACKEND");
+    if (b && *b && strcmp(b, "cpu")) {
+        g_backend = b;
+        printf("backend: %s\n", b);
+        return cmocka_run_group_tests(gpu_tests, make_fixture, NULL);
+    }
     return cmocka_run_group_tests(tests, make_fixture, NULL);
 }
