@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "model.h"
+#include "sampler.h"
 
 /* Relative to the working directory, as scripts/fetch-model puts it. */
 #define SLM_DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,5 +61,14 @@ bool slm_cli_int(const char *cmd, const char *opt, const char *text, long lo, lo
 /* Parses a number option value (strtod syntax); false (and a message) when
  * the text is not one. */
 bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *out);
+
+/* The sampling options `slm run` and `slm chat` share (--seed, --temp,
+ * --top-k, --top-p, --min-p, --repeat-penalty): 1 when opt is one and its
+ * value text was stored in sp, -1 on a bad value (message printed), 0 when
+ * opt is not one of them. slm_cli_sampling_help describes them but --seed,
+ * whose meaning differs. */
+int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *opt,
+                         const char *text);
+extern const char *slm_cli_sampling_help;
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -45,4 +46,34 @@ bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *ou
     }
     *out = (float)d;
     return true;
+}
+
+const char *slm_cli_sampling_help =
+    "  --temp T               temperature, 0 = greedy (default 0.8)\n"
+    "  --top-k K, --top-p P, --min-p P, --repeat-penalty R\n"
+    "                         sampling filters (defaults 40, 0.95, 0.05, 1.0)\n";
+
+int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *opt,
+                         const char *text)
+{
+    long l = 0;
+    bool ok;
+    if (!strcmp(opt, "--seed")) {
+        ok = slm_cli_int(cmd, opt, text, 0, 0x7fffffffL, &l);
+        sp->seed = (uint64_t)l;
+    } else if (!strcmp(opt, "--top-k")) {
+        ok = slm_cli_int(cmd, opt, text, 0, 1 << 20, &l);
+        sp->top_k = (int)l;
+    } else if (!strcmp(opt, "--temp")) {
+        ok = slm_cli_float(cmd, opt, text, &sp->temperature);
+    } else if (!strcmp(opt, "--top-p")) {
+        ok = slm_cli_float(cmd, opt, text, &sp->top_p);
+    } else if (!strcmp(opt, "--min-p")) {
+        ok = slm_cli_float(cmd, opt, text, &sp->min_p);
+    } else if (!strcmp(opt, "--repeat-penalty")) {
+        ok = slm_cli_float(cmd, opt, text, &sp->repeat_penalty);
+    } else {
+        return 0;
+    }
+    return ok ? 1 : -1;
 }

@@ -81,12 +81,10 @@ static void help(void)
            "  -c, --ctx N            context size in tokens (default 2048)\n"
            "  --chat-template NAME   chatml, llama3, llama2, mistral, phi3 or gemma\n"
            "                         (default: recognised from the model)\n"
-           "  --temp T               temperature, 0 = greedy (default 0.8)\n"
-           "  --top-k K, --top-p P, --min-p P, --repeat-penalty R\n"
-           "                         sampling filters (defaults 40, 0.95, 0.05, 1.0)\n"
+           "%s"
            "  --seed N               random seed of the first answer; answer k uses N+k\n"
            "                         (default 1)\n%s",
-           slm_cli_common_help);
+           slm_cli_sampling_help, slm_cli_common_help);
 }
 
 /* Returns 0 to go on, -1 after --help, >0 on error. */
@@ -104,7 +102,7 @@ static int parse(int argc, char **argv, chat_opts *o)
         if (c)
             continue;
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long l;
+        int sc;
         bool ok = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             help();
@@ -120,20 +118,8 @@ static int parse(int argc, char **argv, chat_opts *o)
             ok = slm_cli_int("chat", a, v, 1, 1 << 20, &o->n_predict);
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             ok = slm_cli_int("chat", a, v, 16, 1 << 20, &o->n_ctx);
-        } else if (!strcmp(a, "--seed")) {
-            ok = slm_cli_int("chat", a, v, 0, 0x7fffffffL, &l);
-            o->sp.seed = (uint64_t)l;
-        } else if (!strcmp(a, "--top-k")) {
-            ok = slm_cli_int("chat", a, v, 0, 1 << 20, &l);
-            o->sp.top_k = (int)l;
-        } else if (!strcmp(a, "--temp")) {
-            ok = slm_cli_float("chat", a, v, &o->sp.temperature);
-        } else if (!strcmp(a, "--top-p")) {
-            ok = slm_cli_float("chat", a, v, &o->sp.top_p);
-        } else if (!strcmp(a, "--min-p")) {
-            ok = slm_cli_float("chat", a, v, &o->sp.min_p);
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            ok = slm_cli_float("chat", a, v, &o->sp.repeat_penalty);
+        } else if ((sc = slm_cli_sampling_opt("chat", &o->sp, a, v)) != 0) {
+            ok = sc > 0;
         } else {
             return slm_cli_fail("chat", "unknown option '%s' (see slm chat --help)", a);
         }
