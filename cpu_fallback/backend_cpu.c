@@ -149,9 +149,27 @@ static void cpu_close(slm_backend *b)
     free(be);
 }
 
+/* The activation precision SLM_CPU_ACT names: "q8" (default: one 8-bit
+ * block quantization, as llama.cpp does) or "q8x2" (plus the quantized
+ * residual: closer to f32 activations, twice the integer work). */
+static slm_status act_terms_from_env(int *terms)
+{
+    const char *env = getenv("SLM_CPU_ACT");
+    *terms = 1;
+    if (env == NULL || !*env || !strcmp(env, "q8"))
+        return SLM_OK;
+    if (!strcmp(env, "q8x2")) {
+        *terms = 2;
+        return SLM_OK;
+    }
+    return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                     "SLM_CPU_ACT: '%s' is not an activation precision (q8 or q8x2)", env);
+}
+
 /* Opens the CPU backend with params->n_threads threads (0 = one per online
- * core) at the SIMD level SLM_CPU_SIMD names (else the best). params may be
- * NULL for the defaults. */
+ * core) at the SIMD level SLM_CPU_SIMD names (else the best) and the
+ * activation precision SLM_CPU_ACT names. params may be NULL for the
+ * defaults. */
 static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
 {
     if (out == NULL)
@@ -174,6 +192,9 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
     }
     slm_simd simd;
     slm_status st = slm_simd_from_env(&simd);
+    int act_terms;
+    if (st == SLM_OK)
+        st = act_terms_from_env(&act_terms);
     if (st != SLM_OK)
         return st;
 
@@ -182,6 +203,7 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
     be->base.ops = slm_backend_cpu();
     be->simd = simd;
+    be->act_terms = act_terms;
     be->n_threads = n_threads;
     be->pool = slm_pool_create(n_threads);
     if (be->pool == NULL) {
@@ -191,8 +213,9 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
     }
     char name[160];
     cpu_name(name, sizeof name);
-    snprintf(be->desc, sizeof be->desc, "cpu: %s, %d thread%s, simd %s", name, n_threads,
-             n_threads == 1 ? "" : "s", slm_simd_name(simd));
+    snprintf(be->desc, sizeof be->desc, "cpu: %s, %d thread%s, simd %s%s", name, n_threads,
+             n_threads == 1 ? "" : "s", slm_simd_name(simd),
+             act_terms == 2 ? ", activations q8x2" : "");
     *out = &be->base;
     return SLM_OK;
 }

@@ -60,6 +60,7 @@ typedef struct slm_cpu_backend {
     slm_backend base; /* must be first: the runtime sees only this */
     slm_pool *pool;
     slm_simd simd;
+    int act_terms; /* 1: Q8 activations; 2: plus their quantized residual (SLM_CPU_ACT=q8x2) */
     int n_threads;
     char desc[256];
 

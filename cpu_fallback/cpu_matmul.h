@@ -27,16 +27,20 @@
 /* Can slm_cpu_matmul multiply weights of this type? */
 bool slm_cpu_matmul_supported(slm_type type);
 
+#define SLM_CPU_MAX_ACT_TERMS 2
+
 /* Bytes of scratch slm_cpu_matmul needs for `rows` activation rows of `in`
- * elements against a weight of `type` (0 when none is needed). */
+ * elements against a weight of `type` (0 when none is needed), for any
+ * number of activation terms. */
 size_t slm_cpu_matmul_scratch_bytes(slm_type type, int64_t in, int64_t rows);
 
 /* y(rows, out) = x(rows, in) · Wᵀ (+ add(rows, out) when add != NULL; add may
  * equal y). `in` must be a multiple of the type's block size. `scratch` has
  * at least slm_cpu_matmul_scratch_bytes(type, in, rows) bytes, 64-byte
- * aligned. Uses the kernels of `simd` (which must be available). */
-void slm_cpu_matmul(slm_pool *pool, slm_simd simd, slm_type type, const void *w, int64_t out,
-                    int64_t in, const float *x, int64_t rows, const float *add, float *y,
-                    void *scratch);
+ * aligned. Uses the kernels of `simd` (which must be available); act_terms is
+ * 1 or 2 (see above; float weight types ignore it). */
+void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type, const void *w,
+                    int64_t out, int64_t in, const float *x, int64_t rows, const float *add,
+                    float *y, void *scratch);
 
 #endif

@@ -205,8 +205,8 @@ void slm_cpu_matmul_op(slm_backend *b, const slm_weight *w, slm_ref x, int rows,
                      be->mm_scratch_bytes);
         return;
     }
-    slm_cpu_matmul(be->pool, be->simd, w->type, w->data, w->rows, w->cols, xp, rows, ap, yp,
-                   be->mm_scratch);
+    slm_cpu_matmul(be->pool, be->simd, be->act_terms, w->type, w->data, w->rows, w->cols, xp,
+                   rows, ap, yp, be->mm_scratch);
 }
 
 /* ------------------------------------------------------------------------ */

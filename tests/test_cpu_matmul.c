@@ -11,6 +11,11 @@
  * integer block products are exact, so only f32 scaling and summation
  * rounding remain (≲ 1e-6 relative at these sizes).
  *
+ * Two activation terms (act_terms = 2): the reference dequantizes x's Q8
+ * blocks plus the Q8 blocks of the residual x − q₁, computed the same way;
+ * same tolerance. And against exact f32 activations, two terms must cut the
+ * error at least tenfold.
+ *
  * Also: the activation quantizers of every level against the reference
  * quantizer, byte for byte (ties included); bitwise row invariance (a row of
  * a 17-row call equals a 1-row call) and thread-count invariance (pools of
@@ -43,6 +48,7 @@ static const slm_type all_types[] = {
 
 typedef struct mm_case {
     slm_type type;
+    int terms;   /* activation terms (1, or 2 with the quantized residual) */
     int64_t out, in, rows;
     void *w;     /* (out, in) in type */
     float *x;    /* (rows, in) */
@@ -57,10 +63,15 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* x_deq = what the matmul's activation quantizer represents x as. */
-static void deq_activations(slm_type type, const float *x, int64_t in, float *xd)
+/* Activation terms of the cases case_make makes (tests set it). */
+static int g_terms = 1;
+
+/* xd (+ xd2) = what the matmul's activation quantizer represents x as; xd2
+ * is the residual term (zero with one term). */
+static void deq_activations(slm_type type, const float *x, int64_t in, float *xd, float *xd2)
 {
     slm_act_kind k = slm_act_kind_of(type);
+    memset(xd2, 0, (size_t)in * sizeof(float));
     if (k == SLM_ACT_F32) {
         memcpy(xd, x, (size_t)in * sizeof(float));
         return;
@@ -69,6 +80,14 @@ static void deq_activations(slm_type type, const float *x, int64_t in, float *xd
     void *q = xmalloc(slm_type_row_bytes(at, in));
     assert_true(slm_quantize_row_ref(at, x, q, in));
     assert_true(slm_dequantize_row(at, q, xd, in));
+    if (g_terms == 2) {
+        float *rest = xmalloc((size_t)in * sizeof(float));
+        for (int64_t e = 0; e < in; e++)
+            rest[e] = x[e] - xd[e];
+        assert_true(slm_quantize_row_ref(at, rest, q, in));
+        assert_true(slm_dequantize_row(at, q, xd2, in));
+        free(rest);
+    }
     free(q);
 }
 
@@ -76,13 +95,14 @@ static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_
 {
     size_t rb = slm_type_row_bytes(type, in);
     assert_true(rb > 0);
-    *c = (mm_case){.type = type, .out = out, .in = in, .rows = rows};
+    *c = (mm_case){.type = type, .terms = g_terms, .out = out, .in = in, .rows = rows};
     c->w = xmalloc(rb * (size_t)out);
     c->x = xmalloc((size_t)(rows * in) * sizeof(float));
     c->ref = xmalloc((size_t)(rows * out) * sizeof(double));
     c->mag = xmalloc((size_t)(rows * out) * sizeof(double));
     float *wf = xmalloc((size_t)(out * in) * sizeof(float));
     float *xd = xmalloc((size_t)(rows * in) * sizeof(float));
+    float *xd2 = xmalloc((size_t)(rows * in) * sizeof(float));
     /* rows of different scales and a few large values, so block scales vary */
     for (int64_t o = 0; o < out; o++) {
         tu_fill_normal(wf + o * in, (size_t)in, tu_uniform(0.01f, 2.0f));
@@ -92,21 +112,23 @@ static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_
     }
     for (int64_t r = 0; r < rows; r++) {
         tu_fill_normal(c->x + r * in, (size_t)in, tu_uniform(0.1f, 3.0f));
-        deq_activations(type, c->x + r * in, in, xd + r * in);
+        deq_activations(type, c->x + r * in, in, xd + r * in, xd2 + r * in);
     }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) {
             double s = 0, m = 0;
             for (int64_t e = 0; e < in; e++) {
-                double p = (double)wf[o * in + e] * (double)xd[r * in + e];
+                double w = (double)wf[o * in + e];
+                double p = w * (double)xd[r * in + e] + w * (double)xd2[r * in + e];
                 s += p;
-                m += fabs(p);
+                m += fabs(w * (double)c->x[r * in + e]);
             }
             c->ref[r * out + o] = s;
             c->mag[r * out + o] = m;
         }
     free(wf);
     free(xd);
+    free(xd2);
 }
 
 static void case_free(mm_case *c)
@@ -134,7 +156,7 @@ static void run(const mm_case *c, slm_pool *pool, slm_simd lvl, const float *add
     void *scratch = scratch_new(c->type, c->in, c->rows);
     if (add != y)
         tu_poison(y, (size_t)(c->rows * c->out));
-    slm_cpu_matmul(pool, lvl, c->type, c->w, c->out, c->in, c->x, c->rows, add, y, scratch);
+    slm_cpu_matmul(pool, lvl, c->terms, c->type, c->w, c->out, c->in, c->x, c->rows, add, y, scratch);
     free(scratch);
 }
 
@@ -330,6 +352,77 @@ static void test_batch_and_thread_invariance(void **state)
         slm_pool_free(pools[p]);
 }
 
+/* The reference, batch and thread invariance with two activation terms. */
+static void test_two_terms(void **state)
+{
+    g_terms = 2;
+    static const int64_t rows_set[] = {1, 5}, outs[] = {7, 67};
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        int64_t ins[5];
+        int nin = ins_for(all_types[ti], ins);
+        for (int ii = 0; ii < nin; ii++)
+            for (int oi = 0; oi < 2; oi++)
+                for (int ri = 0; ri < 2; ri++) {
+                    mm_case c;
+                    case_make(&c, all_types[ti], outs[oi], ins[ii], rows_set[ri]);
+                    float *y = xmalloc((size_t)(c.rows * c.out) * sizeof(float));
+                    for (int l = 0; l < SLM_SIMD_COUNT; l++) {
+                        if (!slm_simd_available((slm_simd)l))
+                            continue;
+                        run(&c, NULL, (slm_simd)l, NULL, y);
+                        expect_close(&c, y, NULL, (slm_simd)l, "two terms");
+                    }
+                    free(y);
+                    case_free(&c);
+                }
+    }
+    test_batch_and_thread_invariance(state);
+    g_terms = 1;
+}
+
+/* Against exact f32 activations, the second term must pay: the mean error
+ * of every quantized type drops at least tenfold. */
+static void test_two_terms_closer_to_f32(void **state)
+{
+    (void)state;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        slm_type t = all_types[ti];
+        if (slm_act_kind_of(t) == SLM_ACT_F32)
+            continue;
+        int64_t in = slm_type_get(t)->block_elems == 256 ? 768 : 288, out = 64;
+        mm_case c;
+        case_make(&c, t, out, in, 4);
+        /* exact: dequantized W times the f32 x, in double */
+        size_t rb = slm_type_row_bytes(t, in);
+        float *wf = xmalloc((size_t)in * sizeof(float)), *y = xmalloc(4 * out * sizeof(float));
+        double *exact = xmalloc(4 * out * sizeof(double));
+        for (int64_t o = 0; o < out; o++) {
+            assert_true(slm_dequantize_row(t, (uint8_t *)c.w + (size_t)o * rb, wf, in));
+            for (int r = 0; r < 4; r++) {
+                double s = 0;
+                for (int64_t e = 0; e < in; e++)
+                    s += (double)wf[e] * (double)c.x[r * in + e];
+                exact[r * out + o] = s;
+            }
+        }
+        double err[2];
+        for (int k = 0; k < 2; k++) {
+            c.terms = k + 1;
+            run(&c, NULL, SLM_SIMD_SCALAR, NULL, y);
+            err[k] = 0;
+            for (int i = 0; i < 4 * out; i++)
+                err[k] += fabs((double)y[i] - exact[i]);
+        }
+        printf("   %-7s mean |error| vs f32 activations: q8 %.3g, q8x2 %.3g\n", slm_type_name(t),
+               err[0] / (4 * out), err[1] / (4 * out));
+        assert_true(err[1] * 10 < err[0]);
+        free(wf);
+        free(y);
+        free(exact);
+        case_free(&c);
+    }
+}
+
 /* F16 and BF16 weights are used exactly: with a one-hot x, y[o] is the
  * stored value of W[o][k] bit for bit (subnormals included). */
 static void test_half_weights_exact(void **state)
@@ -354,7 +447,7 @@ static void test_half_weights_exact(void **state)
                 memset(x, 0, sizeof x);
                 x[k] = 1.0f;
                 tu_poison(y, OUT);
-                slm_cpu_matmul(NULL, (slm_simd)l, types[t], w, OUT, IN, x, 1, NULL, y, NULL);
+                slm_cpu_matmul(NULL, (slm_simd)l, 1, types[t], w, OUT, IN, x, 1, NULL, y, NULL);
                 for (int o = 0; o < OUT; o++) {
                     uint16_t h = w[o * IN + k];
                     float want = t == 0 ? slm_f16_to_f32(h) : slm_bf16_to_f32(h);
@@ -397,6 +490,8 @@ int main(void)
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_add_in_place),
         cmocka_unit_test(test_batch_and_thread_invariance),
+        cmocka_unit_test(test_two_terms),
+        cmocka_unit_test(test_two_terms_closer_to_f32),
         cmocka_unit_test(test_half_weights_exact),
         cmocka_unit_test(test_checker_fails_on_wrong_result),
     };

@@ -171,17 +171,17 @@ static void bench_shape(slm_pool *pool, slm_type type, int64_t out, int64_t in, 
     void *scratch = sb ? aligned_alloc(64, (sb + 63) / 64 * 64) : NULL;
     for (int64_t i = 0; i < rows * in; i++)
         x[i] = randn();
-    slm_cpu_matmul(pool, SLM_SIMD_SCALAR, type, wt.w, out, in, x, rows, NULL, y0, scratch);
+    slm_cpu_matmul(pool, SLM_SIMD_SCALAR, 1, type, wt.w, out, in, x, rows, NULL, y0, scratch);
     for (int l = 0; l < SLM_SIMD_COUNT; l++) {
         if (!slm_simd_available((slm_simd)l))
             continue;
-        slm_cpu_matmul(pool, (slm_simd)l, type, wt.w, out, in, x, rows, NULL, y, scratch);
+        slm_cpu_matmul(pool, (slm_simd)l, 1, type, wt.w, out, in, x, rows, NULL, y, scratch);
         double diff = rel_diff(y, y0, ny);
         int calls = 0;
         double t0 = now(), t;
         do {
             const uint8_t *w = wt.w + (size_t)(calls % wt.copies) * wt.bytes;
-            slm_cpu_matmul(pool, (slm_simd)l, type, w, out, in, x, rows, NULL, y, scratch);
+            slm_cpu_matmul(pool, (slm_simd)l, 1, type, w, out, in, x, rows, NULL, y, scratch);
             calls++;
             t = now() - t0;
         } while (t < min_s || calls < 3);
