@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend_registry.h"
 #include "cli.h"
 #include "gguf.h"
 #include "quant.h"
@@ -127,12 +128,41 @@ static void print_tensors(const slm_gguf *g)
                    slm_type_supported(ty) ? "" : "  (not supported by slm's kernels)");
 }
 
+/* Each backend's devices, found by opening device 0, 1, ... until one is
+ * not there (the backends have no separate listing call; opening is what
+ * proves a device usable). The CPU backend is one device. */
+static void print_devices(void)
+{
+    printf("\ndevices:\n");
+    for (int b = 0; b < slm_backend_count(); b++) {
+        const slm_backend_ops *ops = slm_backend_at(b);
+        for (int d = 0; d < 16; d++) {
+            slm_backend_params bp = {sizeof bp, 0, strcmp(ops->name, "cpu") ? d : SLM_DEVICE_ANY};
+            slm_backend *be = NULL;
+            slm_status st = ops->open(&bp, &be);
+            if (st) {
+                if (st != SLM_STATUS_NOT_FOUND || d == 0)
+                    printf("  %-7s %s%s\n", ops->name, d ? "" : "no usable device: ",
+                           slm_last_error());
+                break;
+            }
+            printf("  %-7s [%d] %s\n", ops->name, d, ops->describe(be));
+            ops->close(be);
+            if (!strcmp(ops->name, "cpu"))
+                break;
+        }
+    }
+}
+
 static void help(void)
 {
-    printf("usage: slm info [-m MODEL] [--no-tensors]\n\n"
-           "Prints a GGUF file's metadata and tensor table.\n\n"
+    printf("usage: slm info [-m MODEL] [--no-tensors] [--devices]\n\n"
+           "Prints a GGUF file's metadata and tensor table, then the devices each backend\n"
+           "of this build sees (the index is what --backend's device choice and\n"
+           "SLM_VK_DEVICE take).\n\n"
            "  -m, --model PATH   GGUF file (default: %s)\n"
            "  --no-tensors       metadata only\n"
+           "  --devices          only the devices, no model\n"
            "  -h, --help         this text\n",
            SLM_DEFAULT_MODEL);
 }
@@ -140,7 +170,7 @@ static void help(void)
 int slm_cmd_info(int argc, char **argv)
 {
     const char *path = SLM_DEFAULT_MODEL;
-    bool tensors = true;
+    bool tensors = true, devices_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             help();
@@ -149,10 +179,16 @@ int slm_cmd_info(int argc, char **argv)
             path = argv[++i];
         } else if (!strcmp(argv[i], "--no-tensors")) {
             tensors = false;
+        } else if (!strcmp(argv[i], "--devices")) {
+            devices_only = true;
         } else {
             return slm_cli_fail("info", "unknown or incomplete option '%s' (see slm info --help)",
                                 argv[i]);
         }
+    }
+    if (devices_only) {
+        print_devices();
+        return 0;
     }
     slm_gguf *g;
     if (slm_gguf_open(path, &g) != SLM_OK)
@@ -164,5 +200,6 @@ int slm_cmd_info(int argc, char **argv)
     if (tensors)
         print_tensors(g);
     slm_gguf_close(g);
+    print_devices();
     return 0;
 }
