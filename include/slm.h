@@ -149,7 +149,8 @@ typedef struct slm_result {
     size_t size;                   /* sizeof(slm_result) */
     slm_finish_reason finish;
     slm_status status;             /* SLM_OK unless finish == SLM_FINISH_ERROR */
-    const char *error;             /* message when status != SLM_OK, else "" */
+    const char *error;             /* message when status != SLM_OK, else ""; valid
+                                      only during the on_done call (copy it) */
     int prompt_tokens;
     int completion_tokens;
     int cached_tokens;             /* prompt tokens reused from the prefix cache */

@@ -175,6 +175,7 @@ static int generate(const run_opts *o, slm_cli_model *cm, const slm_tokenizer *t
     slm_detok_flush(dt, &rest, &rl);
     fwrite(rest, 1, rl, stdout);
     putchar('\n');
+    fflush(stdout); /* the answer before the timings line on stderr */
     double t2 = now();
     fprintf(stderr, "slm run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %ld tokens in "
             "%.2f s (%.1f tok/s), %s\n",
