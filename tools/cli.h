@@ -71,4 +71,7 @@ int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *op
                          const char *text);
 extern const char *slm_cli_sampling_help;
 
+/* Seconds on the monotonic clock, for the timings every subcommand prints. */
+double slm_cli_now(void);
+
 #endif

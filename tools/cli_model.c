@@ -17,13 +17,6 @@ static void progress(float f, void *user)
     fflush(stderr);
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
 {
     memset(out, 0, sizeof *out);
@@ -31,7 +24,7 @@ int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
     if (slm_backend_open_by_name(o->backend, &bp, &out->be) != SLM_OK)
         return slm_cli_fail(cmd, "%s", slm_last_error());
     bool tty = isatty(2);
-    double t0 = now();
+    double t0 = slm_cli_now();
     slm_status st = slm_model_load(o->model, out->be, tty ? progress : NULL, (void *)o->model,
                                    &out->m);
     if (tty)
@@ -41,7 +34,7 @@ int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
         return slm_cli_fail(cmd, "%s", slm_last_error());
     }
     if (o->verbose)
-        fprintf(stderr, "slm: loaded %s in %.2f s on %s\n", o->model, now() - t0,
+        fprintf(stderr, "slm: loaded %s in %.2f s on %s\n", o->model, slm_cli_now() - t0,
                 out->be->ops->describe(out->be));
     return 0;
 }

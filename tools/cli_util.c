@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -76,4 +77,11 @@ int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *op
         return 0;
     }
     return ok ? 1 : -1;
+}
+
+double slm_cli_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

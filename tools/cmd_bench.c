@@ -36,13 +36,6 @@ typedef struct {
     int n_samples;
 } bench_result;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void help(void)
 {
     printf("usage: slm bench [options]\n\n"
@@ -73,13 +66,13 @@ static slm_status run_once(slm_session *s, const int32_t *tok, int n_prompt, int
                            double *tps)
 {
     slm_session_reset(s);
-    double t0 = now();
+    double t0 = slm_cli_now();
     slm_status st = SLM_OK;
     if (n_prompt > 0)
         st = slm_session_eval(s, tok, n_prompt, NULL);
     for (int i = 0; !st && i < n_gen; i++)
         st = slm_session_eval(s, &tok[i], 1, NULL);
-    double dt = now() - t0;
+    double dt = slm_cli_now() - t0;
     *tps = (double)(n_prompt + n_gen) / dt;
     return st;
 }

@@ -60,13 +60,6 @@ typedef struct {
     int turn;       /* answers since the start or the last /reset (seeds the sampler) */
 } chat;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void help(void)
 {
     printf("usage: slm chat [options]\n\n"
@@ -309,12 +302,12 @@ static int answer(chat *c)
     for (size_t i = 0; i < n; i++)
         slm_sampler_accept(smp, c->ids[i]);
 
-    double t0 = now();
+    double t0 = slm_cli_now();
     if (eval(c, c->ids + lcp, (int)(n - lcp))) {
         slm_sampler_free(smp);
         return slm_cli_fail("chat", "%s", slm_last_error());
     }
-    double t1 = now();
+    double t1 = slm_cli_now();
     c->answer_len = 0;
     slm_detok_reset(c->dt);
     bool oom = false, cut = false;
@@ -347,7 +340,7 @@ static int answer(chat *c)
     emit(c, rest, rl, &oom);
     putchar('\n');
     fflush(stdout);
-    double t2 = now();
+    double t2 = slm_cli_now();
     if (oom || !history_push(&c->h, "assistant", c->answer ? c->answer : "", c->answer_len))
         return slm_cli_fail("chat", "out of memory");
     c->turn++;

@@ -23,13 +23,6 @@ typedef struct {
     slm_sampler_params sp;
 } run_opts;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void help(void)
 {
     printf("usage: slm run -p PROMPT [options]\n\n"
@@ -148,12 +141,12 @@ static int generate(const run_opts *o, slm_cli_model *cm, const slm_tokenizer *t
     }
     for (size_t i = 0; i < n_prompt; i++)
         slm_sampler_accept(smp, ids[i]);
-    double t0 = now();
+    double t0 = slm_cli_now();
     if (slm_session_eval(s, ids, (int)n_prompt, NULL)) {
         rc = slm_cli_fail("run", "%s", slm_last_error());
         goto done;
     }
-    double t1 = now();
+    double t1 = slm_cli_now();
     long n_gen = 0;
     while (n_gen < o->n_predict && s->n_past < s->n_ctx) {
         int32_t t = slm_sampler_sample(smp, s->logits);
@@ -176,7 +169,7 @@ static int generate(const run_opts *o, slm_cli_model *cm, const slm_tokenizer *t
     fwrite(rest, 1, rl, stdout);
     putchar('\n');
     fflush(stdout); /* the answer before the timings line on stderr */
-    double t2 = now();
+    double t2 = slm_cli_now();
     fprintf(stderr, "slm run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %ld tokens in "
             "%.2f s (%.1f tok/s), %s\n",
             n_prompt, t1 - t0, (double)n_prompt / (t1 - t0), n_gen, t2 - t1,

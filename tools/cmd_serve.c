@@ -148,18 +148,11 @@ static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Waits for in-flight requests to end, at most `seconds`. */
 static bool wait_idle(slm_srv *s, double seconds)
 {
-    double end = now() + seconds;
-    while (slm_srv_in_flight(s) > 0 && now() < end) {
+    double end = slm_cli_now() + seconds;
+    while (slm_srv_in_flight(s) > 0 && slm_cli_now() < end) {
         struct timespec d = {0, 20 * 1000000L};
         nanosleep(&d, NULL);
     }
