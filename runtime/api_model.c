@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "backend_registry.h"
-#include "chat.h"
 #include "status.h"
 #include "tokenizer.h"
 
@@ -132,13 +131,21 @@ slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n)
     return st;
 }
 
-slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out)
+const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t)
 {
-    slm_chat_template t;
     const char *s = NULL;
     size_t len = 0;
     slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len);
-    slm_chat_detect(s, len, &t); /* unrecognised: ChatML, the documented fallback */
+    if (slm_chat_detect(s, len, t))
+        return NULL;
+    return s ? "the model's chat template is not one slm recognises"
+             : "the model has no chat template";
+}
+
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out)
+{
+    slm_chat_template t;
+    slm_model_chat_template(m, &t); /* unrecognised: ChatML, the documented fallback */
     slm_chat_msg *cm = malloc((size_t)(n > 0 ? n : 1) * sizeof *cm);
     if (!cm)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory rendering %d messages", n);

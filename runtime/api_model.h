@@ -10,12 +10,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "model.h"
 
 /* Encodes text (BOS by the model's convention; special-token texts cut out
  * when `special`) into a malloc'd array *ids of *n ids. Thread-safe. */
 slm_status slm_model_encode(const slm_model *m, const char *text, bool special, int32_t **ids,
                             int *n);
+
+/* The model's chat template family, recognised from tokenizer.chat_template.
+ * Returns NULL when recognised; otherwise *t is ChatML (the fallback) and
+ * the return value says why ("the model has no chat template", ...). */
+const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t);
 
 /* Renders messages with the model's chat template (recognised from
  * tokenizer.chat_template; ChatML when it is not recognised), ending where

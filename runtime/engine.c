@@ -407,8 +407,9 @@ static bool run_step(slm_engine *e)
         fail_plan(e, pl, st, msg);
         return true;
     }
-    /* Logit rows come in entry order; take_token may finish (and remove)
-     * requests, so collect them before sampling. */
+    /* Logit rows come in entry order. take_token may finish and remove
+     * entry i's request; later entries hold other requests, and the plan's
+     * arrays stay valid until the next schedule. */
     int k = 0;
     for (int i = 0; i < pl->n_entries; i++) {
         if (pl->entries[i].logit_row < 0)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include "chat.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -70,6 +71,12 @@ bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *ou
 int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *opt,
                          const char *text);
 extern const char *slm_cli_sampling_help;
+
+/* The chat template to render with: the one named (NULL: the model's own,
+ * with a warning on stderr when it is not recognised and ChatML is used).
+ * Returns 0, or 1 after printing why the name is unknown. */
+int slm_cli_chat_template(const char *cmd, const char *name, const slm_model *m,
+                          slm_chat_template *t);
 
 /* Seconds on the monotonic clock, for the timings every subcommand prints. */
 double slm_cli_now(void);

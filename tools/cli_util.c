@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_model.h"
 #include "cli.h"
 
 int slm_cli_fail(const char *cmd, const char *fmt, ...)
@@ -84,4 +85,15 @@ double slm_cli_now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int slm_cli_chat_template(const char *cmd, const char *name, const slm_model *m,
+                          slm_chat_template *t)
+{
+    if (name)
+        return slm_chat_from_name(name, t) ? slm_cli_fail(cmd, "%s", slm_last_error()) : 0;
+    const char *why = slm_model_chat_template(m, t);
+    if (why)
+        fprintf(stderr, "slm %s: %s; using chatml (choose with --chat-template)\n", cmd, why);
+    return 0;
 }

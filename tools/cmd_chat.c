@@ -356,23 +356,6 @@ static int answer(chat *c)
 
 /* --- the loop ---------------------------------------------------------------- */
 
-static int template_of(const chat_opts *o, const slm_model *m, slm_chat_template *t)
-{
-    if (o->chat_template) {
-        if (slm_chat_from_name(o->chat_template, t))
-            return slm_cli_fail("chat", "%s", slm_last_error());
-        return 0;
-    }
-    const char *s = NULL;
-    size_t len = 0;
-    slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len);
-    if (!slm_chat_detect(s, len, t))
-        fprintf(stderr, "slm chat: %s; using chatml (choose with --chat-template)\n",
-                s ? "the model's chat template is not one slm recognises"
-                  : "the model has no chat template");
-    return 0;
-}
-
 /* Reads lines until EOF or /exit. Returns the exit status. */
 static int loop(chat *c)
 {
@@ -435,7 +418,7 @@ int slm_cmd_chat(int argc, char **argv)
         rc = slm_cli_fail("chat", "%s", slm_last_error());
     c.tok = tok;
     if (!rc)
-        rc = template_of(&o, cm.m, &c.tmpl);
+        rc = slm_cli_chat_template("chat", o.chat_template, cm.m, &c.tmpl);
     if (!rc && (slm_session_create(cm.m, (int)o.n_ctx, 256, SLM_TYPE_F16, &c.s) ||
                 slm_detok_create(tok, false, &c.dt)))
         rc = slm_cli_fail("chat", "%s", slm_last_error());

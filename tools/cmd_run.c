@@ -93,18 +93,8 @@ static int render(const run_opts *o, const slm_model *m, char **text)
         return *text ? 0 : slm_cli_fail("run", "out of memory");
     }
     slm_chat_template t;
-    if (o->chat_template) {
-        if (slm_chat_from_name(o->chat_template, &t))
-            return slm_cli_fail("run", "%s", slm_last_error());
-    } else {
-        const char *s = NULL;
-        size_t len = 0;
-        slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len);
-        if (!slm_chat_detect(s, len, &t))
-            fprintf(stderr, "slm run: %s; using chatml (choose with --chat-template)\n",
-                    s ? "the model's chat template is not one slm recognises"
-                      : "the model has no chat template");
-    }
+    if (slm_cli_chat_template("run", o->chat_template, m, &t))
+        return 1;
     slm_chat_msg msg = {"user", o->prompt};
     if (slm_chat_render(&t, &msg, 1, true, text))
         return slm_cli_fail("run", "%s", slm_last_error());
