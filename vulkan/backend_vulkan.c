@@ -52,6 +52,17 @@ static slm_status vk_open(const slm_backend_params *params, slm_backend **out)
     if (sm && *sm)
         be->split_min_len = atoi(sm);
     slm_status st = slm_vk_device_open(be, device);
+    /* CPU implementations (lavapipe) run every matmul with the barrier-free
+     * register-tiled kernel; SLM_VK_MATMUL=direct|gpu overrides the choice
+     * (tests run both families on one device). */
+    if (!st) {
+        const char *mm = getenv("SLM_VK_MATMUL");
+        be->matmul_direct = be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+        if (mm && strcmp(mm, "direct") == 0)
+            be->matmul_direct = true;
+        else if (mm && strcmp(mm, "gpu") == 0)
+            be->matmul_direct = false;
+    }
     if (!st)
         st = slm_vk_pipelines_create(be);
     if (st) {

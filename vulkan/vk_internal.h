@@ -46,7 +46,7 @@ enum {
 extern const slm_type slm_vk_wtypes[VK_N_WTYPES];
 int slm_vk_wtype_index(slm_type t); /* -1 when not one of them */
 
-enum { VK_FAM_EMBED, VK_FAM_MATVEC, VK_FAM_MATMUL, VK_N_FAMS };
+enum { VK_FAM_EMBED, VK_FAM_MATVEC, VK_FAM_MATMUL, VK_FAM_DIRECT, VK_FAM_DIRECT1, VK_N_FAMS };
 
 /* Pipelines that take no weight type. */
 enum {
@@ -64,6 +64,13 @@ enum {
 #define VK_SPLIT_TOKENS 8
 #define VK_SPLIT_MAX 32
 #define VK_SPLIT_GQA 8
+
+/* matmul_direct.comp's register tile: outputs × tokens per invocation
+ * (VK_FAM_DIRECT; VK_FAM_DIRECT1 is the same kernel with one token, for
+ * decode steps of one row). */
+#define VK_DIRECT_TM 32
+#define VK_DIRECT_TN 4
+#define VK_DIRECT_WG 16 /* matmul_direct local_size_x */
 
 typedef struct vk_range {
     VkDeviceSize off, size;
@@ -145,6 +152,7 @@ typedef struct slm_vk_backend {
     slm_status err;
     char err_msg[256];
     int matvec_max_rows; /* rows <= this use the matrix-vector pipelines */
+    bool matmul_direct;  /* every matmul runs matmul_direct (CPU implementations) */
     int split_min_len;   /* contexts this long use split-K decode attention */
 } slm_vk_backend;
 

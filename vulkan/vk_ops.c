@@ -214,7 +214,16 @@ void slm_vk_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm
     uint32_t pc[] = {(uint32_t)w->buf->block, (uint32_t)w->buf->off, (uint32_t)w->row_bytes,
                      (uint32_t)w->cols, (uint32_t)out, xb, xo, yb, yo, ab, ao,
                      add.buf != NULL, (uint32_t)rows};
-    if (rows <= be->matvec_max_rows) {
+    if (be->matmul_direct) {
+        /* VK_DIRECT_WG invocations of VK_DIRECT_TM outputs per workgroup in x,
+         * VK_DIRECT_TN tokens per workgroup in y. */
+        uint64_t per = (uint64_t)VK_DIRECT_WG * VK_DIRECT_TM;
+        uint64_t gx = (out + per - 1) / per, tn = rows == 1 ? 1 : VK_DIRECT_TN;
+        uint64_t gy = ((uint64_t)rows + tn - 1) / tn;
+        int fam = rows == 1 ? VK_FAM_DIRECT1 : VK_FAM_DIRECT;
+        if (grid_ok(be, "matmul", gx, gy, 1))
+            dispatch(be, be->wpipe[fam][ti], pc, 13, (uint32_t)gx, (uint32_t)gy, 1);
+    } else if (rows <= be->matvec_max_rows) {
         /* One workgroup per output element; outputs split over x and y. */
         uint64_t gx = out < 65535 ? out : 65535, gy = (out + gx - 1) / gx;
         if (grid_ok(be, "matmul", gx, gy, (uint64_t)rows))

@@ -161,7 +161,10 @@ enum { N_JOBS = VK_N_FAMS * VK_N_WTYPES + VK_N_MISC };
 
 static int plan(slm_vk_backend *be, job *jobs)
 {
-    static const char *fam_shader[VK_N_FAMS] = {"embed", "matvec", "matmul_tiled"};
+    static const char *fam_shader[VK_N_FAMS] = {"embed", "matvec", "matmul_tiled",
+                                                      "matmul_direct", "matmul_direct"};
+    /* constant 1 of the weight families: matmul_direct's tokens per invocation */
+    static const uint32_t fam_spec1[VK_N_FAMS] = {0, 0, 0, VK_DIRECT_TN, 1};
     static const struct {
         const char *shader;
         uint32_t kv_f16;
@@ -181,7 +184,7 @@ static int plan(slm_vk_backend *be, job *jobs)
             const char *sh = fam_shader[f];
             if (f == VK_FAM_MATVEC && be->subgroup)
                 sh = "matvec_subgroup";
-            jobs[n++] = (job){sh, {(uint32_t)slm_vk_wtypes[t], 0}, &be->wpipe[f][t]};
+            jobs[n++] = (job){sh, {(uint32_t)slm_vk_wtypes[t], fam_spec1[f]}, &be->wpipe[f][t]};
         }
     }
     for (int i = 0; i < VK_N_MISC; i++)

@@ -1,9 +1,12 @@
 // matvec_body.glsl — y(t, o) = x(t, :) · W(o, :) (+ add(t, o)) with one
 // workgroup per output element: 64 threads stride over the row in 32-element
-// units, dequantizing in registers, then reduce (reduce64 is defined by the
-// including shader: subgroup or shared memory). The decode path (few rows).
+// sub-blocks, each dequantized at once in registers (deq32), then reduce
+// (reduce64 is defined by the including shader: subgroup or shared memory).
+// The GPU decode path (few rows).
 #include "common.glsl"
 #include "deq.glsl"
+#include "deq32.glsl"
+#include "xload.glsl"
 
 layout(local_size_x = 64) in;
 
@@ -22,12 +25,12 @@ void main()
         return; // uniform across the workgroup: no barrier is skipped by some threads only
     uint row = pc.w_o + o * pc.row_bytes;
     uint xr = pc.x_o + t * pc.cols;
-    uint qk = type_qk(), bytes = type_bytes();
     float s = 0.0;
-    for (uint c0 = gl_LocalInvocationID.x * 32u; c0 < pc.cols; c0 += 64u * 32u) {
-        uint end = min(c0 + 32u, pc.cols);
-        for (uint c = c0; c < end; c++)
-            s += deq(pc.w_b, row + (c / qk) * bytes, c % qk) * bf[pc.x_b].f[xr + c];
+    for (uint j = gl_LocalInvocationID.x; j < (pc.cols + 31u) / 32u; j += 64u) {
+        vec4 wv[8], xv[8];
+        deq32(pc.w_b, row, j, pc.cols, wv);
+        load_x32(pc.x_b, xr + 32u * j, pc.cols - 32u * j, xv);
+        s += dot32(wv, xv);
     }
     s = reduce64(s);
     if (gl_LocalInvocationID.x == 0u) {
