@@ -8,15 +8,21 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
 slm_status slm_error(slm_status st, const char *fmt, ...)
 {
+    /* Formatted aside first: callers often wrap the previous message
+     * ("...: %s", slm_last_error()), and vsnprintf must not read the buffer
+     * it is writing. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return st;
 }
 
