@@ -13,7 +13,7 @@
 struct slm_forward {
     slm_model *m;
     int max_tokens, max_logit_rows;
-    slm_buf *buf;
+    slm_buf *bufs[8]; /* one per region: each must fit one device buffer */
     slm_ref x;      /* (T, n_embd) residual stream */
     slm_ref xn;     /* (T, n_embd) normed input of a matmul */
     slm_ref qkv;    /* (T, nq + 2 nkv) */
@@ -24,11 +24,13 @@ struct slm_forward {
     slm_ref logits; /* (L, n_vocab) */
 };
 
-static slm_ref region(slm_buf *buf, size_t *off, size_t floats)
+/* Allocates the region of `floats` floats as buffer *n of f. */
+static slm_status region(slm_forward *f, int *n, size_t floats, slm_ref *r)
 {
-    slm_ref r = {buf, *off};
-    *off += (floats * sizeof(float) + 255) & ~(size_t)255;
-    return r;
+    slm_backend *be = f->m->be;
+    slm_status st = be->ops->buf_alloc(be, floats * sizeof(float), &f->bufs[*n]);
+    *r = (slm_ref){f->bufs[(*n)++], 0};
+    return st;
 }
 
 slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
@@ -48,36 +50,42 @@ slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
     f->m = m;
     f->max_tokens = max_tokens;
     f->max_logit_rows = max_logit_rows;
-    /* First pass computes the size, second carves the buffer. */
-    size_t off = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        slm_buf *b = f->buf;
-        off = 0;
-        f->x = region(b, &off, T * hp->n_embd);
-        f->xn = region(b, &off, T * hp->n_embd);
-        f->qkv = region(b, &off, T * (nq + 2 * nkv));
-        f->attn = region(b, &off, T * nq);
-        f->gu = region(b, &off, T * 2 * (size_t)hp->n_ff);
-        f->ff = region(b, &off, T * hp->n_ff);
-        f->sel = region(b, &off, L * hp->n_embd);
-        f->logits = region(b, &off, L * hp->n_vocab);
-        if (pass == 0) {
-            slm_status st = m->be->ops->buf_alloc(m->be, off, &f->buf);
-            if (st) {
-                free(f);
-                return st;
-            }
-        }
+    /* Separate buffers rather than one carved arena: GPU drivers bind at
+     * most maxStorageBufferRange bytes at once (128 MiB on some), and the
+     * logits of a 128k vocabulary alone can reach that. */
+    int n = 0;
+    slm_status st = region(f, &n, T * hp->n_embd, &f->x);
+    if (!st)
+        st = region(f, &n, T * hp->n_embd, &f->xn);
+    if (!st)
+        st = region(f, &n, T * (nq + 2 * nkv), &f->qkv);
+    if (!st)
+        st = region(f, &n, T * nq, &f->attn);
+    if (!st)
+        st = region(f, &n, T * 2 * (size_t)hp->n_ff, &f->gu);
+    if (!st)
+        st = region(f, &n, T * hp->n_ff, &f->ff);
+    if (!st)
+        st = region(f, &n, L * hp->n_embd, &f->sel);
+    if (!st && (st = region(f, &n, L * hp->n_vocab, &f->logits)))
+        st = slm_error(st, "forward: logits of %zu rows × %d vocabulary: %s", L, hp->n_vocab,
+                       slm_last_error());
+    if (st) {
+        slm_forward_free(f);
+        return st;
     }
     *out = f;
     return SLM_OK;
 }
 
+int slm_forward_max_logit_rows(const slm_forward *f) { return f->max_logit_rows; }
+
 void slm_forward_free(slm_forward *f)
 {
     if (!f)
         return;
-    f->m->be->ops->buf_free(f->m->be, f->buf);
+    for (int i = 0; i < 8; i++)
+        f->m->be->ops->buf_free(f->m->be, f->bufs[i]);
     free(f);
 }
 

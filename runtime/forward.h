@@ -23,6 +23,7 @@ typedef struct slm_forward slm_forward;
 slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
                               slm_forward **out);
 void slm_forward_free(slm_forward *f); /* accepts NULL */
+int slm_forward_max_logit_rows(const slm_forward *f);
 
 /* Runs one step: step->n_tokens <= max_tokens, n_logit_rows <= max_logit_rows,
  * K/V of every token stored into kv at step->kv_slot. logits receives

@@ -43,8 +43,16 @@ slm_status slm_session_create(slm_model *m, int n_ctx, int n_batch, slm_type kv_
                       m->hp.head_dim, kv_type};
     if (!st)
         st = m->be->ops->kv_create(m->be, &kd, &s->kv);
-    if (!st)
-        st = slm_forward_create(m, n_batch, n_batch, &s->fwd);
+    /* Logits for every row of a batch may not fit one device buffer (a 128k
+     * vocabulary × 256 rows is 131 MB): fewer rows then, and evaluations
+     * that want every row's logits run in chunks of that many tokens. */
+    int rows = n_batch;
+    while (!st && (st = slm_forward_create(m, n_batch, rows, &s->fwd)) == SLM_STATUS_UNSUPPORTED &&
+           rows > 1) {
+        rows /= 2;
+        st = SLM_OK;
+    }
+    s->logit_chunk = rows;
     if (st) {
         slm_session_free(s);
         return st;
@@ -101,7 +109,8 @@ slm_status slm_session_eval(slm_session *s, const int32_t *tokens, int n, float 
                          s->n_past, n, s->n_ctx);
     int n_vocab = s->m->hp.n_vocab;
     for (int done = 0; done < n;) {
-        int c = n - done < s->n_batch ? n - done : s->n_batch;
+        int chunk = all_logits ? s->logit_chunk : s->n_batch;
+        int c = n - done < chunk ? n - done : chunk;
         slm_status st = eval_chunk(s, tokens + done, c, all_logits != NULL);
         if (st)
             return st;

@@ -16,6 +16,7 @@ typedef struct slm_session {
     slm_kv *kv;
     slm_forward *fwd;
     int n_ctx, n_batch, block_size;
+    int logit_chunk; /* tokens per step when every row's logits are wanted (<= n_batch) */
     int n_past;             /* tokens whose K/V are in the cache */
     int32_t *block_table;   /* [n_ctx / block_size] = 0, 1, 2, ... */
     int32_t *ids, *pos, *seq, *slot, *rows; /* step arrays, [n_batch] */

@@ -132,9 +132,9 @@ static int64_t ragged_cols(slm_type type)
     return (int64_t)qk * tu_int(1, qk == 32 ? 9 : 2);
 }
 
-static void check_matmul(slm_backend *be, slm_type type, int rows, bool with_add)
+static void check_matmul_shape(slm_backend *be, slm_type type, int64_t out, int64_t cols, int rows,
+                               bool with_add)
 {
-    int64_t out = tu_int(3, 45), cols = ragged_cols(type);
     void *raw;
     float *w;
     make_weight(type, out, cols, &raw, &w);
@@ -191,6 +191,11 @@ static void check_matmul(slm_backend *be, slm_type type, int rows, bool with_add
     free(raw);
 }
 
+static void check_matmul(slm_backend *be, slm_type type, int rows, bool with_add)
+{
+    check_matmul_shape(be, type, tu_int(3, 45), ragged_cols(type), rows, with_add);
+}
+
 /* A second handle on the device, opened with env var `name` set to `value`. */
 static slm_backend *open_with(const char *name, const char *value)
 {
@@ -243,41 +248,78 @@ static void test_matmul_shared_reduction(void **state)
 /* ------------------------------------------------------------------------ */
 /* embed, rmsnorm                                                            */
 
+/* Embeds n random ids of a vocab × cols table of `type` and checks the rows. */
+static void check_embed(slm_backend *be, slm_type type, int64_t vocab, int64_t cols)
+{
+    void *raw;
+    float *w;
+    make_weight(type, vocab, cols, &raw, &w);
+    slm_weight *wt = NULL;
+    assert_int_equal(g_ops->load_weight(be, type, vocab, cols, raw, &wt), SLM_OK);
+    int n = tu_int(1, 9);
+    int32_t ids[9];
+    for (int t = 0; t < n; t++)
+        ids[t] = t == 0 ? (int32_t)vocab - 1 : tu_int(0, (int)vocab - 1);
+    slm_buf *by = dev_floats(be, (size_t)(n * cols), NULL);
+    slm_step s = {.n_tokens = n, .token_ids = ids};
+    assert_int_equal(g_ops->begin_step(be, &s), SLM_OK);
+    g_ops->embed(be, wt, (slm_ref){by, 0});
+    end_ok(be);
+    float *y = dev_read(be, by, (size_t)(n * cols));
+    float *ref = xmalloc((size_t)(n * cols) * sizeof(float));
+    for (int t = 0; t < n; t++)
+        memcpy(ref + t * cols, w + ids[t] * cols, (size_t)cols * sizeof(float));
+    /* The same block formula in f32: equal up to one rounding of d·scale·q. */
+    tu_assert_close("embed", y, ref, (size_t)(n * cols), 1e-6, 1e-6);
+    free(ref);
+    free(y);
+    g_ops->buf_free(be, by);
+    g_ops->weight_free(be, wt);
+    free(w);
+    free(raw);
+}
+
 static void test_embed(void **state)
 {
     (void)state;
     NEED_DEVICE();
     static const slm_type types[] = {SLM_TYPE_F32, SLM_TYPE_F16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_1,
                                      SLM_TYPE_Q5_0, SLM_TYPE_Q4_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        check_embed(g_be, types[i], tu_int(2, 29), ragged_cols(types[i]));
+}
+
+/* Weights larger than one bindable buffer load as several parts of whole
+ * rows (the device's limit lowered to 64 KiB with SLM_VK_MAX_BUFFER), and
+ * matmul (both families) and embed run over every part. */
+static void test_split_weights(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    setenv("SLM_VK_MAX_BUFFER", "65536", 1);
+    slm_backend *fam[2] = {open_with("SLM_VK_MATMUL", "direct"), open_with("SLM_VK_MATMUL", "gpu")};
+    unsetenv("SLM_VK_MAX_BUFFER");
+    static const slm_type types[] = {SLM_TYPE_F16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_K, SLM_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        int64_t vocab = tu_int(2, 29), cols = ragged_cols(types[i]);
-        void *raw;
-        float *w;
-        make_weight(types[i], vocab, cols, &raw, &w);
-        slm_weight *wt = NULL;
-        assert_int_equal(g_ops->load_weight(g_be, types[i], vocab, cols, raw, &wt), SLM_OK);
-        int n = tu_int(1, 9);
-        int32_t ids[9];
-        for (int t = 0; t < n; t++)
-            ids[t] = tu_int(0, (int)vocab - 1);
-        slm_buf *by = dev_floats(g_be, (size_t)(n * cols), NULL);
-        slm_step s = {.n_tokens = n, .token_ids = ids};
-        assert_int_equal(g_ops->begin_step(g_be, &s), SLM_OK);
-        g_ops->embed(g_be, wt, (slm_ref){by, 0});
-        end_ok(g_be);
-        float *y = dev_read(g_be, by, (size_t)(n * cols));
-        float *ref = xmalloc((size_t)(n * cols) * sizeof(float));
-        for (int t = 0; t < n; t++)
-            memcpy(ref + t * cols, w + ids[t] * cols, (size_t)cols * sizeof(float));
-        /* The same block formula in f32: equal up to one rounding of d·scale·q. */
-        tu_assert_close("embed", y, ref, (size_t)(n * cols), 1e-6, 1e-6);
-        free(ref);
-        free(y);
-        g_ops->buf_free(g_be, by);
-        g_ops->weight_free(g_be, wt);
-        free(w);
-        free(raw);
+        int64_t cols = 256 * tu_int(1, 2), out = tu_int(600, 1400);
+        assert_true(slm_type_row_bytes(types[i], cols) * (size_t)out > 65536);
+        for (int f = 0; f < 2; f++) {
+            check_matmul_shape(fam[f], types[i], out, cols, 1, true);
+            check_matmul_shape(fam[f], types[i], out, cols, tu_int(5, 8), false);
+        }
+        check_embed(fam[0], types[i], out, cols);
     }
+    /* Beyond VK_MAX_PARTS parts: refused with the sizes named. */
+    size_t rb = slm_type_row_bytes(SLM_TYPE_F32, 4096);
+    void *big = calloc(65 * (65536 / rb + 1), rb);
+    slm_weight *wt = NULL;
+    assert_int_equal(g_ops->load_weight(fam[0], SLM_TYPE_F32, 65 * (65536 / (int64_t)rb + 1), 4096,
+                                        big, &wt),
+                     SLM_STATUS_UNSUPPORTED);
+    assert_non_null(strstr(slm_last_error(), "largest size this device can bind"));
+    free(big);
+    g_ops->close(fam[0]);
+    g_ops->close(fam[1]);
 }
 
 static void test_rmsnorm(void **state)
@@ -750,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_shared_reduction),
         cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_split_weights),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),

@@ -133,6 +133,8 @@ static slm_status vk_download(slm_backend *b, void *dst, slm_ref src, size_t byt
     return slm_vk_copy(slm_vk_be(b), src, dst, bytes, false);
 }
 
+static void vk_weight_free(slm_backend *b, slm_weight *w);
+
 static slm_status vk_load_weight(slm_backend *b, slm_type type, int64_t rows, int64_t cols,
                                  const void *data, slm_weight **out)
 {
@@ -149,27 +151,35 @@ static slm_status vk_load_weight(slm_backend *b, slm_type type, int64_t rows, in
                          "vulkan: load_weight: %lld × %lld of %s%s", (long long)rows,
                          (long long)cols, slm_type_name(type), data ? "" : " without data");
     size_t row_bytes = slm_type_row_bytes(type, cols);
-    if (row_bytes == 0 || (uint64_t)rows > (uint64_t)be->max_buffer / row_bytes)
+    /* Rows per buffer: all of them, or as many as one bindable range holds
+     * (rounded up to 4 bytes: shaders read the last 16-bit field as a uint). */
+    uint64_t fit = row_bytes ? ((uint64_t)be->max_buffer - 4) / row_bytes : 0;
+    int64_t part_rows = (uint64_t)rows <= fit ? rows : (int64_t)fit;
+    if (part_rows < 1 || (rows + part_rows - 1) / part_rows > VK_MAX_PARTS)
         return slm_error(SLM_STATUS_UNSUPPORTED,
-                         "vulkan: a %lld × %lld %s weight exceeds the largest buffer the device "
-                         "can bind (%llu bytes)",
-                         (long long)rows, (long long)cols, slm_type_name(type),
+                         "vulkan: a %lld × %lld %s weight needs more than %d buffers of the "
+                         "largest size this device can bind (%llu bytes)",
+                         (long long)rows, (long long)cols, slm_type_name(type), VK_MAX_PARTS,
                          (unsigned long long)be->max_buffer);
-    size_t bytes = row_bytes * (size_t)rows;
     slm_weight *w = calloc(1, sizeof *w);
     if (!w)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
-    /* Rounded up to 4 bytes: shaders read the last 16-bit field as a uint. */
-    slm_status st = vk_buf_alloc(b, (bytes + 3) & ~(size_t)3, &w->buf);
-    if (!st)
-        st = vk_upload(b, (slm_ref){w->buf, 0}, data, bytes);
+    *w = (slm_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = row_bytes,
+                      .part_rows = part_rows};
+    slm_status st = SLM_OK;
+    for (int64_t r0 = 0; r0 < rows && !st; r0 += part_rows) {
+        size_t bytes = row_bytes * (size_t)(rows - r0 < part_rows ? rows - r0 : part_rows);
+        slm_buf **pb = &w->parts[w->n_parts++];
+        st = vk_buf_alloc(b, (bytes + 3) & ~(size_t)3, pb);
+        if (!st)
+            st = vk_upload(b, (slm_ref){*pb, 0}, (const uint8_t *)data + row_bytes * (size_t)r0,
+                           bytes);
+    }
     if (st) {
-        vk_buf_free(b, w->buf);
-        free(w);
+        vk_weight_free(b, w);
         return st;
     }
-    *w = (slm_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = row_bytes,
-                      .buf = w->buf};
+    w->buf = w->parts[0];
     *out = w;
     return SLM_OK;
 }
@@ -178,7 +188,8 @@ static void vk_weight_free(slm_backend *b, slm_weight *w)
 {
     if (!w)
         return;
-    vk_buf_free(b, w->buf);
+    for (int i = 0; i < w->n_parts; i++)
+        vk_buf_free(b, w->parts[i]);
     free(w);
 }
 

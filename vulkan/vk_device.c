@@ -202,6 +202,10 @@ static void size_limits(slm_vk_backend *be)
     /* NOTE: shaders index with 32-bit byte addresses, so no range may reach 4 GiB. */
     if (mx > 0xffffff00u)
         mx = 0xffffff00u;
+    /* SLM_VK_MAX_BUFFER lowers the limit (tests split weights with it). */
+    const char *lim = getenv("SLM_VK_MAX_BUFFER");
+    if (lim && *lim && strtoull(lim, NULL, 10) >= 4096 && strtoull(lim, NULL, 10) < mx)
+        mx = strtoull(lim, NULL, 10);
     be->max_buffer = mx & ~(VkDeviceSize)255;
     be->block_bytes = be->max_buffer < VK_BLOCK_MAX_BYTES ? be->max_buffer : VK_BLOCK_MAX_BYTES;
 }

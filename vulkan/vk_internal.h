@@ -91,11 +91,19 @@ struct slm_buf {
     size_t bytes;           /* the size asked for: what ops and copies may touch */
 };
 
+/* A weight is one buffer, or — when it is larger than the device can bind
+ * in one range (maxStorageBufferRange, maxMemoryAllocationSize) — several
+ * buffers of part_rows whole rows each (the last may hold fewer); ops
+ * dispatch once per part. buf is parts[0]. */
+#define VK_MAX_PARTS 64
 struct slm_weight {
     slm_type type;
     int64_t rows, cols;
     size_t row_bytes;
     slm_buf *buf;
+    int n_parts;
+    int64_t part_rows;
+    slm_buf *parts[VK_MAX_PARTS];
 };
 
 struct slm_kv {

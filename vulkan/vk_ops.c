@@ -163,9 +163,14 @@ void slm_vk_embed(slm_backend *b, const slm_weight *table, slm_ref y)
     uint64_t gx = ((uint64_t)table->cols + 63) / 64;
     if (!grid_ok(be, "embed", gx, (uint64_t)n, 1))
         return;
-    uint32_t pc[] = {(uint32_t)table->buf->block, (uint32_t)table->buf->off,
-                     (uint32_t)table->row_bytes, (uint32_t)table->cols, yb, yo};
-    dispatch(be, be->wpipe[VK_FAM_EMBED][ti], pc, 6, (uint32_t)gx, (uint32_t)n, 1);
+    for (int p = 0; p < table->n_parts; p++) {
+        const slm_buf *pb = table->parts[p];
+        int64_t r0 = p * table->part_rows;
+        int64_t nr = table->rows - r0 < table->part_rows ? table->rows - r0 : table->part_rows;
+        uint32_t pc[] = {(uint32_t)pb->block, (uint32_t)pb->off, (uint32_t)table->row_bytes,
+                         (uint32_t)table->cols, yb, yo, (uint32_t)r0, (uint32_t)nr};
+        dispatch(be, be->wpipe[VK_FAM_EMBED][ti], pc, 8, (uint32_t)gx, (uint32_t)n, 1);
+    }
 }
 
 void slm_vk_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
@@ -194,6 +199,37 @@ void slm_vk_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
     dispatch(be, be->misc[VK_P_RMSNORM], pc, 11, (uint32_t)rows, 1, 1);
 }
 
+/* One part of a weight (out rows of it) times x: y columns start at yo,
+ * rows of y and add are y_stride floats apart. */
+static void matmul_part(slm_vk_backend *be, int ti, const slm_weight *w, const slm_buf *pb,
+                        uint64_t out, uint32_t xb, uint32_t xo, int rows, uint32_t ab,
+                        uint32_t ao, bool has_add, uint32_t yb, uint32_t yo, uint32_t y_stride)
+{
+    uint32_t pc[] = {(uint32_t)pb->block, (uint32_t)pb->off, (uint32_t)w->row_bytes,
+                     (uint32_t)w->cols, (uint32_t)out, xb, xo, yb, yo, ab, ao, has_add,
+                     (uint32_t)rows, y_stride};
+    if (be->matmul_direct) {
+        /* VK_DIRECT_WG invocations of VK_DIRECT_TM outputs per workgroup in x,
+         * VK_DIRECT_TN tokens (1 for one-row steps) per workgroup in y. */
+        uint64_t per = (uint64_t)VK_DIRECT_WG * VK_DIRECT_TM;
+        uint64_t gx = (out + per - 1) / per, tn = rows == 1 ? 1 : VK_DIRECT_TN;
+        uint64_t gy = ((uint64_t)rows + tn - 1) / tn;
+        int fam = rows == 1 ? VK_FAM_DIRECT1 : VK_FAM_DIRECT;
+        if (grid_ok(be, "matmul", gx, gy, 1))
+            dispatch(be, be->wpipe[fam][ti], pc, 14, (uint32_t)gx, (uint32_t)gy, 1);
+    } else if (rows <= be->matvec_max_rows) {
+        /* One workgroup per output element; outputs split over x and y. */
+        uint64_t gx = out < 65535 ? out : 65535, gy = (out + gx - 1) / gx;
+        if (grid_ok(be, "matmul", gx, gy, (uint64_t)rows))
+            dispatch(be, be->wpipe[VK_FAM_MATVEC][ti], pc, 14, (uint32_t)gx, (uint32_t)gy,
+                     (uint32_t)rows);
+    } else {
+        uint64_t gx = (out + 15) / 16, gy = ((uint64_t)rows + 15) / 16;
+        if (grid_ok(be, "matmul", gx, gy, 1))
+            dispatch(be, be->wpipe[VK_FAM_MATMUL][ti], pc, 14, (uint32_t)gx, (uint32_t)gy, 1);
+    }
+}
+
 void slm_vk_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm_ref add,
                    slm_ref y)
 {
@@ -211,28 +247,11 @@ void slm_vk_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm
         (add.buf && !act(be, add, (uint64_t)rows * out, "matmul", "add", &ab, &ao)) ||
         !act(be, y, (uint64_t)rows * out, "matmul", "y", &yb, &yo))
         return;
-    uint32_t pc[] = {(uint32_t)w->buf->block, (uint32_t)w->buf->off, (uint32_t)w->row_bytes,
-                     (uint32_t)w->cols, (uint32_t)out, xb, xo, yb, yo, ab, ao,
-                     add.buf != NULL, (uint32_t)rows};
-    if (be->matmul_direct) {
-        /* VK_DIRECT_WG invocations of VK_DIRECT_TM outputs per workgroup in x,
-         * VK_DIRECT_TN tokens per workgroup in y. */
-        uint64_t per = (uint64_t)VK_DIRECT_WG * VK_DIRECT_TM;
-        uint64_t gx = (out + per - 1) / per, tn = rows == 1 ? 1 : VK_DIRECT_TN;
-        uint64_t gy = ((uint64_t)rows + tn - 1) / tn;
-        int fam = rows == 1 ? VK_FAM_DIRECT1 : VK_FAM_DIRECT;
-        if (grid_ok(be, "matmul", gx, gy, 1))
-            dispatch(be, be->wpipe[fam][ti], pc, 13, (uint32_t)gx, (uint32_t)gy, 1);
-    } else if (rows <= be->matvec_max_rows) {
-        /* One workgroup per output element; outputs split over x and y. */
-        uint64_t gx = out < 65535 ? out : 65535, gy = (out + gx - 1) / gx;
-        if (grid_ok(be, "matmul", gx, gy, (uint64_t)rows))
-            dispatch(be, be->wpipe[VK_FAM_MATVEC][ti], pc, 12, (uint32_t)gx, (uint32_t)gy,
-                     (uint32_t)rows);
-    } else {
-        uint64_t gx = (out + 15) / 16, gy = ((uint64_t)rows + 15) / 16;
-        if (grid_ok(be, "matmul", gx, gy, 1))
-            dispatch(be, be->wpipe[VK_FAM_MATMUL][ti], pc, 13, (uint32_t)gx, (uint32_t)gy, 1);
+    for (int p = 0; p < w->n_parts; p++) {
+        int64_t r0 = p * w->part_rows;
+        int64_t nr = w->rows - r0 < w->part_rows ? w->rows - r0 : w->part_rows;
+        matmul_part(be, ti, w, w->parts[p], (uint64_t)nr, xb, xo, rows, ab,
+                    ao + (uint32_t)r0, add.buf != NULL, yb, yo + (uint32_t)r0, (uint32_t)out);
     }
 }
 

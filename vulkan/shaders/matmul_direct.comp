@@ -18,10 +18,7 @@ layout(constant_id = 1) const uint TN = 4u;
 
 layout(local_size_x = 16) in;
 
-layout(push_constant) uniform PC {
-    uint w_b, w_o, row_bytes, cols, n_out;
-    uint x_b, x_o, y_b, y_o, a_b, a_o, has_add, rows;
-} pc;
+#include "matmul_pc.glsl"
 
 void main()
 {
@@ -52,7 +49,7 @@ void main()
     }
     for (uint m = 0u; m < nm; m++) {
         for (uint t = 0u; t < nt; t++) {
-            uint yi = (t0 + t) * pc.n_out + o0 + m;
+            uint yi = (t0 + t) * pc.y_stride + o0 + m;
             float r = acc[m][t];
             if (pc.has_add != 0u)
                 r += bf[pc.a_b].f[pc.a_o + yi];

@@ -8,10 +8,7 @@
 
 layout(local_size_x = 16, local_size_y = 16) in;
 
-layout(push_constant) uniform PC {
-    uint w_b, w_o, row_bytes, cols, n_out;
-    uint x_b, x_o, y_b, y_o, a_b, a_o, has_add, rows;
-} pc;
+#include "matmul_pc.glsl"
 
 shared float sw[16][33]; // [output][k], padded against bank conflicts
 shared float sx[16][33]; // [token][k]
@@ -38,7 +35,7 @@ void main()
     uint o = o0 + lx, t = t0 + ly;
     if (o < pc.n_out && t < pc.rows) {
         if (pc.has_add != 0u)
-            acc += bf[pc.a_b].f[pc.a_o + t * pc.n_out + o];
-        bf[pc.y_b].f[pc.y_o + t * pc.n_out + o] = acc;
+            acc += bf[pc.a_b].f[pc.a_o + t * pc.y_stride + o];
+        bf[pc.y_b].f[pc.y_o + t * pc.y_stride + o] = acc;
     }
 }

@@ -10,10 +10,7 @@
 
 layout(local_size_x = 64) in;
 
-layout(push_constant) uniform PC {
-    uint w_b, w_o, row_bytes, cols, n_out;
-    uint x_b, x_o, y_b, y_o, a_b, a_o, has_add;
-} pc;
+#include "matmul_pc.glsl"
 
 float reduce64(float v);
 
@@ -34,9 +31,9 @@ void main()
     }
     s = reduce64(s);
     if (gl_LocalInvocationID.x == 0u) {
-        uint yi = pc.y_o + t * pc.n_out + o;
+        uint yi = t * pc.y_stride + o;
         if (pc.has_add != 0u)
-            s += bf[pc.a_b].f[pc.a_o + t * pc.n_out + o];
-        bf[pc.y_b].f[yi] = s;
+            s += bf[pc.a_b].f[pc.a_o + yi];
+        bf[pc.y_b].f[pc.y_o + yi] = s;
     }
 }
