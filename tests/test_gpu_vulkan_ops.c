@@ -661,6 +661,61 @@ static void test_elementwise(void **state)
 /* ------------------------------------------------------------------------ */
 /* errors and the checker                                                    */
 
+/* Steps submitted in chunks (SLM_VK_CHUNK=2: a chunk every two dispatches,
+ * up to the last command buffer): a chain of dependent ops gives the same
+ * result as one submit, and a step that fails after chunks went to the
+ * device waits for them and leaves the handle usable. */
+static void test_chunked_steps(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    slm_backend *be = open_with("SLM_VK_CHUNK", "2");
+    enum { N = 1000, OPS = 11 };
+    float *x = xmalloc(N * sizeof(float)), *want = xmalloc(N * sizeof(float));
+    tu_fill_uniform(x, N, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++) {
+        want[i] = x[i];
+        for (int k = 0; k < OPS; k++)
+            want[i] = k % 2 ? want[i] * 1.5f : want[i] + want[i]; /* scale, add */
+    }
+    slm_buf *b = dev_floats(be, N, x);
+    for (int fail = 0; fail < 2; fail++) {
+        if (fail)
+            assert_int_equal(g_ops->upload(be, (slm_ref){b, 0}, x, N * sizeof(float)), SLM_OK);
+        begin_plain(be, 1);
+        for (int k = 0; k < OPS; k++) {
+            if (k % 2)
+                g_ops->scale(be, (slm_ref){b, 0}, 1.5f, N);
+            else
+                g_ops->add(be, (slm_ref){b, 0}, (slm_ref){b, 0}, N, (slm_ref){b, 0});
+        }
+        if (fail) {
+            g_ops->scale(be, (slm_ref){b, 0}, 2.0f, N + 1); /* past the buffer */
+            assert_int_equal(g_ops->end_step(be), SLM_STATUS_INVALID_ARGUMENT);
+            assert_non_null(strstr(slm_last_error(), "scale"));
+        } else {
+            end_ok(be);
+        }
+    }
+    /* After the failed step: the same chain again, in chunks, exactly. */
+    assert_int_equal(g_ops->upload(be, (slm_ref){b, 0}, x, N * sizeof(float)), SLM_OK);
+    begin_plain(be, 1);
+    for (int k = 0; k < OPS; k++) {
+        if (k % 2)
+            g_ops->scale(be, (slm_ref){b, 0}, 1.5f, N);
+        else
+            g_ops->add(be, (slm_ref){b, 0}, (slm_ref){b, 0}, N, (slm_ref){b, 0});
+    }
+    end_ok(be);
+    float *y = dev_read(be, b, N);
+    tu_assert_close("chunked chain", y, want, N, 0, 0);
+    free(y);
+    free(x);
+    free(want);
+    g_ops->buf_free(be, b);
+    g_ops->close(be);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -797,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_chunked_steps),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_checker_catches_errors),
     };

@@ -51,6 +51,12 @@ static slm_status vk_open(const slm_backend_params *params, slm_backend **out)
     const char *sm = getenv("SLM_VK_SPLIT_MIN");
     if (sm && *sm)
         be->split_min_len = atoi(sm);
+    /* Dispatches per submitted chunk of a step; SLM_VK_CHUNK overrides it
+     * (tests use 1 to submit every few ops). */
+    be->chunk_dispatches = VK_CHUNK_DISPATCHES;
+    const char *ch = getenv("SLM_VK_CHUNK");
+    if (ch && atoi(ch) > 0)
+        be->chunk_dispatches = atoi(ch);
     slm_status st = slm_vk_device_open(be, device);
     /* CPU implementations (lavapipe) run every matmul with the barrier-free
      * register-tiled kernel; SLM_VK_MATMUL=direct|gpu overrides the choice
@@ -347,14 +353,8 @@ static slm_status vk_begin_step(slm_backend *b, const slm_step *s)
     put(img, at[VK_ST_LOGIT], s->logit_rows, s->n_logit_rows);
     memcpy(be->step_map, img, ints * sizeof(int32_t));
 
-    if ((st = slm_vk_check(be, vkResetCommandBuffer(be->cmd, 0), "vkResetCommandBuffer")))
+    if ((st = slm_vk_chunk_begin(be, 0)))
         return st;
-    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-    if ((st = slm_vk_check(be, vkBeginCommandBuffer(be->cmd, &bi), "vkBeginCommandBuffer")))
-        return st;
-    vkCmdBindDescriptorSets(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->layout, 0, 1, &be->dset,
-                            0, NULL);
     be->in_step = true;
     be->err = SLM_OK;
     be->err_msg[0] = '\0';
@@ -374,10 +374,21 @@ static slm_status vk_end_step(slm_backend *b)
     if (!be->in_step)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: end_step without begin_step");
     be->in_step = false;
-    slm_status st = slm_vk_check(be, vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+    /* Chunks already submitted must finish before their command buffers
+     * are reused, even when the step failed: the last chunk carries the
+     * fence, or (when submitting a chunk failed) the queue is drained. */
+    slm_status st = SLM_STATUS_DEVICE;
+    if (be->recording)
+        st = slm_vk_check(be, vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+    be->recording = false;
+    if (!st && (!be->err || be->chunk > 0))
+        st = slm_vk_submit_wait(be, be->cmd);
+    else if (be->chunk > 0)
+        vkQueueWaitIdle(be->queue);
+    be->cmd = be->cmds[0];
     if (be->err)
         return slm_error(be->err, "vulkan: %s", be->err_msg);
-    return st ? st : slm_vk_submit_wait(be, be->cmd);
+    return st;
 }
 
 static const slm_backend_ops vk_ops = {

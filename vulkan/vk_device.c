@@ -455,6 +455,33 @@ void slm_vk_buf_free(slm_vk_backend *be, slm_buf *buf)
 /* ------------------------------------------------------------------------ */
 /* submission and copies                                                     */
 
+slm_status slm_vk_submit(slm_vk_backend *be, VkCommandBuffer cmd)
+{
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .commandBufferCount = 1,
+                       .pCommandBuffers = &cmd};
+    return slm_vk_check(be, vkQueueSubmit(be->queue, 1, &si, VK_NULL_HANDLE), "vkQueueSubmit");
+}
+
+slm_status slm_vk_chunk_begin(slm_vk_backend *be, int i)
+{
+    VkCommandBuffer cmd = be->cmds[i];
+    slm_status st = slm_vk_check(be, vkResetCommandBuffer(cmd, 0), "vkResetCommandBuffer");
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    if (!st)
+        st = slm_vk_check(be, vkBeginCommandBuffer(cmd, &bi), "vkBeginCommandBuffer");
+    if (st)
+        return st;
+    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->layout, 0, 1, &be->dset, 0,
+                            NULL);
+    be->cmd = cmd;
+    be->chunk = i;
+    be->n_dispatch = 0;
+    be->recording = true;
+    return SLM_OK;
+}
+
 slm_status slm_vk_submit_wait(slm_vk_backend *be, VkCommandBuffer cmd)
 {
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
@@ -615,10 +642,11 @@ static slm_status create_device(slm_vk_backend *be)
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = be->cpool,
                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                      .commandBufferCount = 1};
-    if ((st = slm_vk_check(be, vkAllocateCommandBuffers(be->dev, &ai, &be->cmd),
+                                      .commandBufferCount = VK_CHUNKS};
+    if ((st = slm_vk_check(be, vkAllocateCommandBuffers(be->dev, &ai, be->cmds),
                            "vkAllocateCommandBuffers")))
         return st;
+    be->cmd = be->cmds[0];
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     return slm_vk_check(be, vkCreateFence(be->dev, &fi, NULL, &be->fence), "vkCreateFence");
 }

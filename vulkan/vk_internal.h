@@ -33,6 +33,11 @@
 #define VK_STAGE_BYTES (8u << 20)
 #define VK_ARENA_FLOATS 16384     /* step arena: rope frequency tables */
 #define VK_PUSH_MAX 32            /* uint32 push-constant words (128 bytes) */
+/* A long step is submitted in up to VK_CHUNKS command buffers, one each time
+ * chunk_dispatches dispatches are recorded (the last takes the rest), so the
+ * device runs the first layers while the CPU records the next. */
+#define VK_CHUNKS 4
+#define VK_CHUNK_DISPATCHES 96
 
 /* Step header slots (= ST_* in shaders/common.glsl). */
 enum {
@@ -148,8 +153,13 @@ typedef struct slm_vk_backend {
     VkPipeline misc[VK_N_MISC];
 
     VkCommandPool cpool;
-    VkCommandBuffer cmd;
+    VkCommandBuffer cmd;               /* the one being recorded */
+    VkCommandBuffer cmds[VK_CHUNKS];   /* a step's chunks; cmd is one of them */
     VkFence fence;
+    int chunk;          /* index of cmd in cmds during a step */
+    bool recording;     /* cmd is begun and not yet ended */
+    int n_dispatch;     /* dispatches recorded into cmd */
+    int chunk_dispatches; /* dispatches after which a chunk is submitted */
 
     /* the step being recorded */
     bool in_step, lost;
@@ -178,6 +188,10 @@ slm_status slm_vk_copy(slm_vk_backend *be, slm_ref dev, void *host, size_t bytes
 slm_status slm_vk_step_reserve(slm_vk_backend *be, size_t slots);
 /* Submits cmd (already ended) and waits on the fence. */
 slm_status slm_vk_submit_wait(slm_vk_backend *be, VkCommandBuffer cmd);
+/* Submits cmd (already ended) without waiting (an early chunk of a step). */
+slm_status slm_vk_submit(slm_vk_backend *be, VkCommandBuffer cmd);
+/* Starts recording into be->cmds[i] (reset, begun, descriptor set bound). */
+slm_status slm_vk_chunk_begin(slm_vk_backend *be, int i);
 
 /* --- vk_pipelines.c --- */
 slm_status slm_vk_pipelines_create(slm_vk_backend *be);

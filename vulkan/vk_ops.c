@@ -111,6 +111,18 @@ static void dispatch(slm_vk_backend *be, VkPipeline p, const uint32_t *push, int
                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
     vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    /* The barrier orders later submissions too (same queue, submission
+     * order), so a full chunk can go to the device now. */
+    if (++be->n_dispatch >= be->chunk_dispatches && be->chunk + 1 < VK_CHUNKS) {
+        slm_status st = slm_vk_check(be, vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+        be->recording = false;
+        if (!st)
+            st = slm_vk_submit(be, be->cmd);
+        if (!st)
+            st = slm_vk_chunk_begin(be, be->chunk + 1);
+        if (st)
+            slm_vk_fail(be, st, "submitting part of the step: %s", slm_last_error());
+    }
 }
 
 /* A 1-D launch of `count` threads in groups of `wg`, split over x and y. */
