@@ -21,6 +21,46 @@ void slm_model_params_default(slm_model_params *p)
     p->device_index = -1;
 }
 
+/* Is `name` (NULL or "" meaning $SLM_BACKEND) the automatic choice? */
+static bool is_auto(const char *name)
+{
+    if (!name || !*name)
+        name = getenv("SLM_BACKEND");
+    return !name || !*name || strcmp(name, "auto") == 0;
+}
+
+slm_status slm_model_load_on(const char *path, const char *name, const slm_backend_params *bp,
+                             void (*progress)(float, void *), void *user, slm_backend **be,
+                             slm_model **m, char *fell_back, size_t fell_back_n)
+{
+    *be = NULL;
+    *m = NULL;
+    if (fell_back && fell_back_n)
+        fell_back[0] = '\0';
+    slm_status st = slm_backend_open_by_name(name, bp, be);
+    if (st)
+        return st;
+    st = slm_model_load(path, *be, progress, user, m);
+    if (!st)
+        return SLM_OK;
+    bool gpu = strcmp((*be)->ops->name, "cpu") != 0;
+    bool device_reason = st == SLM_STATUS_OUT_OF_MEMORY || st == SLM_STATUS_UNSUPPORTED ||
+                         st == SLM_STATUS_DEVICE;
+    (*be)->ops->close(*be);
+    *be = NULL;
+    if (!gpu || !device_reason || !is_auto(name))
+        return st;
+    if (fell_back && fell_back_n)
+        snprintf(fell_back, fell_back_n, "%s", slm_last_error());
+    if ((st = slm_backend_open_by_name("cpu", bp, be)))
+        return st;
+    if ((st = slm_model_load(path, *be, progress, user, m))) {
+        (*be)->ops->close(*be);
+        *be = NULL;
+    }
+    return st;
+}
+
 slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model **out)
 {
     if (!out)
@@ -43,15 +83,11 @@ slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model
     slm_backend_params bp = {sizeof bp, dp.n_threads,
                              dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index};
     slm_backend *be = NULL;
-    slm_status st = slm_backend_open_by_name(dp.backend, &bp, &be);
+    slm_model *m = NULL;
+    slm_status st =
+        slm_model_load_on(path, dp.backend, &bp, dp.progress, dp.progress_user, &be, &m, NULL, 0);
     if (st)
         return st;
-    slm_model *m = NULL;
-    st = slm_model_load(path, be, dp.progress, dp.progress_user, &m);
-    if (st) {
-        be->ops->close(be);
-        return st;
-    }
     m->owned_backend = be;
     if (slm_gguf_get_str_copy(m->gguf, "general.name", m->name, sizeof m->name) != SLM_OK ||
         !m->name[0]) {

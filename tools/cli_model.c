@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_model.h"
 #include "backend_registry.h"
 #include "cli.h"
 
@@ -21,18 +22,20 @@ int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
 {
     memset(out, 0, sizeof *out);
     slm_backend_params bp = {sizeof bp, o->threads, SLM_DEVICE_ANY};
-    if (slm_backend_open_by_name(o->backend, &bp, &out->be) != SLM_OK)
-        return slm_cli_fail(cmd, "%s", slm_last_error());
     bool tty = isatty(2);
     double t0 = slm_cli_now();
-    slm_status st = slm_model_load(o->model, out->be, tty ? progress : NULL, (void *)o->model,
-                                   &out->m);
+    char why[512];
+    slm_status st = slm_model_load_on(o->model, o->backend, &bp, tty ? progress : NULL,
+                                      (void *)o->model, &out->be, &out->m, why, sizeof why);
     if (tty)
         fputc('\n', stderr);
     if (st) {
         slm_cli_unload(out);
         return slm_cli_fail(cmd, "%s", slm_last_error());
     }
+    if (why[0])
+        fprintf(stderr, "slm %s: the model did not load on the GPU (%s); running on the CPU\n",
+                cmd, why);
     if (o->verbose)
         fprintf(stderr, "slm: loaded %s in %.2f s on %s\n", o->model, slm_cli_now() - t0,
                 out->be->ops->describe(out->be));

@@ -607,7 +607,10 @@ static slm_status pick_device(slm_vk_backend *be, int device_index)
     be->phys = pds[idx];
     vkGetPhysicalDeviceProperties(be->phys, &be->props);
     vkGetPhysicalDeviceMemoryProperties(be->phys, &be->memprops);
-    if (device_index == SLM_DEVICE_GPU_ONLY && be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU)
+    /* A CPU implementation that SLM_VK_DEVICE names was chosen by the user. */
+    const char *named = getenv("SLM_VK_DEVICE");
+    if (device_index == SLM_DEVICE_GPU_ONLY && be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
+        !(named && *named))
         return slm_error(SLM_STATUS_DEVICE,
                          "vulkan: only a CPU implementation (%s) was found, and a GPU was asked for",
                          be->props.deviceName);
