@@ -2,10 +2,12 @@
  * backend_vulkan.c — the Vulkan backend's ops table (runtime/backend.h):
  * open/close, capabilities, buffers, weights (uploaded as raw GGUF rows;
  * the shaders read their 2-byte-aligned fields by byte address, so no
- * repacking), the paged KV pool, and steps. A step copies its per-token
- * arrays into the host-visible step buffer at begin_step, records one
- * command buffer (vk_ops.c), and end_step submits it once and waits on a
- * fence. Device, memory and pipelines live in vk_device.c and vk_pipelines.c.
+ * repacking; a weight larger than one bindable buffer is split into parts
+ * of whole rows), the paged KV pool, and steps. A step copies its per-token
+ * arrays into the host-visible step buffer at begin_step, records command
+ * buffers (vk_ops.c submits each full chunk as it goes), and end_step
+ * submits the last and waits on a fence. Device, memory and pipelines live
+ * in vk_device.c and vk_pipelines.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
