@@ -18,9 +18,7 @@
 #include "cli.h"
 #include "session.h"
 
-#ifndef SLM_GIT_COMMIT
-#define SLM_GIT_COMMIT "unknown"
-#endif
+#include "slm_commit.h" /* SLM_GIT_COMMIT, generated at build time */
 
 typedef struct {
     slm_cli_common c;
