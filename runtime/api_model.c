@@ -138,23 +138,10 @@ slm_status slm_model_encode(const slm_model *m, const char *text, bool special, 
     *n = 0;
     if (!m->tok)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "model has no tokenizer loaded");
-    size_t len = strlen(text);
-    if (len > (size_t)1 << 28)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "text of %zu bytes is too long", len);
-    /* At most one id per byte, plus BOS and a SentencePiece space prefix. */
-    size_t cap = len + 4, got = 0;
-    int32_t *buf = malloc(cap * sizeof *buf);
-    if (!buf)
-        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
-    slm_status st = slm_tokenizer_encode(m->tok, text, len, slm_tokenizer_add_bos(m->tok),
-                                         special, buf, cap, &got);
-    if (st) {
-        free(buf);
-        return st;
-    }
-    *ids = buf;
+    size_t got = 0;
+    slm_status st = slm_tokenizer_encode_alloc(m->tok, text, special, ids, &got);
     *n = (int)got;
-    return SLM_OK;
+    return st;
 }
 
 slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n)

@@ -654,6 +654,32 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
     return SLM_OK;
 }
 
+slm_status slm_tokenizer_encode_alloc(const slm_tokenizer *t, const char *text,
+                                      bool parse_special, int32_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!t || !text)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "tokenizer: encode: NULL argument");
+    size_t len = strlen(text);
+    if (len > (size_t)1 << 28)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "text of %zu bytes is too long", len);
+    /* At most one id per byte, plus BOS and a SentencePiece space prefix. */
+    size_t cap = len + 4, got = 0;
+    int32_t *buf = malloc(cap * sizeof *buf);
+    if (!buf)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
+    slm_status st = slm_tokenizer_encode(t, text, len, slm_tokenizer_add_bos(t), parse_special,
+                                         buf, cap, &got);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *ids = buf;
+    *n = got;
+    return SLM_OK;
+}
+
 /* --- decoding ------------------------------------------------------------------ */
 
 const char *slm_tokenizer_piece(const slm_tokenizer *t, int32_t id, bool special, size_t *len)

@@ -88,6 +88,11 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
                                 bool add_bos, bool parse_special, int32_t *ids, size_t cap,
                                 size_t *n_out);
 
+/* The whole NUL-terminated text, BOS by the tokenizer's convention
+ * (slm_tokenizer_add_bos), into a malloc'd array *ids of *n ids. */
+slm_status slm_tokenizer_encode_alloc(const slm_tokenizer *t, const char *text,
+                                      bool parse_special, int32_t **ids, size_t *n);
+
 /* The bytes of ids[0..n): the concatenation of their pieces (control and
  * unknown tokens only when special is true), with the SentencePiece
  * leading space removed from the first piece when add_space_prefix is set.

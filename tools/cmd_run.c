@@ -101,19 +101,6 @@ static int render(const run_opts *o, const slm_model *m, char **text)
     return 0;
 }
 
-static int tokenize(const slm_tokenizer *tok, const char *text, bool special, int32_t **ids,
-                    size_t *n)
-{
-    size_t cap = strlen(text) + 8;
-    *ids = malloc(cap * sizeof **ids);
-    if (!*ids)
-        return slm_cli_fail("run", "out of memory");
-    if (slm_tokenizer_encode(tok, text, strlen(text), slm_tokenizer_add_bos(tok), special, *ids,
-                             cap, n))
-        return slm_cli_fail("run", "%s", slm_last_error());
-    return 0;
-}
-
 static int generate(const run_opts *o, slm_cli_model *cm, const slm_tokenizer *tok,
                     const int32_t *ids, size_t n_prompt)
 {
@@ -188,8 +175,8 @@ int slm_cmd_run(int argc, char **argv)
         rc = slm_cli_fail("run", "%s", slm_last_error());
     if (!rc)
         rc = render(&o, cm.m, &text);
-    if (!rc)
-        rc = tokenize(tok, text, !o.raw, &ids, &n);
+    if (!rc && slm_tokenizer_encode_alloc(tok, text, !o.raw, &ids, &n))
+        rc = slm_cli_fail("run", "%s", slm_last_error());
     if (!rc)
         rc = generate(&o, &cm, tok, ids, n);
     free(ids);
