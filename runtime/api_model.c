@@ -21,14 +21,6 @@ void slm_model_params_default(slm_model_params *p)
     p->device_index = -1;
 }
 
-/* Is `name` (NULL or "" meaning $SLM_BACKEND) the automatic choice? */
-static bool is_auto(const char *name)
-{
-    if (!name || !*name)
-        name = getenv("SLM_BACKEND");
-    return !name || !*name || strcmp(name, "auto") == 0;
-}
-
 slm_status slm_model_load_on(const char *path, const char *name, const slm_backend_params *bp,
                              void (*progress)(float, void *), void *user, slm_backend **be,
                              slm_model **m, char *fell_back, size_t fell_back_n)
@@ -48,7 +40,7 @@ slm_status slm_model_load_on(const char *path, const char *name, const slm_backe
                          st == SLM_STATUS_DEVICE;
     (*be)->ops->close(*be);
     *be = NULL;
-    if (!gpu || !device_reason || !is_auto(name))
+    if (!gpu || !device_reason || strcmp(slm_backend_resolve_name(name), "auto") != 0)
         return st;
     if (fell_back && fell_back_n)
         snprintf(fell_back, fell_back_n, "%s", slm_last_error());

@@ -46,14 +46,18 @@ static slm_status names_error(const char *name)
                      name, list);
 }
 
+const char *slm_backend_resolve_name(const char *name)
+{
+    if (!name || !*name)
+        name = getenv("SLM_BACKEND");
+    return name && *name ? name : "auto";
+}
+
 slm_status slm_backend_open_by_name(const char *name, const slm_backend_params *params,
                                     slm_backend **out)
 {
     *out = NULL;
-    if (!name || !*name)
-        name = getenv("SLM_BACKEND");
-    if (!name || !*name)
-        name = "auto";
+    name = slm_backend_resolve_name(name);
     if (strcmp(name, "auto") != 0) {
         for (size_t i = 0; i < N_BACKENDS; i++)
             if (!strcmp(name, backends[i].name))

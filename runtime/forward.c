@@ -10,10 +10,13 @@
 
 #include "status.h"
 
+/* x, xn, qkv, attn, gu, ff, sel, logits */
+#define N_REGIONS 8
+
 struct slm_forward {
     slm_model *m;
     int max_tokens, max_logit_rows;
-    slm_buf *bufs[8]; /* one per region: each must fit one device buffer */
+    slm_buf *bufs[N_REGIONS]; /* one per region: each must fit one device buffer */
     slm_ref x;      /* (T, n_embd) residual stream */
     slm_ref xn;     /* (T, n_embd) normed input of a matmul */
     slm_ref qkv;    /* (T, nq + 2 nkv) */
@@ -84,7 +87,7 @@ void slm_forward_free(slm_forward *f)
 {
     if (!f)
         return;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < N_REGIONS; i++)
         f->m->be->ops->buf_free(f->m->be, f->bufs[i]);
     free(f);
 }
