@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     ep.n_ctx = 512;
     ep.max_running = 4;
     slm_engine *e = NULL;
-    if (slm_engine_create(m, &ep, &e) != SLM_OK) {
+    if (slm_engine_open(m, &ep, &e) != SLM_OK) {
         fprintf(stderr, "embed: %s\n", slm_last_error());
         slm_model_close(m);
         return 1;
@@ -108,14 +108,20 @@ int main(int argc, char **argv)
     slm_request_params_default(&p);
     p.messages = msgs;
     p.n_messages = 1;
-    p.sampling.temperature = 0; /* greedy: the same answer every run */
+    slm_sampling greedy;
+    slm_sampling_default(&greedy);
+    greedy.temperature = 0; /* greedy: the same answer every run */
+    p.sampling = &greedy;
     p.max_tokens = 32;
     int rc = submit(e, &p, &chat);
 
     slm_request_params q;
     slm_request_params_default(&q);
     q.prompt = "The three primary colours are";
-    q.sampling.seed = 42;
+    slm_sampling seeded;
+    slm_sampling_default(&seeded);
+    seeded.seed = 42;
+    q.sampling = &seeded;
     q.max_tokens = 24;
     const char *stops[] = {"\n"};
     q.stop = stops;
@@ -141,7 +147,7 @@ int main(int argc, char **argv)
         printf("engine: %llu requests, %llu steps, %llu tokens generated, KV %d/%d blocks\n",
                (unsigned long long)s.requests_done, (unsigned long long)s.steps,
                (unsigned long long)s.generated_tokens, s.kv_blocks_used, s.kv_blocks_total);
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     slm_model_close(m);
     return rc ? 1 : 0;
 }

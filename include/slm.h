@@ -20,6 +20,17 @@
 extern "C" {
 #endif
 
+/* Marks the functions libslm exports; everything else in the shared library
+ * is hidden. */
+#if defined(_WIN32)
+#define SLM_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define SLM_API __attribute__((visibility("default")))
+#else
+#define SLM_API
+#endif
+
+/* The version, in this one place (CMakeLists.txt reads it from here). */
 #define SLM_VERSION_MAJOR 0
 #define SLM_VERSION_MINOR 1
 #define SLM_VERSION_PATCH 0
@@ -44,15 +55,15 @@ typedef enum slm_status {
 
 /* The version string of the library actually linked (may differ from
  * SLM_VERSION when a program runs against a newer shared library). */
-const char *slm_version(void);
-int slm_version_number(void);
+SLM_API const char *slm_version(void);
+SLM_API int slm_version_number(void);
 
 /* The message of the calling thread's last failure ("" if none). The pointer
  * stays valid until the next slm call on the same thread. */
-const char *slm_last_error(void);
+SLM_API const char *slm_last_error(void);
 
 /* A short constant name for a status ("ok", "bad format", ...). */
-const char *slm_status_name(slm_status st);
+SLM_API const char *slm_status_name(slm_status st);
 
 /* ------------------------------------------------------------------------ */
 /* Models                                                                     */
@@ -65,23 +76,35 @@ typedef void (*slm_progress_cb)(float fraction, void *user);
 
 typedef struct slm_model_params {
     size_t size;             /* sizeof(slm_model_params); set by _default() */
-    const char *backend;     /* "cpu", "vulkan", "cuda", "auto" or NULL ($SLM_BACKEND, else auto) */
+    /* "cpu", "vulkan", "cuda" or "auto"/NULL: the first backend of this build
+     * that opens and loads the model, GPU backends first, the CPU last (a
+     * model that cannot load on one GPU backend falls back to the next). */
+    const char *backend;
     int n_threads;           /* CPU threads; 0 = one per core */
     int device_index;        /* GPU to use; -1 = choose */
     slm_progress_cb progress;
     void *progress_user;
+    /* Backend tuning knobs as "key=value" pairs separated by commas or
+     * spaces (NULL: none). Keys: cpu.simd (scalar|avx2|avx512|neon),
+     * cpu.act (q8|q8x2), vulkan.device (a device-name substring),
+     * vulkan.subgroup (0|1), vulkan.max_buffer (bytes), vulkan.matvec_rows,
+     * vulkan.split_min, vulkan.chunk, vulkan.matmul (direct|gpu),
+     * vulkan.cache_dir (pipeline cache folder). An unknown key or a bad
+     * value fails slm_model_open naming it. The library reads no
+     * environment variables; the slm command maps its SLM_* ones here. */
+    const char *options;
 } slm_model_params;
 
-void slm_model_params_default(slm_model_params *p);
+SLM_API void slm_model_params_default(slm_model_params *p);
 
 /* Opens a GGUF model file on a backend. Fails (and sets slm_last_error) on a
  * missing or malformed file, an unsupported architecture or tensor type, or
  * no usable backend. Thread-safe. */
-slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model **out);
+SLM_API slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model **out);
 
-/* Frees the model. Every engine created on it must be destroyed first.
+/* Frees the model. Every engine opened on it must be closed first.
  * Accepts NULL. */
-void slm_model_close(slm_model *m);
+SLM_API void slm_model_close(slm_model *m);
 
 /* Facts for clients and /v1/models. */
 typedef struct slm_model_info {
@@ -92,9 +115,17 @@ typedef struct slm_model_info {
     int n_vocab, n_ctx_train, n_embd, n_layer;
     int64_t n_params;
     uint64_t file_bytes;
+    /* Why the automatic backend choice passed over a GPU backend that
+     * could not load the model ("" when it did not). */
+    const char *fallback;
+    /* The chat template messages are rendered with by default ("chatml",
+     * "llama3", ...), and "" or why it is a fallback (the model's own
+     * template is missing or not one slm recognises). */
+    const char *chat_template;
+    const char *chat_template_note;
 } slm_model_info;
 
-slm_status slm_model_get_info(const slm_model *m, slm_model_info *info);
+SLM_API slm_status slm_model_get_info(const slm_model *m, slm_model_info *info);
 
 /* ------------------------------------------------------------------------ */
 /* Engine: continuous batching over one model                                */
@@ -102,27 +133,43 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *info);
 
 typedef struct slm_engine slm_engine;
 
+/* Storage type of the KV cache. */
+typedef enum slm_kv_type {
+    SLM_KV_F16 = 0,  /* default */
+    SLM_KV_F32 = 1,
+    SLM_KV_Q8_0 = 2  /* half the memory of F16, more users; not every backend has it */
+} slm_kv_type;
+
 typedef struct slm_engine_params {
     size_t size;        /* sizeof(slm_engine_params); set by _default() */
     int n_ctx;          /* the most tokens one request may hold (prompt + output); 0 = model's */
     int max_running;    /* sequences decoded together (default 64) */
     int max_waiting;    /* queued requests beyond which submit fails with QUEUE_FULL (default 256) */
     int step_tokens;    /* token budget of one step: decodes + prefill chunks (default 512) */
-    int kv_blocks;      /* KV pool size in blocks; 0 = sized from n_ctx and max_running */
+    /* KV pool size in blocks; 0 = sized from memory: the free memory the
+     * backend measures after the weights and a worst-case step's workspace
+     * are allocated (less a margin), at most kv_bytes_max, and no more
+     * than max_running full contexts need. */
+    int kv_blocks;
     int block_size;     /* tokens per KV block (default 16) */
+    uint64_t kv_bytes_max; /* cap on the KV pool in bytes (0: none) */
+    slm_kv_type kv_type;   /* default SLM_KV_F16; a backend without it fails _open naming it */
 } slm_engine_params;
 
-void slm_engine_params_default(slm_engine_params *p);
+SLM_API void slm_engine_params_default(slm_engine_params *p);
 
-/* Creates an engine and starts its step thread. */
-slm_status slm_engine_create(slm_model *m, const slm_engine_params *p, slm_engine **out);
+/* Starts an engine (its step thread and KV pool) on a model. */
+SLM_API slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine **out);
 
 /* Stops the engine. drain = 1 finishes every admitted request first; drain = 0
  * cancels them (their on_done callbacks run with SLM_FINISH_CANCELLED).
  * Accepts NULL. */
-void slm_engine_destroy(slm_engine *e, int drain);
+SLM_API void slm_engine_close(slm_engine *e, int drain);
 
+/* Sampling of one request. Passed by pointer (slm_request_params.sampling)
+ * and filled by slm_sampling_default(), so fields can be added. */
 typedef struct slm_sampling {
+    size_t size;             /* sizeof(slm_sampling); set by _default() */
     float temperature;       /* <= 0: greedy (default 0.8) */
     int top_k;               /* <= 0: off (default 40) */
     float top_p;             /* 1: off (default 0.95) */
@@ -130,8 +177,10 @@ typedef struct slm_sampling {
     float repeat_penalty;    /* 1: off */
     float presence_penalty;  /* OpenAI semantics, 0: off */
     float frequency_penalty; /* OpenAI semantics, 0: off */
-    uint64_t seed;
+    uint64_t seed;           /* default 0 */
 } slm_sampling;
+
+SLM_API void slm_sampling_default(slm_sampling *s);
 
 typedef struct slm_message {
     const char *role;        /* "system", "user", "assistant" */
@@ -141,7 +190,7 @@ typedef struct slm_message {
 typedef enum slm_finish_reason {
     SLM_FINISH_STOP = 0,      /* end-of-sequence token or a stop string */
     SLM_FINISH_LENGTH = 1,    /* max_tokens or the context cap reached */
-    SLM_FINISH_CANCELLED = 2, /* slm_engine_cancel or engine destroyed without drain */
+    SLM_FINISH_CANCELLED = 2, /* slm_engine_cancel or engine closed without drain */
     SLM_FINISH_ERROR = 3      /* see slm_result.status and .error */
 } slm_finish_reason;
 
@@ -174,7 +223,10 @@ typedef struct slm_request_params {
     int n_messages;
     const int32_t *tokens;
     int n_tokens;
-    slm_sampling sampling;
+    const slm_sampling *sampling; /* NULL: slm_sampling_default()'s; copied at submit */
+    /* Renders messages: "chatml", "llama3", "llama2", "mistral", "phi3",
+     * "gemma", or NULL for the model's own (see slm_model_info). */
+    const char *chat_template;
     int max_tokens;               /* output cap (default 256); the context cap also applies */
     const char *const *stop;      /* stop strings (not included in the output) */
     int n_stop;
@@ -184,17 +236,17 @@ typedef struct slm_request_params {
     void *user;
 } slm_request_params;
 
-void slm_request_params_default(slm_request_params *p);
+SLM_API void slm_request_params_default(slm_request_params *p);
 
 /* Queues a request; its id (for cancel) goes to *id. Fails without calling
  * any callback: INVALID_ARGUMENT (bad parameters, prompt longer than the
  * context: the message says so), SLM_STATUS_QUEUE_FULL (retry later).
  * Thread-safe. */
-slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_t *id);
+SLM_API slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_t *id);
 
 /* Cancels a request (queued or running); its on_done follows with
  * SLM_FINISH_CANCELLED. NOT_FOUND when it already finished. Thread-safe. */
-slm_status slm_engine_cancel(slm_engine *e, uint64_t id);
+SLM_API slm_status slm_engine_cancel(slm_engine *e, uint64_t id);
 
 typedef struct slm_engine_stats {
     size_t size;                  /* sizeof(slm_engine_stats); the caller sets it */
@@ -202,12 +254,25 @@ typedef struct slm_engine_stats {
     int kv_blocks_used, kv_blocks_total;
     uint64_t requests_done, prompt_tokens, generated_tokens, cached_tokens, preemptions;
     uint64_t steps;
+    /* How the KV pool was sized (fixed at _open): the backend's memory
+     * when measured (0 when the backend cannot tell), the workspace of a
+     * worst-case step, and the pool. */
+    uint64_t mem_total_bytes, mem_free_bytes; /* free: after weights and workspace */
+    uint64_t workspace_bytes;
+    uint64_t kv_block_bytes, kv_pool_bytes;
+    int kv_sized_by;         /* 0: memory, 1: max_running × n_ctx, 2: kv_bytes_max, 3: kv_blocks given */
 } slm_engine_stats;
 
-slm_status slm_engine_get_stats(slm_engine *e, slm_engine_stats *s);
+SLM_API slm_status slm_engine_get_stats(slm_engine *e, slm_engine_stats *s);
 
 /* Counts the tokens a text encodes to (for clients' context checks). */
-slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n);
+SLM_API slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n);
+
+/* Counts the tokens of messages rendered with a chat template (NULL: the
+ * model's), up to where the assistant's answer begins, as a request with
+ * these messages would hold them. */
+SLM_API slm_status slm_model_count_message_tokens(const slm_model *m, const slm_message *msgs,
+                                                  int n, const char *chat_template, int *n_tokens);
 
 #ifdef __cplusplus
 }

@@ -76,10 +76,12 @@ slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model
                              dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index};
     slm_backend *be = NULL;
     slm_model *m = NULL;
-    slm_status st =
-        slm_model_load_on(path, dp.backend, &bp, dp.progress, dp.progress_user, &be, &m, NULL, 0);
+    char fell_back[sizeof m->fallback];
+    slm_status st = slm_model_load_on(path, dp.backend, &bp, dp.progress, dp.progress_user, &be,
+                                      &m, fell_back, sizeof fell_back);
     if (st)
         return st;
+    memcpy(m->fallback, fell_back, sizeof m->fallback);
     m->owned_backend = be;
     if (slm_gguf_get_str_copy(m->gguf, "general.name", m->name, sizeof m->name) != SLM_OK ||
         !m->name[0]) {
@@ -120,6 +122,11 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *info)
     info->n_layer = m->hp.n_layer;
     info->n_params = n_params;
     info->file_bytes = slm_gguf_file_size(m->gguf);
+    info->fallback = m->fallback;
+    slm_chat_template t;
+    const char *why = slm_model_chat_template(m, &t);
+    info->chat_template = slm_chat_format_name(t.format);
+    info->chat_template_note = why ? why : "";
     return SLM_OK;
 }
 
@@ -133,6 +140,20 @@ slm_status slm_model_encode(const slm_model *m, const char *text, bool special, 
     size_t got = 0;
     slm_status st = slm_tokenizer_encode_alloc(m->tok, text, special, ids, &got);
     *n = (int)got;
+    return st;
+}
+
+slm_status slm_model_count_message_tokens(const slm_model *m, const slm_message *msgs, int n,
+                                          const char *chat_template, int *n_tokens)
+{
+    if (!m || !n_tokens || (n > 0 && !msgs) || n < 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "slm_model_count_message_tokens: NULL argument or no messages");
+    char *text = NULL;
+    slm_status st = slm_model_render_chat(m, msgs, n, chat_template, &text);
+    if (!st)
+        st = slm_model_count_tokens(m, text, n_tokens);
+    free(text);
     return st;
 }
 
@@ -157,10 +178,17 @@ const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t)
              : "the model has no chat template";
 }
 
-slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out)
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
+                                 const char *template_name, char **out)
 {
     slm_chat_template t;
-    slm_model_chat_template(m, &t); /* unrecognised: ChatML, the documented fallback */
+    if (template_name) {
+        slm_status st = slm_chat_from_name(template_name, &t);
+        if (st)
+            return st;
+    } else {
+        slm_model_chat_template(m, &t); /* unrecognised: ChatML, the documented fallback */
+    }
     slm_chat_msg *cm = malloc((size_t)(n > 0 ? n : 1) * sizeof *cm);
     if (!cm)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory rendering %d messages", n);

@@ -23,10 +23,12 @@ slm_status slm_model_encode(const slm_model *m, const char *text, bool special, 
  * the return value says why ("the model has no chat template", ...). */
 const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t);
 
-/* Renders messages with the model's chat template (recognised from
- * tokenizer.chat_template; ChatML when it is not recognised), ending where
- * the assistant's answer begins. *out is malloc'd. */
-slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n, char **out);
+/* Renders messages with the chat template named (NULL: the model's,
+ * recognised from tokenizer.chat_template; ChatML when it is not
+ * recognised), ending where the assistant's answer begins. *out is
+ * malloc'd. An unknown template name fails naming it. */
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
+                                 const char *template_name, char **out);
 
 /* Opens backend `name` (NULL: $SLM_BACKEND, else "auto") and loads the model
  * at path onto it. When the backend was chosen automatically (auto) and

@@ -92,12 +92,16 @@ void slm_engine_params_default(slm_engine_params *p)
     p->block_size = 16;
 }
 
+void slm_sampling_default(slm_sampling *s)
+{
+    *s = (slm_sampling){.size = sizeof *s, .temperature = 0.8f, .top_k = 40, .top_p = 0.95f,
+                        .min_p = 0.05f, .repeat_penalty = 1.0f};
+}
+
 void slm_request_params_default(slm_request_params *p)
 {
     memset(p, 0, sizeof *p);
     p->size = sizeof *p;
-    p->sampling = (slm_sampling){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f,
-                                 .min_p = 0.05f, .repeat_penalty = 1.0f};
     p->max_tokens = 256;
 }
 
@@ -181,7 +185,7 @@ static slm_status request_tokens(const slm_model *m, const slm_request_params *p
     if (!p->messages)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "messages is NULL");
     char *text = NULL;
-    slm_status st = slm_model_render_chat(m, p->messages, p->n_messages, &text);
+    slm_status st = slm_model_render_chat(m, p->messages, p->n_messages, p->chat_template, &text);
     if (!st)
         st = slm_model_encode(m, text, true, &r->prompt, &r->n_prompt);
     free(text);
@@ -209,16 +213,24 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
                        "the prompt is %d tokens, which leaves no room in the context of %d "
                        "tokens", r->n_prompt, e->p.n_ctx);
+    slm_sampling sm;
+    slm_sampling_default(&sm);
+    if (!st && p->sampling && p->sampling->size < sizeof sm)
+        st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                       "sampling.size %zu is smaller than this library's %zu (use "
+                       "slm_sampling_default)", p->sampling->size, sizeof sm);
+    else if (p->sampling)
+        sm = *p->sampling;
     slm_sampler_params sp;
     slm_sampler_params_default(&sp);
-    sp.temperature = p->sampling.temperature;
-    sp.top_k = p->sampling.top_k;
-    sp.top_p = p->sampling.top_p;
-    sp.min_p = p->sampling.min_p;
-    sp.repeat_penalty = p->sampling.repeat_penalty;
-    sp.presence_penalty = p->sampling.presence_penalty;
-    sp.frequency_penalty = p->sampling.frequency_penalty;
-    sp.seed = p->sampling.seed;
+    sp.temperature = sm.temperature;
+    sp.top_k = sm.top_k;
+    sp.top_p = sm.top_p;
+    sp.min_p = sm.min_p;
+    sp.repeat_penalty = sm.repeat_penalty;
+    sp.presence_penalty = sm.presence_penalty;
+    sp.frequency_penalty = sm.frequency_penalty;
+    sp.seed = sm.seed;
     if (!st)
         st = slm_sampler_create(&sp, e->n_vocab, &r->smp);
     if (!st)
@@ -504,14 +516,14 @@ static void engine_free(slm_engine *e)
     free(e);
 }
 
-slm_status slm_engine_create(slm_model *m, const slm_engine_params *p, slm_engine **out)
+slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine **out)
 {
     if (!out)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_create: out is NULL");
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_open: out is NULL");
     *out = NULL;
     if (!m || !m->tok)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "slm_engine_create: needs a model from slm_model_open");
+                         "slm_engine_open: needs a model from slm_model_open");
     slm_engine_params ep;
     slm_engine_params_default(&ep);
     if (p) {
@@ -527,7 +539,7 @@ slm_status slm_engine_create(slm_model *m, const slm_engine_params *p, slm_engin
     int expected = 0;
     if (!atomic_compare_exchange_strong(&m->n_engines, &expected, 1))
         return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "slm_engine_create: the model already has an engine (one per model)");
+                         "slm_engine_open: the model already has an engine (one per model)");
     slm_engine *e = calloc(1, sizeof *e);
     if (!e) {
         atomic_fetch_sub(&m->n_engines, 1);
@@ -573,7 +585,7 @@ slm_status slm_engine_create(slm_model *m, const slm_engine_params *p, slm_engin
     return SLM_OK;
 }
 
-void slm_engine_destroy(slm_engine *e, int drain)
+void slm_engine_close(slm_engine *e, int drain)
 {
     if (!e)
         return;

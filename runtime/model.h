@@ -68,6 +68,7 @@ typedef struct slm_model {
     struct slm_tokenizer *tok;
     atomic_int n_engines;
     char name[256]; /* general.name, else the file name */
+    char fallback[512]; /* why "auto" passed over a GPU backend, or "" */
 } slm_model;
 
 /* Called during loading with the fraction done (0..1). */

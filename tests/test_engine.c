@@ -122,7 +122,7 @@ static slm_engine *make_engine(slm_model *m, int n_ctx, int max_running, int max
     ep.kv_blocks = kv_blocks;
     ep.step_tokens = step_tokens;
     slm_engine *e = NULL;
-    slm_status st = slm_engine_create(m, &ep, &e);
+    slm_status st = slm_engine_open(m, &ep, &e);
     if (st)
         fail_msg("engine: %s", slm_last_error());
     return e;
@@ -142,13 +142,16 @@ static void make_prompts(void)
     }
 }
 
+/* Greedy sampling (slm_sampling_default's, temperature 0), set up by main. */
+static slm_sampling greedy_sampling;
+
 static uint64_t submit(slm_engine *e, int i, collect *c, int max_tokens)
 {
     slm_request_params rp;
     slm_request_params_default(&rp);
     rp.tokens = prompts[i];
     rp.n_tokens = prompt_len[i];
-    rp.sampling.temperature = 0;
+    rp.sampling = &greedy_sampling;
     rp.max_tokens = max_tokens;
     rp.ignore_eos = 1;
     rp.on_token = on_token;
@@ -204,7 +207,7 @@ static void batch_run(slm_model *m, int n, int maxt, int kv_blocks, const collec
     int used;
     kv_idle(e, &used);
     assert_int_equal(used, 0);
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     free(batch);
 }
 
@@ -223,7 +226,7 @@ static void batched_equals_solo(int n, int maxt, int small_pool)
         assert_int_equal(solo[i].res.finish, SLM_FINISH_LENGTH);
         assert_int_equal(solo[i].res.completion_tokens, maxt);
     }
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     batch_run(m, n, maxt, 0, solo, false);
     batch_run(m, n, maxt, small_pool, solo, true);
     slm_model_close(m);
@@ -282,7 +285,7 @@ static void test_long_prompt_beside_decoders(void **state)
     slm_request_params_default(&rp);
     rp.tokens = big;
     rp.n_tokens = LONG;
-    rp.sampling.temperature = 0;
+    rp.sampling = &greedy_sampling;
     rp.max_tokens = 4;
     rp.ignore_eos = 1;
     rp.on_token = on_token;
@@ -311,7 +314,7 @@ static void test_long_prompt_beside_decoders(void **state)
                (unsigned long long)(first_long - s0.steps));
         assert_true(inside >= 2);
     }
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     slm_model_close(m);
     free(big);
     free(dec);
@@ -347,7 +350,7 @@ static void test_cancel_frees_blocks(void **state)
     int used;
     kv_idle(e, &used);
     assert_int_equal(used, idle);
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     slm_model_close(m);
     free(c);
 }
@@ -403,7 +406,7 @@ static void test_queue_full_and_context(void **state)
     longp[0] = N_VOCAB;
     assert_int_equal(slm_engine_submit(e, &rp, NULL), SLM_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(slm_last_error(), "vocabulary"));
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     slm_model_close(m);
     free(c);
 }
@@ -417,7 +420,7 @@ static void test_destroy_drain_and_cancel(void **state)
     slm_engine *e = make_engine(m, 128, 4, 16, 0, 512);
     for (int i = 0; i < 3; i++)
         submit(e, i, &c[i], 30);
-    slm_engine_destroy(e, 1); /* drains: all three complete */
+    slm_engine_close(e, 1); /* drains: all three complete */
     for (int i = 0; i < 3; i++) {
         assert_true(c[i].done);
         assert_int_equal(c[i].res.finish, SLM_FINISH_LENGTH);
@@ -429,10 +432,10 @@ static void test_destroy_drain_and_cancel(void **state)
     slm_engine *e2 = NULL;
     slm_engine_params ep;
     slm_engine_params_default(&ep);
-    assert_int_equal(slm_engine_create(m, &ep, &e2), SLM_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(slm_engine_open(m, &ep, &e2), SLM_STATUS_INVALID_ARGUMENT);
     for (int i = 3; i < 6; i++)
         submit(e, i, &c[i], 560); /* far more than can run before the destroy below */
-    slm_engine_destroy(e, 0); /* cancels */
+    slm_engine_close(e, 0); /* cancels */
     for (int i = 3; i < 6; i++) {
         assert_true(c[i].done);
         assert_int_equal(c[i].res.finish, SLM_FINISH_CANCELLED);
@@ -565,7 +568,7 @@ static void test_engine_stop_string(void **state)
     slm_request_params_default(&rp);
     rp.tokens = prompts[5];
     rp.n_tokens = prompt_len[5];
-    rp.sampling.temperature = 0;
+    rp.sampling = &greedy_sampling;
     rp.max_tokens = 40;
     rp.ignore_eos = 1;
     const char *stops[] = {stop};
@@ -582,7 +585,7 @@ static void test_engine_stop_string(void **state)
     assert_int_equal(c[1].len, (size_t)(cut - c[0].text));
     assert_memory_equal(c[1].text, c[0].text, c[1].len);
     assert_true(c[1].res.completion_tokens < 40);
-    slm_engine_destroy(e, 1);
+    slm_engine_close(e, 1);
     slm_model_close(m);
     free(c);
 }
@@ -652,6 +655,8 @@ static int make_fixture(void **state)
 int main(void)
 {
     tu_seed();
+    slm_sampling_default(&greedy_sampling);
+    greedy_sampling.temperature = 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_api),
         cmocka_unit_test(test_stop_strings),

@@ -133,7 +133,7 @@ static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
     ep.max_waiting = (int)o->queue;
     ep.step_tokens = (int)o->step_tokens;
     ep.kv_blocks = (int)o->kv_blocks;
-    if (slm_engine_create(*m, &ep, e)) {
+    if (slm_engine_open(*m, &ep, e)) {
         int rc = slm_cli_fail("serve", "%s", slm_last_error());
         slm_model_close(*m);
         *m = NULL;
@@ -189,9 +189,9 @@ int slm_cmd_serve(int argc, char **argv)
         slm_srv_stop(&srv);
         return 1;
     }
-    slm_request_params dp;
-    slm_request_params_default(&dp);
-    slm_srv_set_ready(&srv, m, e, n_ctx, &dp.sampling);
+    slm_sampling dp;
+    slm_sampling_default(&dp);
+    slm_srv_set_ready(&srv, m, e, n_ctx, &dp);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -205,7 +205,7 @@ int slm_cmd_serve(int argc, char **argv)
         wait_idle(&srv, 10);
     }
     slm_srv_stop(&srv);
-    slm_engine_destroy(e, 0);
+    slm_engine_close(e, 0);
     slm_model_close(m);
     fprintf(stderr, "slm serve: stopped\n");
     return 0;

@@ -60,9 +60,9 @@ static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
     } else {
         p->prompt = rq->prompt;
     }
-    p->sampling = rq->sampling;
     if (!rq->has_seed)
-        p->sampling.seed = atomic_fetch_add(&s->seq, 1) + 1;
+        rq->sampling.seed = atomic_fetch_add(&s->seq, 1) + 1;
+    p->sampling = &rq->sampling;
     /* No max_tokens: as much as the context leaves (the engine caps it). */
     p->max_tokens = rq->max_tokens > 0 ? rq->max_tokens : s->n_ctx;
     p->stop = rq->stop;
