@@ -1,6 +1,8 @@
 /*
  * backend.h — the one interface between the backend-agnostic runtime (forward
- * pass, scheduler) and a compute backend (cpu_fallback/, cuda/, vulkan/).
+ * pass, engine) and a compute backend (cpu_fallback/, cuda/, vulkan/).
+ * Version 2 (SLM_BACKEND_API_VERSION); the registry refuses a table of any
+ * other version or with a mandatory slot left NULL.
  *
  * A backend is one table of function pointers (slm_backend_ops) plus an
  * opaque device handle whose first member is `const slm_backend_ops *ops`.
@@ -10,15 +12,42 @@
  * backend buffers (slm_buf) and are addressed as (buffer, byte offset) pairs;
  * every activation tensor is f32, row-major, shape (rows, cols) as stated on
  * each op. Weights are uploaded once through load_weight, which may copy or
- * repack; the KV cache is a backend-owned pool of fixed-size token blocks.
+ * repack; constants (RoPE frequency tables) once through rope_create; the
+ * KV cache is a backend-owned pool of fixed-size token blocks. `memory`
+ * reports the device's free and total bytes, `reserve` allocates (and
+ * reports) the workspace of the largest step the caller will run, so the
+ * engine can size the KV pool from what is really left.
  *
- * Steps: begin_step(step) → op calls → end_step(). The step descriptor carries
- * everything that is per token or per sequence (token ids, positions, KV
- * slots, block tables, rows that need logits); ops take only sizes and
- * buffers, so a backend can keep step inputs at fixed device addresses and
- * replay a recorded step. No op fails on its own and no op allocates: errors
- * (out of memory, lost device) surface as end_step's status. The CPU backend
- * runs each op as it is called; GPU backends record and submit at end_step.
+ * A step, and its ordering rules:
+ *   begin_step(step)  plans the step once: copies and checks every per-token
+ *                     and per-sequence array against the KV pool (block ids,
+ *                     slots, positions covered by block tables) and works
+ *                     out what the ops would otherwise re-derive (attention
+ *                     split counts, workspace offsets). Ops take only sizes
+ *                     and buffers, so inputs can live at fixed device
+ *                     addresses and a recorded step can be replayed.
+ *   op calls          record (GPU) or run (CPU) in call order; each sees the
+ *                     writes of the ones before. The `logits` op names the
+ *                     rows copied into step->logits, the host buffer the step
+ *                     carries: that copy is part of the step.
+ *   submit()          returns at once on a GPU (the device works on); the
+ *                     CPU backend has already run the ops and returns.
+ *   wait()            blocks until the submitted step is done and returns its
+ *                     status (the first failure of any op: bad arguments,
+ *                     out of memory, lost device). Only after wait returns
+ *                     SLM_OK are step->logits valid.
+ * Between submit and wait the caller may do host work that touches neither
+ * the backend nor step->logits (sampling an earlier step's logits kept
+ * elsewhere, scheduling the next step); it may not call any other slot of
+ * the same handle. A step begun must be ended by submit + wait (also after a
+ * failed begin_step: wait then reports that failure). No op fails on its
+ * own and no op allocates.
+ *
+ * Optional slots are NULL when a backend does not offer them; each says
+ * what the runtime does instead. supports() may refuse a weight type, a
+ * head size or a KV storage type at load, with a message naming it.
+ *
+ * No environment variables: every knob arrives in slm_backend_params.
  *
  * Threads: one backend handle is used by one thread at a time.
  */
@@ -32,13 +61,14 @@
 #include "quant.h"
 #include "slm.h"
 
-#define SLM_BACKEND_API_VERSION 1
+#define SLM_BACKEND_API_VERSION 2
 
 typedef struct slm_backend slm_backend;
 typedef struct slm_backend_ops slm_backend_ops;
 typedef struct slm_buf slm_buf;       /* device buffer (backend-defined) */
 typedef struct slm_weight slm_weight; /* uploaded weight (backend-defined) */
 typedef struct slm_kv slm_kv;         /* paged KV pool (backend-defined) */
+typedef struct slm_rope slm_rope;     /* RoPE constants on the device (backend-defined) */
 
 /* A place in a device buffer: byte offset `off` into `buf`. */
 typedef struct slm_ref {
@@ -63,7 +93,23 @@ typedef struct slm_backend_params {
      * there (the "auto" backend choice uses it, so a machine without a GPU gets
      * the CPU backend rather than Vulkan emulated on the CPU). */
     int device_index;
+
+    /* Tuning knobs (zero / NULL: the backend's own choice). The public
+     * slm_model_params.options string maps onto these (backend_options.c). */
+    const char *cpu_simd;      /* CPU: "scalar", "avx2", "avx512", "neon" (must be available) */
+    int cpu_act_terms;         /* CPU: activations quantized in 1 (q8) or 2 (q8x2) terms */
+    const char *vk_device;     /* Vulkan: first device whose name contains this */
+    int vk_subgroup;           /* Vulkan: -1 never use subgroup reductions, 0 auto */
+    uint64_t vk_max_buffer;    /* Vulkan: lower the bindable-buffer limit (tests) */
+    int vk_matvec_rows;        /* Vulkan: rows below which matmul uses the matrix-vector kernel */
+    int vk_split_min;          /* Vulkan: context length from which decode attention splits */
+    int vk_chunk;              /* Vulkan: dispatches per submitted chunk of a step */
+    int vk_matmul;             /* Vulkan: 0 auto, 1 "direct" (register-tiled), 2 "gpu" (shared-memory tiled) */
+    const char *cache_dir;     /* a folder for compiled-pipeline caches (NULL: none) */
 } slm_backend_params;
+
+/* Fills p with the defaults (size set, every knob zero, device chosen). */
+void slm_backend_params_default(slm_backend_params *p);
 
 /* Ops that supports() is asked about, one per op slot below. */
 typedef enum slm_op {
@@ -77,8 +123,25 @@ typedef enum slm_op {
     SLM_OP_ADD,
     SLM_OP_SCALE,
     SLM_OP_GET_ROWS,
+    SLM_OP_KV_COPY,
+    SLM_OP_LOGITS,
     SLM_OP_COUNT
 } slm_op;
+
+/* A question for supports(): can `op` run with this weight type (embed,
+ * matmul, rmsnorm), KV storage type (kv_store, attention, kv_copy) and
+ * head size (rope, kv_store, attention; 0 = not asked)? */
+typedef struct slm_support_query {
+    slm_op op;
+    slm_type type;
+    int head_dim;
+} slm_support_query;
+
+/* Device memory as the backend measures it (host memory for the CPU). */
+typedef struct slm_mem_info {
+    uint64_t total_bytes;
+    uint64_t free_bytes;
+} slm_mem_info;
 
 typedef enum slm_rope_mode {
     SLM_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) — llama */
@@ -93,6 +156,11 @@ typedef struct slm_rope_params {
     const float *freq_factors; /* host array [n_rot/2] of divisors, or NULL */
 } slm_rope_params;
 
+/* The inverse frequency of pair i (0 <= i < n_rot/2), in double precision:
+ * freq_scale · base^(-2i/n_rot) / freq_factors[i]. Every backend's
+ * rope_create tabulates exactly this, once. */
+double slm_rope_inv_freq(const slm_rope_params *p, int i);
+
 /* The KV pool's shape. Position p of a sequence lives in token slot
  * block_table[p / block_size] * block_size + p % block_size. */
 typedef struct slm_kv_desc {
@@ -104,9 +172,20 @@ typedef struct slm_kv_desc {
     slm_type type;   /* storage type of K and V: F32, F16 or Q8_0 */
 } slm_kv_desc;
 
+/* The largest step a caller will run (for reserve). */
+typedef struct slm_step_limits {
+    int max_tokens;      /* tokens per step */
+    int max_seqs;        /* sequences per step */
+    int max_logit_rows;
+    int max_heads;       /* query heads of the model */
+    const slm_kv *kv;    /* the pool the steps use (NULL: none yet) */
+} slm_step_limits;
+
 /* Everything per token and per sequence in one step. Host pointers; the
- * backend copies what it needs in begin_step, so they need not outlive it. */
+ * backend copies what it needs in begin_step, so they need not outlive it
+ * — except `logits`, which the step writes into before wait returns. */
 typedef struct slm_step {
+    slm_kv *kv;                /* the pool the step's KV ops use (NULL: none) */
     int n_tokens;
     const int32_t *token_ids;  /* [n_tokens] */
     const int32_t *positions;  /* [n_tokens] position of each token in its sequence */
@@ -118,6 +197,8 @@ typedef struct slm_step {
     const int32_t *block_tables;      /* concatenated block ids */
     int n_logit_rows;
     const int32_t *logit_rows; /* [n_logit_rows] token rows whose logits are wanted */
+    float *logits;             /* host [n_logit_rows][n_vocab], filled by the logits op */
+    int n_heads;               /* query heads (attention planning; 0: not known) */
 } slm_step;
 
 struct slm_backend_ops {
@@ -132,8 +213,12 @@ struct slm_backend_ops {
     const char *(*describe)(slm_backend *be);
 
     /* --- capabilities --- */
-    /* Can `op` run with weights of `type`? (type is ignored by ops without weights.) */
-    bool (*supports)(slm_backend *be, slm_op op, slm_type type);
+    /* SLM_OK when the op can run as asked; SLM_STATUS_UNSUPPORTED with
+     * slm_last_error naming the type or head size otherwise. */
+    slm_status (*supports)(slm_backend *be, const slm_support_query *q);
+    /* Optional. Device memory now. NULL: not measurable; the engine then
+     * sizes the KV pool from max_running × n_ctx, capped at 1 GiB. */
+    slm_status (*memory)(slm_backend *be, slm_mem_info *out);
 
     /* --- memory --- */
     slm_status (*buf_alloc)(slm_backend *be, size_t bytes, slm_buf **out);
@@ -153,10 +238,20 @@ struct slm_backend_ops {
     slm_status (*kv_create)(slm_backend *be, const slm_kv_desc *desc, slm_kv **out);
     void (*kv_free)(slm_backend *be, slm_kv *kv); /* accepts NULL */
 
-    /* --- a step --- */
+    /* Tabulates p's inverse frequencies (slm_rope_inv_freq) on the device,
+     * once; the rope op reads them. */
+    slm_status (*rope_create)(slm_backend *be, const slm_rope_params *p, slm_rope **out);
+    void (*rope_free)(slm_backend *be, slm_rope *r); /* accepts NULL */
+
+    /* Allocates now the workspace every step within lim will need, so no
+     * step allocates, and adds its bytes to *bytes. Called again with larger
+     * limits it grows. */
+    slm_status (*reserve)(slm_backend *be, const slm_step_limits *lim, size_t *bytes);
+
+    /* --- a step (see the ordering rules at the top) --- */
     slm_status (*begin_step)(slm_backend *be, const slm_step *step);
-    /* Submits (GPU), waits, and reports the first failure of the step. */
-    slm_status (*end_step)(slm_backend *be);
+    slm_status (*submit)(slm_backend *be);
+    slm_status (*wait)(slm_backend *be);
 
     /* --- ops (n = step->n_tokens unless stated) --- */
     /* y(n, cols) = rows token_ids of the embedding weight, dequantized. */
@@ -174,9 +269,9 @@ struct slm_backend_ops {
      * token rows (`stride`, in floats) instead of assuming dense rows. */
 
     /* In place on x: n rows of n_heads·head_dim floats, `stride` floats
-     * apart; positions from the step. */
+     * apart; positions from the step; frequencies from r (rope_create). */
     void (*rope)(slm_backend *be, slm_ref x, int stride, int n_heads, int head_dim,
-                 const slm_rope_params *p);
+                 const slm_rope *r);
     /* Writes k and v (n rows of n_kv_heads·head_dim floats, k_stride and
      * v_stride floats apart) of `layer` into the step's kv_slot. */
     void (*kv_store)(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
@@ -193,15 +288,34 @@ struct slm_backend_ops {
      * gate|up output). */
     void (*swiglu)(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
                    slm_ref y);
-    /* y[i] = a[i] + b[i], i < count (y may alias a or b). */
-    void (*add)(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
-    /* x[i] *= s, i < count. */
-    void (*scale)(slm_backend *be, slm_ref x, float s, size_t count);
     /* y(step->n_logit_rows, d) = rows step->logit_rows of x(n, d). */
     void (*get_rows)(slm_backend *be, slm_ref x, int d, slm_ref y);
+    /* step->logits (host) = x(step->n_logit_rows, cols), by the end of the
+     * step (the copy is ordered after every op recorded before it). */
+    void (*logits)(slm_backend *be, slm_ref x, int cols);
+
+    /* --- optional ops --- */
+    /* y[i] = a[i] + b[i], i < count (y may alias a or b). NULL: not offered;
+     * the forward pass never needs it (residual adds ride on matmul). */
+    void (*add)(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
+    /* x[i] *= s, i < count. NULL: not offered (the forward pass folds
+     * scales into the ops that need them). */
+    void (*scale)(slm_backend *be, slm_ref x, float s, size_t count);
+    /* Copies every layer's K and V of block src[i] to block dst[i], i < n,
+     * in order, before the ops recorded after it. NULL: not offered; the
+     * engine then fails a step whose plan needs a copy (a forked sequence)
+     * with UNSUPPORTED naming the backend. */
+    void (*kv_copy)(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
 };
 
 /* The backends compiled into this build. */
 const slm_backend_ops *slm_backend_cpu(void);
+
+/* Whether a table can be used by this runtime: SLM_OK, or INTERNAL naming
+ * the wrong api_version or the first mandatory slot left NULL. */
+slm_status slm_backend_ops_check(const slm_backend_ops *ops);
+
+/* submit then wait: a whole step for callers with nothing to overlap. */
+slm_status slm_backend_finish_step(slm_backend *be);
 
 #endif
