@@ -30,6 +30,7 @@
 #include "fp16.h"
 #include "quant.h"
 #include "quant_blocks.h"
+#include "quant_decode.h"
 
 #define SLM_DOT_MAX_ROWS 4
 
@@ -92,6 +93,42 @@ static inline slm_act_kind slm_act_kind_of(slm_type t)
     default: return SLM_ACT_Q8_0;
     }
 }
+
+/* Activation row r of a kernel's x (rows x_stride bytes apart), in the
+ * format its weight type needs. */
+static inline const slm_act_q8_0 *slm_dot_act_q8_0(const void *x, size_t x_stride, int r)
+{
+    return (const slm_act_q8_0 *)((const char *)x + (size_t)r * x_stride);
+}
+
+static inline const slm_block_q8_k *slm_dot_act_q8_k(const void *x, size_t x_stride, int r)
+{
+    return (const slm_block_q8_k *)((const char *)x + (size_t)r * x_stride);
+}
+
+/* Σ_j mn[j]·(bsums[2j] + bsums[2j+1]): the integer min term of a Q4_K/Q5_K
+ * super-block (mins from slm_qd_k_scales_mins, bsums of its Q8_K row). */
+static inline int slm_dot_k_min_sum(const uint8_t mn[8], const int16_t *bsums)
+{
+    int s = 0;
+    for (int j = 0; j < 8; j++)
+        s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+    return s;
+}
+
+/* Defines slm_dot_fn `name` over a kernel body `impl(n, w, x, xs, NR, out)`
+ * written for a compile-time row count NR (1..SLM_DOT_MAX_ROWS): each row
+ * count gets its own inlined copy, so accumulators stay in registers. */
+#define SLM_DOT_DISPATCH(name, impl)                                                          \
+    static void name(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out) \
+    {                                                                                         \
+        switch (nr) {                                                                         \
+        case 1: impl(n, w, x, xs, 1, out); break;                                             \
+        case 2: impl(n, w, x, xs, 2, out); break;                                             \
+        case 3: impl(n, w, x, xs, 3, out); break;                                             \
+        default: impl(n, w, x, xs, 4, out); break;                                            \
+        }                                                                                     \
+    }
 
 /* The f32 value of the f16 rounding of d (the scale a Q8_0 block stores);
  * every level rounds through this one function so scales agree bitwise. */

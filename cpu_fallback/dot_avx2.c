@@ -21,19 +21,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Expands a kernel body `impl(n, w, x, xs, NR, out)` into a function for
- * the runtime row count. */
-#define DISPATCH(name, impl)                                                                  \
-    static void name(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out) \
-    {                                                                                         \
-        switch (nr) {                                                                         \
-        case 1: impl(n, w, x, xs, 1, out); break;                                             \
-        case 2: impl(n, w, x, xs, 2, out); break;                                             \
-        case 3: impl(n, w, x, xs, 3, out); break;                                             \
-        default: impl(n, w, x, xs, 4, out); break;                                            \
-        }                                                                                     \
-    }
-
 INLINE float hsum_ps(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -100,16 +87,6 @@ INLINE __m256i iq4_nl_lookup(const uint8_t *qs)
     return _mm256_shuffle_epi8(book, nibbles32(qs));
 }
 
-INLINE const slm_act_q8_0 *act0(const void *x, size_t xs, int r)
-{
-    return (const slm_act_q8_0 *)((const char *)x + (size_t)r * xs);
-}
-
-INLINE const slm_block_q8_k *actk(const void *x, size_t xs, int r)
-{
-    return (const slm_block_q8_k *)((const char *)x + (size_t)r * xs);
-}
-
 /* ---------------------------------------------------------------------- */
 /* 32-element types. Blocks alternate between two accumulators per row so */
 /* the FMA latency chain does not bound a single-row (decode) call.       */
@@ -150,7 +127,7 @@ INLINE __m256i iq4_nl_codes(const slm_block_iq4_nl *b) { return iq4_nl_lookup(b-
         const slm_act_q8_0 *a[SLM_DOT_MAX_ROWS];                                             \
         __m256 acc0[SLM_DOT_MAX_ROWS], acc1[SLM_DOT_MAX_ROWS];                               \
         for (int r = 0; r < nr; r++) {                                                       \
-            a[r] = act0(x, xs, r);                                                           \
+            a[r] = slm_dot_act_q8_0(x, xs, r);                                               \
             acc0[r] = acc1[r] = _mm256_setzero_ps();                                         \
         }                                                                                    \
         int64_t nb = n / SLM_QK, ib = 0;                                                     \
@@ -168,10 +145,10 @@ SYM32_IMPL(q4_0_impl, slm_block_q4_0, q4_0_codes)
 SYM32_IMPL(q8_0_impl, slm_block_q8_0, q8_0_codes)
 SYM32_IMPL(q5_0_impl, slm_block_q5_0, q5_0_codes)
 SYM32_IMPL(iq4_nl_impl, slm_block_iq4_nl, iq4_nl_codes)
-DISPATCH(dot_q4_0, q4_0_impl)
-DISPATCH(dot_q8_0, q8_0_impl)
-DISPATCH(dot_q5_0, q5_0_impl)
-DISPATCH(dot_iq4_nl, iq4_nl_impl)
+SLM_DOT_DISPATCH(dot_q4_0, q4_0_impl)
+SLM_DOT_DISPATCH(dot_q8_0, q8_0_impl)
+SLM_DOT_DISPATCH(dot_q5_0, q5_0_impl)
+SLM_DOT_DISPATCH(dot_iq4_nl, iq4_nl_impl)
 
 /* Q4_1 / Q5_1: w = d·q + m with q in 0..31, so Σ w·x = d·dx·Σq·qx + m·s.
  * d and m are the first two fields of both block types. */
@@ -201,7 +178,7 @@ INLINE void min_impl(int64_t n, const uint8_t *w, size_t bytes, __m256i (*codes)
     __m256 acc0[SLM_DOT_MAX_ROWS], acc1[SLM_DOT_MAX_ROWS];
     float summ[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = act0(x, xs, r);
+        a[r] = slm_dot_act_q8_0(x, xs, r);
         acc0[r] = acc1[r] = _mm256_setzero_ps();
         summ[r] = 0.0f;
     }
@@ -224,31 +201,11 @@ INLINE void q5_1_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
 {
     min_impl(n, w, sizeof(slm_block_q5_1), q5_1_codes, x, xs, nr, out);
 }
-DISPATCH(dot_q5_1, q5_1_impl)
-DISPATCH(dot_q4_1, q4_1_impl)
+SLM_DOT_DISPATCH(dot_q5_1, q5_1_impl)
+SLM_DOT_DISPATCH(dot_q4_1, q4_1_impl)
 
 /* ---------------------------------------------------------------------- */
 /* K types against Q8_K.                                                  */
-
-/* The 6-bit scales and mins of a Q4_K/Q5_K super-block (gguf-facts §3.11). */
-INLINE void k_scales(const uint8_t *S, uint8_t sc[8], uint8_t mn[8])
-{
-    for (int j = 0; j < 4; j++) {
-        sc[j] = S[j] & 63;
-        mn[j] = S[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((S[j + 8] & 0xF) | (S[j] >> 6) << 4);
-        mn[j + 4] = (uint8_t)((S[j + 8] >> 4) | (S[j + 4] >> 6) << 4);
-    }
-}
-
-/* Σ_j mn[j]·(bsums[2j] + bsums[2j+1]): the min term of a Q4_K/Q5_K block. */
-INLINE int k_min_sum(const uint8_t mn[8], const int16_t *bsums)
-{
-    int s = 0;
-    for (int j = 0; j < 8; j++)
-        s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-    return s;
-}
 
 /* Q4_K (hbits = NULL) and Q5_K (hbits = qh): per 64-element chunk c the
  * low nibbles are sub-block 2c, the high nibbles 2c+1. s32 lanes stay below
@@ -260,7 +217,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
     __m256 acc[SLM_DOT_MAX_ROWS];
     float summ[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = actk(x, xs, r);
+        a[r] = slm_dot_act_q8_k(x, xs, r);
         acc[r] = _mm256_setzero_ps();
         summ[r] = 0.0f;
     }
@@ -271,7 +228,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
         const uint8_t *qh = has_qh ? ((const slm_block_q5_k *)w)->qh : NULL;
         const uint8_t *qs = has_qh ? ((const slm_block_q5_k *)w)->qs : hdr->qs;
         uint8_t sc[8], mn[8];
-        k_scales(hdr->scales, sc, mn);
+        slm_qd_k_scales_mins(hdr->scales, sc, mn);
         __m256i qhv = has_qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
         __m256i sumi[SLM_DOT_MAX_ROWS];
         for (int r = 0; r < nr; r++)
@@ -299,7 +256,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
         for (int r = 0; r < nr; r++) {
             float dd = d * a[r][ib].d, dm = dmin * a[r][ib].d;
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-            summ[r] += dm * (float)k_min_sum(mn, a[r][ib].bsums);
+            summ[r] += dm * (float)slm_dot_k_min_sum(mn, a[r][ib].bsums);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -314,8 +271,8 @@ INLINE void q5_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
 {
     qk45_impl(n, w, sizeof(slm_block_q5_k), 1, x, xs, nr, out);
 }
-DISPATCH(dot_q4_k, q4_k_impl)
-DISPATCH(dot_q5_k, q5_k_impl)
+SLM_DOT_DISPATCH(dot_q4_k, q4_k_impl)
+SLM_DOT_DISPATCH(dot_q5_k, q5_k_impl)
 
 /* Q6_K: codes u = q + 32 in 0..63 go through maddubs (pairs ≤ 16002), the
  * +32 is taken back as 32·Σ sc_j·bsums_j. Each 32-element piece covers two
@@ -326,7 +283,7 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
     const slm_block_q8_k *a[SLM_DOT_MAX_ROWS];
     __m256 acc[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = actk(x, xs, r);
+        a[r] = slm_dot_act_q8_k(x, xs, r);
         acc[r] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
@@ -367,7 +324,7 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
     for (int r = 0; r < nr; r++)
         out[r] = hsum_ps(acc[r]);
 }
-DISPATCH(dot_q6_k, q6_k_impl)
+SLM_DOT_DISPATCH(dot_q6_k, q6_k_impl)
 
 /* ---------------------------------------------------------------------- */
 /* Float weights: 16 elements per step in two accumulators, then 8, then  */
@@ -421,9 +378,9 @@ INLINE float el_bf16(const void *w, int64_t i) { return slm_bf16_to_f32(((const 
 FLOAT_IMPL(f32_impl, ld_f32, el_f32)
 FLOAT_IMPL(f16_impl, ld_f16, el_f16)
 FLOAT_IMPL(bf16_impl, ld_bf16, el_bf16)
-DISPATCH(dot_f32, f32_impl)
-DISPATCH(dot_f16, f16_impl)
-DISPATCH(dot_bf16, bf16_impl)
+SLM_DOT_DISPATCH(dot_f32, f32_impl)
+SLM_DOT_DISPATCH(dot_f16, f16_impl)
+SLM_DOT_DISPATCH(dot_bf16, bf16_impl)
 
 /* ---------------------------------------------------------------------- */
 /* Activation quantizers.                                                 */

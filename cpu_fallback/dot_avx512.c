@@ -20,17 +20,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-#define DISPATCH(name, impl)                                                                  \
-    static void name(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out) \
-    {                                                                                         \
-        switch (nr) {                                                                         \
-        case 1: impl(n, w, x, xs, 1, out); break;                                             \
-        case 2: impl(n, w, x, xs, 2, out); break;                                             \
-        case 3: impl(n, w, x, xs, 3, out); break;                                             \
-        default: impl(n, w, x, xs, 4, out); break;                                            \
-        }                                                                                     \
-    }
-
 INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* [lo | hi] from two 256-bit halves. */
@@ -82,16 +71,6 @@ INLINE __m256i iq4_nl_lookup(const uint8_t *qs)
 {
     __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)slm_iq4nl_values));
     return _mm256_shuffle_epi8(book, nibbles32(qs));
-}
-
-INLINE const slm_act_q8_0 *act0(const void *x, size_t xs, int r)
-{
-    return (const slm_act_q8_0 *)((const char *)x + (size_t)r * xs);
-}
-
-INLINE const slm_block_q8_k *actk(const void *x, size_t xs, int r)
-{
-    return (const slm_block_q8_k *)((const char *)x + (size_t)r * xs);
 }
 
 INLINE __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
@@ -147,7 +126,7 @@ INLINE void blk32_impl(int64_t n, const uint8_t *w, size_t bytes, __m256i (*code
     __m512 acc[SLM_DOT_MAX_ROWS];
     float summ[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = act0(x, xs, r);
+        a[r] = slm_dot_act_q8_0(x, xs, r);
         acc[r] = _mm512_setzero_ps();
         summ[r] = 0.0f;
     }
@@ -196,33 +175,15 @@ INLINE void iq4_nl_impl(int64_t n, const void *w, const void *x, size_t xs, int 
 {
     blk32_impl(n, w, sizeof(slm_block_iq4_nl), iq4_nl_codes, 0, x, xs, nr, out);
 }
-DISPATCH(dot_q4_0, q4_0_impl)
-DISPATCH(dot_q8_0, q8_0_impl)
-DISPATCH(dot_q4_1, q4_1_impl)
-DISPATCH(dot_q5_0, q5_0_impl)
-DISPATCH(dot_q5_1, q5_1_impl)
-DISPATCH(dot_iq4_nl, iq4_nl_impl)
+SLM_DOT_DISPATCH(dot_q4_0, q4_0_impl)
+SLM_DOT_DISPATCH(dot_q8_0, q8_0_impl)
+SLM_DOT_DISPATCH(dot_q4_1, q4_1_impl)
+SLM_DOT_DISPATCH(dot_q5_0, q5_0_impl)
+SLM_DOT_DISPATCH(dot_q5_1, q5_1_impl)
+SLM_DOT_DISPATCH(dot_iq4_nl, iq4_nl_impl)
 
 /* ---------------------------------------------------------------------- */
 /* K types against Q8_K.                                                  */
-
-INLINE void k_scales(const uint8_t *S, uint8_t sc[8], uint8_t mn[8])
-{
-    for (int j = 0; j < 4; j++) {
-        sc[j] = S[j] & 63;
-        mn[j] = S[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((S[j + 8] & 0xF) | (S[j] >> 6) << 4);
-        mn[j + 4] = (uint8_t)((S[j + 8] >> 4) | (S[j + 4] >> 6) << 4);
-    }
-}
-
-INLINE int k_min_sum(const uint8_t mn[8], const int16_t *bsums)
-{
-    int s = 0;
-    for (int j = 0; j < 8; j++)
-        s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-    return s;
-}
 
 /* Q4_K / Q5_K: chunk c's 32 qs bytes in both halves, the low half keeps the
  * low nibbles (sub-block 2c), the high half the high ones (2c+1); the
@@ -234,7 +195,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
     __m512 acc[SLM_DOT_MAX_ROWS];
     float summ[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = actk(x, xs, r);
+        a[r] = slm_dot_act_q8_k(x, xs, r);
         acc[r] = _mm512_setzero_ps();
         summ[r] = 0.0f;
     }
@@ -244,7 +205,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
         const slm_block_q4_k *hdr = (const slm_block_q4_k *)w;
         const uint8_t *qs = has_qh ? ((const slm_block_q5_k *)w)->qs : hdr->qs;
         uint8_t sc[8], mn[8];
-        k_scales(hdr->scales, sc, mn);
+        slm_qd_k_scales_mins(hdr->scales, sc, mn);
         __m512i qhv = has_qh ? _mm512_broadcast_i64x4(ld256(((const slm_block_q5_k *)w)->qh))
                              : _mm512_setzero_si512();
         __m512i sumi[SLM_DOT_MAX_ROWS];
@@ -268,7 +229,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
         for (int r = 0; r < nr; r++) {
             float dd = d * a[r][ib].d, dm = dmin * a[r][ib].d;
             acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(sumi[r]), acc[r]);
-            summ[r] += dm * (float)k_min_sum(mn, a[r][ib].bsums);
+            summ[r] += dm * (float)slm_dot_k_min_sum(mn, a[r][ib].bsums);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -283,8 +244,8 @@ INLINE void q5_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
 {
     qk45_impl(n, w, sizeof(slm_block_q5_k), 1, x, xs, nr, out);
 }
-DISPATCH(dot_q4_k, q4_k_impl)
-DISPATCH(dot_q5_k, q5_k_impl)
+SLM_DOT_DISPATCH(dot_q4_k, q4_k_impl)
+SLM_DOT_DISPATCH(dot_q5_k, q5_k_impl)
 
 /* The i16 scale vector for four 16-element groups g..g+3 of a Q6_K block:
  * each int8 scale repeated over the 8 pair-lanes of its group. */
@@ -307,7 +268,7 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
     const slm_block_q8_k *a[SLM_DOT_MAX_ROWS];
     __m512 acc[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = actk(x, xs, r);
+        a[r] = slm_dot_act_q8_k(x, xs, r);
         acc[r] = _mm512_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
@@ -345,7 +306,7 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
     for (int r = 0; r < nr; r++)
         out[r] = _mm512_reduce_add_ps(acc[r]);
 }
-DISPATCH(dot_q6_k, q6_k_impl)
+SLM_DOT_DISPATCH(dot_q6_k, q6_k_impl)
 
 /* ---------------------------------------------------------------------- */
 /* Float weights: 32 elements per step in two accumulators, then masked   */
@@ -396,9 +357,9 @@ INLINE __m512 ld_bf16(const void *w, int64_t i, __mmask16 m)
 FLOAT_IMPL(f32_impl, ld_f32)
 FLOAT_IMPL(f16_impl, ld_f16)
 FLOAT_IMPL(bf16_impl, ld_bf16)
-DISPATCH(dot_f32, f32_impl)
-DISPATCH(dot_f16, f16_impl)
-DISPATCH(dot_bf16, bf16_impl)
+SLM_DOT_DISPATCH(dot_f32, f32_impl)
+SLM_DOT_DISPATCH(dot_f16, f16_impl)
+SLM_DOT_DISPATCH(dot_bf16, bf16_impl)
 
 /* ---------------------------------------------------------------------- */
 /* Activation quantizers.                                                 */

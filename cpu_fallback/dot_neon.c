@@ -16,28 +16,12 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-#define DISPATCH(name, impl)                                                                  \
-    static void name(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out) \
-    {                                                                                         \
-        switch (nr) {                                                                         \
-        case 1: impl(n, w, x, xs, 1, out); break;                                             \
-        case 2: impl(n, w, x, xs, 2, out); break;                                             \
-        case 3: impl(n, w, x, xs, 3, out); break;                                             \
-        default: impl(n, w, x, xs, 4, out); break;                                            \
-        }                                                                                     \
-    }
-
 /* Σ a·b over 16 s8 lanes into 4 × s32 (each s16 product fits: ≤ 128²). */
 INLINE int32x4_t dot16(int8x16_t a, int8x16_t b)
 {
     int16x8_t p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b));
     int16x8_t p1 = vmull_s8(vget_high_s8(a), vget_high_s8(b));
     return vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1));
-}
-
-INLINE const slm_act_q8_0 *act0(const void *x, size_t xs, int r)
-{
-    return (const slm_act_q8_0 *)((const char *)x + (size_t)r * xs);
 }
 
 /* Codes of one block as two 16-lane halves (elements 0..15, 16..31). */
@@ -66,7 +50,7 @@ INLINE void blk32_impl(int64_t n, const uint8_t *w, size_t bytes,
     const slm_act_q8_0 *a[SLM_DOT_MAX_ROWS];
     float32x4_t acc[SLM_DOT_MAX_ROWS];
     for (int r = 0; r < nr; r++) {
-        a[r] = act0(x, xs, r);
+        a[r] = slm_dot_act_q8_0(x, xs, r);
         acc[r] = vdupq_n_f32(0.0f);
     }
     for (int64_t ib = 0; ib < n / SLM_QK; ib++, w += bytes) {
@@ -93,8 +77,8 @@ INLINE void q8_0_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
 {
     blk32_impl(n, w, sizeof(slm_block_q8_0), q8_0_codes, x, xs, nr, out);
 }
-DISPATCH(dot_q4_0, q4_0_impl)
-DISPATCH(dot_q8_0, q8_0_impl)
+SLM_DOT_DISPATCH(dot_q4_0, q4_0_impl)
+SLM_DOT_DISPATCH(dot_q8_0, q8_0_impl)
 
 static void quant_q8_0(const float *x, slm_act_q8_0 *y, int64_t n)
 {

@@ -78,24 +78,20 @@ typedef struct {
 
 static float h2f(uint16_t h) { return slm_f16_to_f32(h); }
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
+/* Two half loops, so the nibble choice inside slm_qd_nib32 folds away. */
 static void nibbles(const uint8_t *qs, int off, int8_t *q)
 {
-    for (int j = 0; j < 16; j++) {
-        q[j] = (int8_t)((qs[j] & 0xF) - off);
-        q[j + 16] = (int8_t)((qs[j] >> 4) - off);
+    for (int j = 0; j < SLM_QK / 2; j++) {
+        q[j] = (int8_t)(slm_qd_nib32(qs, j) - off);
+        q[j + 16] = (int8_t)(slm_qd_nib32(qs, j + 16) - off);
     }
 }
 
 static void fifth_bit(const uint8_t qh4[4], int off, int8_t *q)
 {
-    uint32_t qh = rd32(qh4);
-    for (int j = 0; j < 32; j++)
-        q[j] = (int8_t)(q[j] + (int)((qh >> j) & 1) * 16 - off);
+    uint32_t qh = slm_qd_le32(qh4);
+    for (int j = 0; j < SLM_QK; j++)
+        q[j] = (int8_t)(q[j] + slm_qd_q5_hbit(qh, j) * 16 - off);
 }
 
 static void dec_q4_0(const void *p, wblk32 *o)
@@ -139,9 +135,9 @@ static void dec_iq4_nl(const void *p, wblk32 *o)
 {
     const slm_block_iq4_nl *b = p;
     o->d = h2f(b->d), o->m = 0.0f;
-    for (int j = 0; j < 16; j++) {
-        o->q[j] = slm_iq4nl_values[b->qs[j] & 0xF];
-        o->q[j + 16] = slm_iq4nl_values[b->qs[j] >> 4];
+    for (int j = 0; j < SLM_QK / 2; j++) {
+        o->q[j] = slm_iq4nl_values[slm_qd_nib32(b->qs, j)];
+        o->q[j + 16] = slm_iq4nl_values[slm_qd_nib32(b->qs, j + 16)];
     }
 }
 
@@ -194,11 +190,6 @@ typedef struct {
     int16_t sc[16], mn[16];
 } wblk256;
 
-static int q2_field(const uint8_t *qs, int e)
-{
-    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-}
-
 static void dec_q2_k(const void *p, wblk256 *o)
 {
     const slm_block_q2_k *b = p;
@@ -208,7 +199,7 @@ static void dec_q2_k(const void *p, wblk256 *o)
         o->mn[g] = (int16_t)(b->scales[g] >> 4);
     }
     for (int e = 0; e < SLM_QK_K; e++)
-        o->q[e] = (int8_t)q2_field(b->qs, e);
+        o->q[e] = (int8_t)slm_qd_q2k_code(b->qs, e);
 }
 
 static void dec_q3_k(const void *p, wblk256 *o)
@@ -216,43 +207,24 @@ static void dec_q3_k(const void *p, wblk256 *o)
     const slm_block_q3_k *b = p;
     o->d = h2f(b->d), o->dmin = 0.0f;
     for (int g = 0; g < 16; g++) {
-        int lo = g < 8 ? b->scales[g] & 0xF : b->scales[g - 8] >> 4;
-        int hi = (b->scales[8 + g % 4] >> (2 * (g / 4))) & 3;
-        o->sc[g] = (int16_t)((lo | hi << 4) - 32);
+        o->sc[g] = (int16_t)(slm_qd_q3k_scale(b->scales, g) - 32);
         o->mn[g] = 0;
     }
     for (int e = 0; e < SLM_QK_K; e++) {
-        int hbit = (b->hmask[e % 32] >> (e / 32)) & 1;
-        o->q[e] = (int8_t)(q2_field(b->qs, e) + 4 * hbit - 4);
+        int hbit = slm_qd_k_hbit(b->hmask, e);
+        o->q[e] = (int8_t)(slm_qd_q2k_code(b->qs, e) + 4 * hbit - 4);
     }
 }
 
-/* Q4_K/Q5_K 6-bit scale and min of sub-block j (gguf-facts §3.11). */
-static void k_scale_min(const uint8_t *S, int j, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = S[j] & 63;
-        *m = S[j + 4] & 63;
-    } else {
-        *sc = (S[j + 4] & 0xF) | (S[j - 4] >> 6) << 4;
-        *m = (S[j + 4] >> 4) | (S[j] >> 6) << 4;
-    }
-}
-
+/* Q4_K/Q5_K: each 6-bit scale and min covers two 16-element groups. */
 static void k_scales(const uint8_t *S, wblk256 *o)
 {
     for (int j = 0; j < 8; j++) {
         int sc, m;
-        k_scale_min(S, j, &sc, &m);
+        slm_qd_k_scale_min(S, j, &sc, &m);
         o->sc[2 * j] = o->sc[2 * j + 1] = (int16_t)sc;
         o->mn[2 * j] = o->mn[2 * j + 1] = (int16_t)m;
     }
-}
-
-static int q4k_nibble(const uint8_t *qs, int e)
-{
-    int c = e / 64, r = e % 64;
-    return r < 32 ? qs[32 * c + r] & 0xF : qs[32 * c + r - 32] >> 4;
 }
 
 static void dec_q4_k(const void *p, wblk256 *o)
@@ -261,7 +233,7 @@ static void dec_q4_k(const void *p, wblk256 *o)
     o->d = h2f(b->d), o->dmin = h2f(b->dmin);
     k_scales(b->scales, o);
     for (int e = 0; e < SLM_QK_K; e++)
-        o->q[e] = (int8_t)q4k_nibble(b->qs, e);
+        o->q[e] = (int8_t)slm_qd_q4k_nibble(b->qs, e);
 }
 
 static void dec_q5_k(const void *p, wblk256 *o)
@@ -270,7 +242,7 @@ static void dec_q5_k(const void *p, wblk256 *o)
     o->d = h2f(b->d), o->dmin = h2f(b->dmin);
     k_scales(b->scales, o);
     for (int e = 0; e < SLM_QK_K; e++)
-        o->q[e] = (int8_t)(q4k_nibble(b->qs, e) | ((b->qh[e % 32] >> (e / 32)) & 1) << 4);
+        o->q[e] = (int8_t)(slm_qd_q4k_nibble(b->qs, e) | slm_qd_k_hbit(b->qh, e) << 4);
 }
 
 static void dec_q6_k(const void *p, wblk256 *o)
@@ -281,13 +253,8 @@ static void dec_q6_k(const void *p, wblk256 *o)
         o->sc[g] = b->scales[g];
         o->mn[g] = 0;
     }
-    for (int e = 0; e < SLM_QK_K; e++) {
-        int h = e / 128, k = (e % 128) / 32, l = e % 32;
-        uint8_t lo = b->ql[64 * h + (k & 1) * 32 + l];
-        int low = k < 2 ? lo & 0xF : lo >> 4;
-        int high = (b->qh[32 * h + l] >> (2 * k)) & 3;
-        o->q[e] = (int8_t)((low | high << 4) - 32);
-    }
+    for (int e = 0; e < SLM_QK_K; e++)
+        o->q[e] = (int8_t)(slm_qd_q6k_code(b->ql, b->qh, e) - 32);
 }
 
 static void dec_iq4_xs(const void *p, wblk256 *o)
@@ -295,13 +262,12 @@ static void dec_iq4_xs(const void *p, wblk256 *o)
     const slm_block_iq4_xs *b = p;
     o->d = h2f(b->d), o->dmin = 0.0f;
     for (int ib = 0; ib < 8; ib++) {
-        int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((b->scales_h >> (2 * ib)) & 3) << 4;
+        int ls = slm_qd_iq4xs_scale(b->scales_l, b->scales_h, ib);
         o->sc[2 * ib] = o->sc[2 * ib + 1] = (int16_t)(ls - 32);
         o->mn[2 * ib] = o->mn[2 * ib + 1] = 0;
-        const uint8_t *qs = b->qs + 16 * ib;
-        for (int j = 0; j < 16; j++) {
-            o->q[32 * ib + j] = slm_iq4nl_values[qs[j] & 0xF];
-            o->q[32 * ib + j + 16] = slm_iq4nl_values[qs[j] >> 4];
+        for (int j = 0; j < SLM_QK / 2; j++) {
+            o->q[32 * ib + j] = slm_iq4nl_values[slm_qd_nib32(b->qs + 16 * ib, j)];
+            o->q[32 * ib + j + 16] = slm_iq4nl_values[slm_qd_nib32(b->qs + 16 * ib, j + 16)];
         }
     }
 }

@@ -14,6 +14,7 @@
 
 #include "fp16.h"
 #include "quant_blocks.h"
+#include "quant_decode.h"
 #include "status.h"
 
 #include <math.h>
@@ -107,8 +108,8 @@ static void deq_q4_0(const slm_block_q4_0 *b, float *y)
 {
     float d = slm_f16_to_f32(b->d);
     for (int j = 0; j < SLM_QK / 2; j++) {
-        y[j] = d * (float)((b->qs[j] & 0xF) - 8);
-        y[j + SLM_QK / 2] = d * (float)((b->qs[j] >> 4) - 8);
+        y[j] = d * (float)(slm_qd_nib32(b->qs, j) - 8);
+        y[j + 16] = d * (float)(slm_qd_nib32(b->qs, j + 16) - 8);
     }
 }
 
@@ -116,25 +117,22 @@ static void deq_q4_1(const slm_block_q4_1 *b, float *y)
 {
     float d = slm_f16_to_f32(b->d), m = slm_f16_to_f32(b->m);
     for (int j = 0; j < SLM_QK / 2; j++) {
-        float lo = d * (float)(b->qs[j] & 0xF);
-        float hi = d * (float)(b->qs[j] >> 4);
+        float lo = d * (float)slm_qd_nib32(b->qs, j);
+        float hi = d * (float)slm_qd_nib32(b->qs, j + 16);
         y[j] = lo + m;
-        y[j + SLM_QK / 2] = hi + m;
+        y[j + 16] = hi + m;
     }
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* The 5-bit quants of a Q5_0/Q5_1 block, 0..31. */
+/* The 5-bit quants of a Q5_0/Q5_1 block, 0..31. The loops below take the
+ * two halves of a 32-element block in one pass so the nibble choice inside
+ * slm_qd_nib32 folds away and the loop vectorizes. */
 static void q5_unpack(const uint8_t qh4[4], const uint8_t qs[16], int q[32])
 {
-    uint32_t qh = rd32(qh4);
-    for (int j = 0; j < 16; j++) {
-        q[j] = (qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
-        q[j + 16] = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+    uint32_t qh = slm_qd_le32(qh4);
+    for (int j = 0; j < SLM_QK / 2; j++) {
+        q[j] = slm_qd_nib32(qs, j) | slm_qd_q5_hbit(qh, j) << 4;
+        q[j + 16] = slm_qd_nib32(qs, j + 16) | slm_qd_q5_hbit(qh, j + 16) << 4;
     }
 }
 
@@ -172,12 +170,6 @@ static void deq_q8_1(const slm_block_q8_1 *b, float *y)
         y[j] = d * (float)b->qs[j];
 }
 
-/* 2-bit field of element e (0..255) in the Q2_K/Q3_K qs layout. */
-static int q2_get(const uint8_t *qs, int e)
-{
-    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-}
-
 static void deq_q2_k(const slm_block_q2_k *b, float *y)
 {
     float d = slm_f16_to_f32(b->d), dmin = slm_f16_to_f32(b->dmin);
@@ -185,50 +177,23 @@ static void deq_q2_k(const slm_block_q2_k *b, float *y)
         float dl = d * (float)(b->scales[s] & 0xF);
         float ml = dmin * (float)(b->scales[s] >> 4);
         for (int i = 0; i < 16; i++) {
-            float t = dl * (float)q2_get(b->qs, 16 * s + i);
+            float t = dl * (float)slm_qd_q2k_code(b->qs, 16 * s + i);
             y[16 * s + i] = t - ml;
         }
     }
-}
-
-/* Q3_K's 6-bit scale j stored as 0..63 (the signed scale is this − 32). */
-static int q3k_scale(const uint8_t *sc, int j)
-{
-    int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
-    int hi = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return lo | hi << 4;
 }
 
 static void deq_q3_k(const slm_block_q3_k *b, float *y)
 {
     float d = slm_f16_to_f32(b->d);
     for (int s = 0; s < 16; s++) {
-        float dl = d * (float)(q3k_scale(b->scales, s) - 32);
+        float dl = d * (float)(slm_qd_q3k_scale(b->scales, s) - 32);
         for (int i = 0; i < 16; i++) {
             int e = 16 * s + i;
-            int hbit = (b->hmask[e % 32] >> (e / 32)) & 1;
-            y[e] = dl * (float)(q2_get(b->qs, e) + 4 * hbit - 4);
+            int hbit = slm_qd_k_hbit(b->hmask, e);
+            y[e] = dl * (float)(slm_qd_q2k_code(b->qs, e) + 4 * hbit - 4);
         }
     }
-}
-
-/* Q4_K/Q5_K's 6-bit scale and min of sub-block j. */
-static void k_scale_min(const uint8_t *S, int j, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = S[j] & 63;
-        *m = S[j + 4] & 63;
-    } else {
-        *sc = (S[j + 4] & 0xF) | (S[j - 4] >> 6) << 4;
-        *m = (S[j + 4] >> 4) | (S[j] >> 6) << 4;
-    }
-}
-
-/* Low nibble of element e in the Q4_K/Q5_K qs layout. */
-static int q4k_nibble(const uint8_t *qs, int e)
-{
-    int c = e / 64, r = e % 64;
-    return r < 32 ? qs[32 * c + r] & 0xF : qs[32 * c + r - 32] >> 4;
 }
 
 static void deq_q4_k(const slm_block_q4_k *b, float *y)
@@ -236,10 +201,10 @@ static void deq_q4_k(const slm_block_q4_k *b, float *y)
     float d = slm_f16_to_f32(b->d), dmin = slm_f16_to_f32(b->dmin);
     for (int s = 0; s < 8; s++) {
         int sc, m;
-        k_scale_min(b->scales, s, &sc, &m);
+        slm_qd_k_scale_min(b->scales, s, &sc, &m);
         float d1 = d * (float)sc, m1 = dmin * (float)m;
         for (int i = 0; i < 32; i++) {
-            float t = d1 * (float)q4k_nibble(b->qs, 32 * s + i);
+            float t = d1 * (float)slm_qd_q4k_nibble(b->qs, 32 * s + i);
             y[32 * s + i] = t - m1;
         }
     }
@@ -250,25 +215,15 @@ static void deq_q5_k(const slm_block_q5_k *b, float *y)
     float d = slm_f16_to_f32(b->d), dmin = slm_f16_to_f32(b->dmin);
     for (int s = 0; s < 8; s++) {
         int sc, m;
-        k_scale_min(b->scales, s, &sc, &m);
+        slm_qd_k_scale_min(b->scales, s, &sc, &m);
         float d1 = d * (float)sc, m1 = dmin * (float)m;
         for (int i = 0; i < 32; i++) {
             int e = 32 * s + i;
-            int q = q4k_nibble(b->qs, e) | ((b->qh[e % 32] >> (e / 32)) & 1) << 4;
+            int q = slm_qd_q4k_nibble(b->qs, e) | slm_qd_k_hbit(b->qh, e) << 4;
             float t = d1 * (float)q;
             y[e] = t - m1;
         }
     }
-}
-
-/* The 6-bit quant of element e of a Q6_K block, −32..31. */
-static int q6k_get(const slm_block_q6_k *b, int e)
-{
-    int h = e / 128, k = (e % 128) / 32, l = e % 32;
-    uint8_t lo = b->ql[64 * h + (k & 1) * 32 + l];
-    int low = k < 2 ? lo & 0xF : lo >> 4;
-    int high = (b->qh[32 * h + l] >> (2 * k)) & 3;
-    return (low | high << 4) - 32;
 }
 
 static void deq_q6_k(const slm_block_q6_k *b, float *y)
@@ -277,7 +232,7 @@ static void deq_q6_k(const slm_block_q6_k *b, float *y)
     for (int s = 0; s < 16; s++) {
         float dl = d * (float)b->scales[s];
         for (int i = 0; i < 16; i++)
-            y[16 * s + i] = dl * (float)q6k_get(b, 16 * s + i);
+            y[16 * s + i] = dl * (float)(slm_qd_q6k_code(b->ql, b->qh, 16 * s + i) - 32);
     }
 }
 
@@ -293,8 +248,8 @@ static void deq_iq4_nl(const slm_block_iq4_nl *b, float *y)
 {
     float d = slm_f16_to_f32(b->d);
     for (int j = 0; j < SLM_QK / 2; j++) {
-        y[j] = d * (float)slm_iq4nl_values[b->qs[j] & 0xF];
-        y[j + SLM_QK / 2] = d * (float)slm_iq4nl_values[b->qs[j] >> 4];
+        y[j] = d * (float)slm_iq4nl_values[slm_qd_nib32(b->qs, j)];
+        y[j + 16] = d * (float)slm_iq4nl_values[slm_qd_nib32(b->qs, j + 16)];
     }
 }
 
@@ -302,12 +257,11 @@ static void deq_iq4_xs(const slm_block_iq4_xs *b, float *y)
 {
     float d = slm_f16_to_f32(b->d);
     for (int ib = 0; ib < 8; ib++) {
-        int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((b->scales_h >> (2 * ib)) & 3) << 4;
-        float dl = d * (float)(ls - 32);
+        float dl = d * (float)(slm_qd_iq4xs_scale(b->scales_l, b->scales_h, ib) - 32);
         const uint8_t *qs = b->qs + 16 * ib;
-        for (int j = 0; j < 16; j++) {
-            y[32 * ib + j] = dl * (float)slm_iq4nl_values[qs[j] & 0xF];
-            y[32 * ib + j + 16] = dl * (float)slm_iq4nl_values[qs[j] >> 4];
+        for (int j = 0; j < SLM_QK / 2; j++) {
+            y[32 * ib + j] = dl * (float)slm_iq4nl_values[slm_qd_nib32(qs, j)];
+            y[32 * ib + j + 16] = dl * (float)slm_iq4nl_values[slm_qd_nib32(qs, j + 16)];
         }
     }
 }

@@ -80,9 +80,11 @@ _Static_assert(sizeof(slm_block_q8_k) == 292, "q8_k layout");
 _Static_assert(sizeof(slm_block_iq4_nl) == 18, "iq4_nl layout");
 _Static_assert(sizeof(slm_block_iq4_xs) == 136, "iq4_xs layout");
 
-/* The IQ4_NL / IQ4_XS non-linear code book (gguf-facts §3.15). */
-static const int8_t slm_iq4nl_values[16] = {
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-};
+/* The IQ4_NL / IQ4_XS non-linear code book (gguf-facts §3.15). The
+ * initializer is a macro too, so device code (CUDA constant memory) can
+ * hold its own copy of the same sixteen values. */
+#define SLM_IQ4NL_VALUES \
+    { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }
+static const int8_t slm_iq4nl_values[16] = SLM_IQ4NL_VALUES;
 
 #endif
