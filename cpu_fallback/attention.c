@@ -174,56 +174,19 @@ static void attn_worker(void *ctx, int ith, int nth)
     }
 }
 
-/* Checks every index attention will follow (sequence, position, block
- * table, block ids) so the workers never read outside the pool. Returns
- * the total work (positions × heads × head_dim) or -1 after recording a
- * failure. */
-static int64_t check_tables(slm_cpu_backend *be, const slm_kv *kv, int n_heads)
-{
-    for (int s = 0; s < be->n_seqs; s++) {
-        const int32_t *table = be->block_tables + be->bt_start[s];
-        for (int b = 0; b < be->bt_len[s]; b++) {
-            if (table[b] < 0 || table[b] >= kv->d.n_blocks) {
-                slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                             "attention: sequence %d block %d has id %d, outside the pool's %d "
-                             "blocks",
-                             s, b, table[b], kv->d.n_blocks);
-                return -1;
-            }
-        }
-    }
-    int64_t work = 0;
-    for (int t = 0; t < be->n_tokens; t++) {
-        int seq = be->seq_of_token[t], pos = be->positions[t];
-        if (seq < 0 || pos < 0) {
-            slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                         "attention: the step gives no sequence or position for token %d", t);
-            return -1;
-        }
-        int64_t need = (int64_t)pos / kv->d.block_size + 1;
-        if (need > be->bt_len[seq]) {
-            slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                         "attention: token %d at position %d needs %lld blocks; sequence %d has "
-                         "%d",
-                         t, pos, (long long)need, seq, be->bt_len[seq]);
-            return -1;
-        }
-        work += ((int64_t)pos + 1) * n_heads * kv->d.head_dim * 2;
-    }
-    return work;
-}
-
 void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
                        int n_heads, float scale, slm_ref out)
 {
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!slm_cpu_op_ok(be, "attention"))
         return;
-    if (kv == NULL || layer < 0 || layer >= kv->d.n_layers || n_heads < 1 ||
+    if (!slm_cpu_kv_planned(be, kv, "attention"))
+        return;
+    if (layer < 0 || layer >= kv->d.n_layers || n_heads < 1 ||
         n_heads % kv->d.n_kv_heads != 0 || !isfinite(scale)) {
         slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
                      "attention: layer %d, %d query heads over %d KV heads, scale %g", layer,
-                     n_heads, kv ? kv->d.n_kv_heads : 0, (double)scale);
+                     n_heads, kv->d.n_kv_heads, (double)scale);
         return;
     }
     int hd = kv->d.head_dim;
@@ -244,8 +207,9 @@ void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_s
                      "attention: scratch was sized at begin_step before this KV pool existed");
         return;
     }
-    int64_t work = check_tables(be, kv, n_heads);
-    if (work < 0 || be->n_tokens == 0)
+    /* begin_step checked every index attention follows (slm_cpu_kv_plan). */
+    int64_t work = be->attn_pos * n_heads * hd * 2;
+    if (be->n_tokens == 0)
         return;
 
     attn_job j = {

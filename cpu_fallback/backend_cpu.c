@@ -1,7 +1,7 @@
 /*
  * backend_cpu.c — the CPU backend's entry point: the one slm_backend_ops
  * table (slm_backend_cpu), opening and closing, host buffers, zero-copy
- * weights, and the step bracket (begin_step / end_step) that copies the
+ * weights, and the step bracket (begin_step / submit / wait) that copies the
  * step's arrays, checks them, and grows the scratch the ops need.
  *
  * The ops themselves live by family in ops.c (elementwise, norm, rope,
@@ -46,7 +46,7 @@ void slm_cpu_fail(slm_cpu_backend *be, slm_status st, const char *fmt, ...)
 bool slm_cpu_op_ok(slm_cpu_backend *be, const char *op)
 {
     if (!be->in_step) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s called outside begin_step/end_step",
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s called outside begin_step/submit/wait",
                      op);
         return false;
     }
@@ -149,27 +149,32 @@ static void cpu_close(slm_backend *b)
     free(be);
 }
 
-/* The activation precision SLM_CPU_ACT names: "q8" (default: one 8-bit
- * block quantization, as llama.cpp does) or "q8x2" (plus the quantized
- * residual: closer to f32 activations, twice the integer work). */
-static slm_status act_terms_from_env(int *terms)
+/* The SIMD level and activation precision params ask for (NULL / 0: the
+ * best level, one 8-bit term as llama.cpp does; cpu_act_terms 2 also
+ * quantizes the rounding error: closer to f32, twice the integer work). */
+static slm_status knobs(const slm_backend_params *params, slm_simd *simd, int *terms)
 {
-    const char *env = getenv("SLM_CPU_ACT");
+    *simd = slm_simd_best();
     *terms = 1;
-    if (env == NULL || !*env || !strcmp(env, "q8"))
+    if (params == NULL || params->size < sizeof *params)
         return SLM_OK;
-    if (!strcmp(env, "q8x2")) {
-        *terms = 2;
-        return SLM_OK;
+    if (params->cpu_simd && *params->cpu_simd) {
+        slm_status st = slm_simd_parse(params->cpu_simd, simd);
+        if (st)
+            return st;
     }
-    return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                     "SLM_CPU_ACT: '%s' is not an activation precision (q8 or q8x2)", env);
+    if (params->cpu_act_terms < 0 || params->cpu_act_terms > 2)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "cpu backend: activation terms %d (1: q8, 2: q8x2)",
+                         params->cpu_act_terms);
+    if (params->cpu_act_terms)
+        *terms = params->cpu_act_terms;
+    return SLM_OK;
 }
 
 /* Opens the CPU backend with params->n_threads threads (0 = one per online
- * core) at the SIMD level SLM_CPU_SIMD names (else the best) and the
- * activation precision SLM_CPU_ACT names. params may be NULL for the
- * defaults. */
+ * core) at the SIMD level and activation precision params name. params may
+ * be NULL for the defaults. */
 static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
 {
     if (out == NULL)
@@ -191,13 +196,10 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
         n_threads = online > 0 ? (int)(online < 256 ? online : 256) : 1;
     }
     slm_simd simd;
-    slm_status st = slm_simd_from_env(&simd);
     int act_terms;
-    if (st == SLM_OK)
-        st = act_terms_from_env(&act_terms);
+    slm_status st = knobs(params, &simd, &act_terms);
     if (st != SLM_OK)
         return st;
-
     slm_cpu_backend *be = calloc(1, sizeof(*be));
     if (be == NULL)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
@@ -225,22 +227,57 @@ static const char *cpu_describe(slm_backend *b)
     return b ? slm_cpu_be(b)->desc : "cpu: (not open)";
 }
 
-static bool cpu_supports(slm_backend *b, slm_op op, slm_type type)
+static slm_status cpu_supports(slm_backend *b, const slm_support_query *q)
 {
     (void)b;
-    switch (op) {
-    case SLM_OP_MATMUL: return slm_cpu_matmul_supported(type);
-    case SLM_OP_EMBED: return slm_type_supported((int)type);
-    case SLM_OP_RMSNORM: return type == SLM_TYPE_F32;
-    case SLM_OP_ROPE:
+    bool ok;
+    switch (q->op) {
+    case SLM_OP_MATMUL: ok = slm_cpu_matmul_supported(q->type); break;
+    case SLM_OP_EMBED: ok = slm_type_supported((int)q->type); break;
+    case SLM_OP_RMSNORM: ok = q->type == SLM_TYPE_F32; break;
     case SLM_OP_KV_STORE:
     case SLM_OP_ATTENTION:
+    case SLM_OP_KV_COPY:
+        ok = q->type == SLM_TYPE_F32 || q->type == SLM_TYPE_F16 || q->type == SLM_TYPE_Q8_0;
+        break;
+    case SLM_OP_ROPE:
     case SLM_OP_SWIGLU:
     case SLM_OP_ADD:
     case SLM_OP_SCALE:
-    case SLM_OP_GET_ROWS: return true;
-    default: return false;
+    case SLM_OP_GET_ROWS:
+    case SLM_OP_LOGITS: ok = true; break;
+    default: ok = false;
     }
+    /* Any head size: attention keeps one row per thread in scratch. */
+    if (ok && q->head_dim < 0)
+        ok = false;
+    if (!ok)
+        return slm_error(SLM_STATUS_UNSUPPORTED, "cpu backend: op %d with type %s, head size %d",
+                         (int)q->op, slm_type_name((int)q->type), q->head_dim);
+    return SLM_OK;
+}
+
+/* MemAvailable and MemTotal from /proc/meminfo: what the pool may take. */
+static slm_status cpu_memory(slm_backend *b, slm_mem_info *out)
+{
+    (void)b;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return slm_error(SLM_STATUS_UNSUPPORTED, "cpu backend: /proc/meminfo cannot be read");
+    char line[256];
+    unsigned long long kb;
+    *out = (slm_mem_info){0};
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            out->total_bytes = kb * 1024;
+        else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            out->free_bytes = kb * 1024;
+    }
+    fclose(f);
+    out->host = true;
+    if (!out->total_bytes)
+        return slm_error(SLM_STATUS_UNSUPPORTED, "cpu backend: no MemTotal in /proc/meminfo");
+    return SLM_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -457,11 +494,10 @@ static slm_status copy_step(slm_cpu_backend *be, const slm_step *s, int n_bt)
     return SLM_OK;
 }
 
-/* Scratch for this step's ops: matmul activations for the widest weight of
- * each type at the step's row count, attention for the largest KV pool. */
-static slm_status grow_step_scratch(slm_cpu_backend *be)
+/* Scratch for steps of `rows` rows: matmul activations for the widest
+ * weight of each type, attention for the largest KV pool. */
+static slm_status grow_scratch_for(slm_cpu_backend *be, int64_t rows)
 {
-    int64_t rows = be->n_tokens > be->n_logit ? be->n_tokens : be->n_logit;
     size_t mm = 0;
     for (int t = 0; t < SLM_TYPE_COUNT && rows > 0; t++) {
         if (be->max_cols[t] == 0)
@@ -484,9 +520,30 @@ static slm_status grow_step_scratch(slm_cpu_backend *be)
     return SLM_OK;
 }
 
+static slm_status grow_step_scratch(slm_cpu_backend *be)
+{
+    return grow_scratch_for(be, be->n_tokens > be->n_logit ? be->n_tokens : be->n_logit);
+}
+
+static slm_status cpu_reserve(slm_backend *b, const slm_step_limits *lim, size_t *bytes)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (lim->kv) {
+        if (lim->kv->padded_dim > be->max_head_dim)
+            be->max_head_dim = lim->kv->padded_dim;
+        if (lim->kv->d.block_size > be->max_block_size)
+            be->max_block_size = lim->kv->d.block_size;
+    }
+    int64_t rows = lim->max_tokens > lim->max_logit_rows ? lim->max_tokens : lim->max_logit_rows;
+    slm_status st = grow_scratch_for(be, rows);
+    if (!st)
+        *bytes += be->mm_scratch_bytes + be->attn_scratch_bytes;
+    return st;
+}
+
 /* Starts a step: checks and copies its arrays, grows scratch. A failure is
- * returned here AND remembered for end_step; the step's ops then do
- * nothing. A begin_step without end_step abandons the open step. */
+ * returned here AND remembered for wait; the step's ops then do
+ * nothing. A begin_step without wait abandons the open step. */
 static slm_status cpu_begin_step(slm_backend *b, const slm_step *s)
 {
     if (b == NULL)
@@ -503,6 +560,11 @@ static slm_status cpu_begin_step(slm_backend *b, const slm_step *s)
         st = copy_step(be, s, n_bt);
     if (st == SLM_OK)
         st = grow_step_scratch(be);
+    be->plan_kv = s ? s->kv : NULL;
+    be->logits_out = s ? s->logits : NULL;
+    be->attn_pos = 0;
+    if (st == SLM_OK && be->plan_kv)
+        st = slm_cpu_kv_plan(be, be->plan_kv);
     if (st != SLM_OK) {
         char why[sizeof be->err_msg];
         snprintf(why, sizeof why, "%s", slm_last_error());
@@ -511,15 +573,23 @@ static slm_status cpu_begin_step(slm_backend *b, const slm_step *s)
     return st;
 }
 
-static slm_status cpu_end_step(slm_backend *b)
+/* The ops ran as they were called: nothing is left to submit. */
+static slm_status cpu_submit(slm_backend *b)
+{
+    if (b == NULL || !slm_cpu_be(b)->in_step)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: submit without begin_step");
+    return SLM_OK;
+}
+
+static slm_status cpu_wait(slm_backend *b)
 {
     if (b == NULL)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: end_step: no backend");
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: wait: no backend");
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!be->in_step)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "cpu backend: end_step without begin_step");
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: wait without begin_step");
     be->in_step = false;
+    be->plan_kv = NULL;
     if (be->err != SLM_OK)
         return slm_error(be->err, "cpu backend: %s", be->err_msg);
     return SLM_OK;
@@ -535,6 +605,7 @@ static const slm_backend_ops cpu_ops = {
     .close = cpu_close,
     .describe = cpu_describe,
     .supports = cpu_supports,
+    .memory = cpu_memory,
     .buf_alloc = cpu_buf_alloc,
     .buf_free = cpu_buf_free,
     .upload = cpu_upload,
@@ -543,8 +614,12 @@ static const slm_backend_ops cpu_ops = {
     .weight_free = cpu_weight_free,
     .kv_create = slm_cpu_kv_create,
     .kv_free = slm_cpu_kv_free,
+    .rope_create = slm_cpu_rope_create,
+    .rope_free = slm_cpu_rope_free,
+    .reserve = cpu_reserve,
     .begin_step = cpu_begin_step,
-    .end_step = cpu_end_step,
+    .submit = cpu_submit,
+    .wait = cpu_wait,
     .embed = slm_cpu_embed,
     .rmsnorm = slm_cpu_rmsnorm,
     .matmul = slm_cpu_matmul_op,
@@ -555,6 +630,8 @@ static const slm_backend_ops cpu_ops = {
     .add = slm_cpu_add,
     .scale = slm_cpu_scale,
     .get_rows = slm_cpu_get_rows,
+    .logits = slm_cpu_logits,
+    .kv_copy = slm_cpu_kv_copy,
 };
 
 const slm_backend_ops *slm_backend_cpu(void) { return &cpu_ops; }

@@ -5,10 +5,12 @@
  *
  * Step state: begin_step copies the step's arrays into storage the backend
  * owns (grown, never shrunk) and checks their internal consistency; ops read
- * only those copies. The first failure of a step (a bad argument to an op, a
+ * only those copies. When the step names a KV pool, begin_step also plans
+ * it once (slm_cpu_kv_plan: every slot, block id and position checked), so
+ * kv_store and attention do not re-check. The first failure of a step (a bad argument to an op, a
  * token id past the table, a block id past the pool, scratch that could not
  * be allocated) is remembered in `err`/`err_msg`; every later op of the step
- * does nothing and end_step returns it. Ops run on the calling thread and the
+ * does nothing and wait returns it. Ops run on the calling thread and the
  * pool, immediately.
  *
  * Not responsible for: the matmul kernels (matmul.c, cpu_matmul.h).
@@ -42,6 +44,14 @@ struct slm_weight {
     const uint8_t *data; /* the caller's memory (zero copy), rows × row_bytes */
 };
 
+/* RoPE constants (rope_create): the inverse frequency of every rotated pair,
+ * in double so long positions keep their phase. */
+struct slm_rope {
+    slm_rope_mode mode;
+    int n_rot;
+    double inv_freq[]; /* [n_rot / 2] */
+};
+
 /* The paged KV pool. K and V each: [layer][block][kv_head][slot][row], so the
  * rows one head reads from one block are contiguous. A row holds head_dim
  * values in the storage type; Q8_0 rows are ceil(head_dim/32) blocks, the
@@ -60,7 +70,7 @@ typedef struct slm_cpu_backend {
     slm_backend base; /* must be first: the runtime sees only this */
     slm_pool *pool;
     slm_simd simd;
-    int act_terms; /* 1: Q8 activations; 2: plus their quantized residual (SLM_CPU_ACT=q8x2) */
+    int act_terms; /* 1: Q8 activations; 2: plus their quantized residual (cpu.act=q8x2) */
     int n_threads;
     char desc[256];
 
@@ -76,8 +86,11 @@ typedef struct slm_cpu_backend {
     size_t attn_scratch_bytes;
     size_t attn_thread_bytes; /* per-thread stride in attn_scratch */
 
-    /* The current step (copies). */
+    /* The current step (copies) and its plan. */
     bool in_step;
+    slm_kv *plan_kv;    /* the pool begin_step checked the step against (NULL: none) */
+    int64_t attn_pos;   /* sum over tokens of (position + 1): attention's work */
+    float *logits_out;  /* step->logits */
     slm_status err;
     char err_msg[512];
     int n_tokens, n_seqs, n_bt, n_logit;
@@ -99,7 +112,7 @@ static inline slm_cpu_backend *slm_cpu_be(slm_backend *be) { return (slm_cpu_bac
 void slm_cpu_fail(slm_cpu_backend *be, slm_status st, const char *fmt, ...) SLM_PRINTF(3, 4);
 
 /* True when an op may run: inside a step that has not failed. An op called
- * outside begin_step/end_step records a failure naming it. */
+ * outside a step records a failure naming it. */
 bool slm_cpu_op_ok(slm_cpu_backend *be, const char *op);
 
 /* The f32 array at ref holding `count` floats, or NULL (failure recorded,
@@ -128,17 +141,27 @@ void slm_cpu_rmsnorm(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *
 void slm_cpu_matmul_op(slm_backend *be, const slm_weight *w, slm_ref x, int rows, slm_ref add,
                        slm_ref y);
 void slm_cpu_rope(slm_backend *be, slm_ref x, int stride, int n_heads, int head_dim,
-                  const slm_rope_params *p);
+                  const slm_rope *r);
 void slm_cpu_swiglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
                     slm_ref y);
 void slm_cpu_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
 void slm_cpu_scale(slm_backend *be, slm_ref x, float s, size_t count);
 void slm_cpu_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
+void slm_cpu_logits(slm_backend *be, slm_ref x, int cols);
+slm_status slm_cpu_rope_create(slm_backend *be, const slm_rope_params *p, slm_rope **out);
+void slm_cpu_rope_free(slm_backend *be, slm_rope *r);
 
 slm_status slm_cpu_kv_create(slm_backend *be, const slm_kv_desc *desc, slm_kv **out);
 void slm_cpu_kv_free(slm_backend *be, slm_kv *kv);
 void slm_cpu_kv_store(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride,
                       slm_ref v, int v_stride);
+void slm_cpu_kv_copy(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
+/* Checks the step's KV indices against kv once (begin_step): every slot in
+ * the pool, every block id of every table in the pool, every position
+ * covered by its sequence's table. Sets be->attn_pos. */
+slm_status slm_cpu_kv_plan(slm_cpu_backend *be, const slm_kv *kv);
+/* True when kv is the pool begin_step planned (else records a failure naming op). */
+bool slm_cpu_kv_planned(slm_cpu_backend *be, const slm_kv *kv, const char *op);
 /* Row `slot` (token slot in the pool) of kv_head `head` in `layer`; which = 0
  * for K, 1 for V. Caller has checked every index. */
 static inline const uint8_t *slm_cpu_kv_row(const slm_kv *kv, int which, int layer, int block,

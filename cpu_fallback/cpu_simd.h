@@ -28,7 +28,4 @@ const char *slm_simd_name(slm_simd level);
 /* Parses a level name; fails with a message listing the valid names or
  * saying the CPU lacks it. */
 slm_status slm_simd_parse(const char *name, slm_simd *out);
-/* The level the environment asks for (SLM_CPU_SIMD), else the best. */
-slm_status slm_simd_from_env(slm_simd *out);
-
 #endif

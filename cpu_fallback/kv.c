@@ -198,9 +198,11 @@ void slm_cpu_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_st
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!slm_cpu_op_ok(be, "kv_store"))
         return;
-    if (kv == NULL || layer < 0 || layer >= kv->d.n_layers) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "kv_store: layer %d of a %s", layer,
-                     kv ? "pool with fewer layers" : "missing pool");
+    if (!slm_cpu_kv_planned(be, kv, "kv_store"))
+        return;
+    if (layer < 0 || layer >= kv->d.n_layers) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "kv_store: layer %d of a %d-layer pool",
+                     layer, kv->d.n_layers);
         return;
     }
     int64_t width = (int64_t)kv->d.n_kv_heads * kv->d.head_dim;
@@ -210,16 +212,83 @@ void slm_cpu_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_st
                          : NULL;
     if (vp == NULL)
         return;
-    int64_t n_slots = (int64_t)kv->d.n_blocks * kv->d.block_size;
-    for (int t = 0; t < be->n_tokens; t++) {
-        if (be->kv_slot[t] < 0 || be->kv_slot[t] >= n_slots) {
-            slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                         "kv_store: token %d has KV slot %d outside the pool's %lld slots", t,
-                         be->kv_slot[t], (long long)n_slots);
-            return;
-        }
-    }
     store_job j = {.kv = kv, .layer = layer, .k = kp, .v = vp, .k_stride = k_stride,
                    .v_stride = v_stride, .slot = be->kv_slot, .n = be->n_tokens};
     slm_cpu_run(be, 2 * n * (kv->d.type == SLM_TYPE_F32 ? 1 : 8), store_rows, &j);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the step's plan                                                           */
+
+bool slm_cpu_kv_planned(slm_cpu_backend *be, const slm_kv *kv, const char *op)
+{
+    if (kv != NULL && kv == be->plan_kv)
+        return true;
+    slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %s", op,
+                 kv ? "not the KV pool the step was begun with (slm_step.kv)"
+                    : "no KV pool");
+    return false;
+}
+
+/* A failure for begin_step (returned; begin_step records it for wait). */
+#define PLAN_FAIL(...) slm_error(SLM_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
+
+static slm_status plan_tables(const slm_cpu_backend *be, const slm_kv *kv)
+{
+    for (int s = 0; s < be->n_seqs; s++) {
+        const int32_t *table = be->block_tables + be->bt_start[s];
+        for (int b = 0; b < be->bt_len[s]; b++)
+            if (table[b] < 0 || table[b] >= kv->d.n_blocks)
+                return PLAN_FAIL("sequence %d block %d has id %d, outside the pool's %d blocks",
+                                 s, b, table[b], kv->d.n_blocks);
+    }
+    return SLM_OK;
+}
+
+slm_status slm_cpu_kv_plan(slm_cpu_backend *be, const slm_kv *kv)
+{
+    int64_t n_slots = (int64_t)kv->d.n_blocks * kv->d.block_size, work = 0;
+    slm_status st = plan_tables(be, kv);
+    for (int t = 0; t < be->n_tokens && !st; t++) {
+        int seq = be->seq_of_token[t], pos = be->positions[t];
+        if (be->kv_slot[t] < 0 || be->kv_slot[t] >= n_slots)
+            return PLAN_FAIL("token %d has KV slot %d outside the pool's %lld slots", t,
+                             be->kv_slot[t], (long long)n_slots);
+        if (seq < 0 || pos < 0)
+            return PLAN_FAIL("token %d has no sequence or position", t);
+        int64_t need = (int64_t)pos / kv->d.block_size + 1;
+        if (need > be->bt_len[seq])
+            return PLAN_FAIL("token %d at position %d needs %lld blocks; sequence %d has %d", t,
+                             pos, (long long)need, seq, be->bt_len[seq]);
+        work += (int64_t)pos + 1;
+    }
+    be->attn_pos = work;
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kv_copy                                                                   */
+
+void slm_cpu_kv_copy(slm_backend *b, slm_kv *kv, const int32_t *src, const int32_t *dst, int n)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "kv_copy") || !slm_cpu_kv_planned(be, kv, "kv_copy"))
+        return;
+    for (int i = 0; i < n; i++)
+        if (!src || !dst || src[i] < 0 || src[i] >= kv->d.n_blocks || dst[i] < 0 ||
+            dst[i] >= kv->d.n_blocks) {
+            slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                         "kv_copy: copy %d is block %d to %d in a pool of %d", i,
+                         src ? src[i] : -1, dst ? dst[i] : -1, kv->d.n_blocks);
+            return;
+        }
+    /* In order: a later copy may read what an earlier one wrote. */
+    for (int i = 0; i < n; i++)
+        for (int l = 0; l < kv->d.n_layers; l++)
+            for (int which = 0; which < 2; which++) {
+                uint8_t *base = which ? kv->v : kv->k;
+                uint8_t *layer = base + (size_t)l * kv->layer_bytes;
+                memmove(layer + (size_t)dst[i] * kv->block_bytes,
+                        layer + (size_t)src[i] * kv->block_bytes, kv->block_bytes);
+            }
 }

@@ -3,7 +3,7 @@
  * residual add), the matmul binding, rope, swiglu, add, scale, get_rows.
  *
  * Each op is a binding plus a pool job: the binding (on the caller's thread)
- * checks every size and buffer range and records a failure for end_step
+ * checks every size and buffer range and records a failure for wait
  * instead of touching memory it was not given; the job only computes.
  * Activations are f32 row-major (rows, cols) at (buffer, byte offset).
  *
@@ -15,6 +15,7 @@
  * (attention.c) and the KV pool (kv.c).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_backend.h"
@@ -221,16 +222,16 @@ typedef struct rope_job {
     const int32_t *pos;
     int64_t n, stride;
     int n_heads, head_dim;
-    slm_rope_params p;
+    const slm_rope *r;
 } rope_job;
 
 static void rope_rows(void *ctx, int ith, int nth)
 {
     const rope_job *j = ctx;
-    int half = j->p.n_rot / 2;
+    int half = j->r->n_rot / 2;
     /* NORM rotates (x[2i], x[2i+1]); NEOX rotates (x[i], x[i + n_rot/2]). */
-    int stride = j->p.mode == SLM_ROPE_NEOX ? 1 : 2;
-    int partner = j->p.mode == SLM_ROPE_NEOX ? half : 1;
+    int stride = j->r->mode == SLM_ROPE_NEOX ? 1 : 2;
+    int partner = j->r->mode == SLM_ROPE_NEOX ? half : 1;
     int64_t lo, hi;
     share(j->n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
@@ -240,13 +241,7 @@ static void rope_rows(void *ctx, int ith, int nth)
             int ni = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
             float c[ROPE_CHUNK], s[ROPE_CHUNK];
             for (int k = 0; k < ni; k++) {
-                int i = i0 + k;
-                /* theta = pos · scale · base^(-2i/n_rot) / factor_i, in double so
-                 * long positions keep their phase. */
-                double theta = pos * (double)j->p.freq_scale *
-                               pow((double)j->p.freq_base, -2.0 * i / j->p.n_rot);
-                if (j->p.freq_factors)
-                    theta /= (double)j->p.freq_factors[i];
+                double theta = pos * j->r->inv_freq[i0 + k];
                 c[k] = (float)cos(theta);
                 s[k] = (float)sin(theta);
             }
@@ -263,23 +258,44 @@ static void rope_rows(void *ctx, int ith, int nth)
     }
 }
 
+slm_status slm_cpu_rope_create(slm_backend *b, const slm_rope_params *p, slm_rope **out)
+{
+    (void)b;
+    *out = NULL;
+    if (!p || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
+        p->n_rot % 2 != 0 || p->n_rot > 4096 || !(p->freq_base > 0) ||
+        !isfinite(p->freq_base) || !isfinite(p->freq_scale))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "cpu backend: rope: mode %d, n_rot %d, freq_base %g, freq_scale %g",
+                         p ? (int)p->mode : -1, p ? p->n_rot : 0,
+                         p ? (double)p->freq_base : 0.0, p ? (double)p->freq_scale : 0.0);
+    int half = p->n_rot / 2;
+    slm_rope *r = malloc(sizeof *r + (size_t)half * sizeof(double));
+    if (!r)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
+    r->mode = p->mode;
+    r->n_rot = p->n_rot;
+    for (int i = 0; i < half; i++)
+        r->inv_freq[i] = slm_rope_inv_freq(p, i);
+    *out = r;
+    return SLM_OK;
+}
+
+void slm_cpu_rope_free(slm_backend *b, slm_rope *r)
+{
+    (void)b;
+    free(r);
+}
+
 void slm_cpu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_dim,
-                  const slm_rope_params *p)
+                  const slm_rope *r)
 {
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!slm_cpu_op_ok(be, "rope"))
         return;
-    if (p == NULL || n_heads < 1 || head_dim < 1) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "rope: %d heads of %d, %s", n_heads,
-                     head_dim, p ? "params given" : "no params");
-        return;
-    }
-    if ((p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
-        p->n_rot % 2 != 0 || p->n_rot > head_dim || !(p->freq_base > 0) ||
-        !isfinite(p->freq_base) || !isfinite(p->freq_scale)) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                     "rope: mode %d, n_rot %d (head_dim %d), freq_base %g, freq_scale %g", p->mode,
-                     p->n_rot, head_dim, (double)p->freq_base, (double)p->freq_scale);
+    if (r == NULL || n_heads < 1 || head_dim < 1 || r->n_rot > head_dim) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "rope: %d heads of %d, n_rot %d", n_heads,
+                     head_dim, r ? r->n_rot : 0);
         return;
     }
     int64_t width = (int64_t)n_heads * head_dim;
@@ -294,8 +310,7 @@ void slm_cpu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_d
         }
     }
     rope_job j = {.x = xp, .pos = be->positions, .n = be->n_tokens, .stride = stride,
-                  .n_heads = n_heads,
-                  .head_dim = head_dim, .p = *p};
+                  .n_heads = n_heads, .head_dim = head_dim, .r = r};
     slm_cpu_run(be, n * 4, rope_rows, &j);
 }
 
@@ -423,4 +438,27 @@ void slm_cpu_get_rows(slm_backend *b, slm_ref x, int d, slm_ref y)
     for (int i = 0; i < be->n_logit; i++)
         memmove(yp + (size_t)i * (size_t)d, xp + (size_t)be->logit_rows[i] * (size_t)d,
                 (size_t)d * sizeof(float));
+}
+
+/* ------------------------------------------------------------------------ */
+/* logits                                                                    */
+
+void slm_cpu_logits(slm_backend *b, slm_ref x, int cols)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "logits"))
+        return;
+    size_t n;
+    if (cols < 1 || !mul_size((size_t)be->n_logit, (size_t)cols, &n)) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "logits: %d rows of %d", be->n_logit, cols);
+        return;
+    }
+    const float *xp = slm_cpu_ref_f32(be, x, n, "logits", "x");
+    if (xp == NULL)
+        return;
+    if (n > 0 && be->logits_out == NULL) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "logits: the step names no host buffer");
+        return;
+    }
+    memcpy(be->logits_out, xp, n * sizeof(float));
 }

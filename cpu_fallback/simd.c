@@ -128,23 +128,3 @@ slm_status slm_simd_parse(const char *name, slm_simd *out)
     return slm_error(SLM_STATUS_INVALID_ARGUMENT,
                      "unknown SIMD level '%s' (valid: scalar, avx2, avx512, neon)", name);
 }
-
-slm_status slm_simd_from_env(slm_simd *out)
-{
-    if (out == NULL)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "SIMD level: no output given");
-    const char *env = getenv("SLM_CPU_SIMD");
-    if (env == NULL || env[0] == '\0') {
-        *out = slm_simd_best();
-        return SLM_OK;
-    }
-    slm_status st = slm_simd_parse(env, out);
-    if (st != SLM_OK) {
-        /* NOTE: copied out first: slm_error formats into the buffer that
-         * slm_last_error() points at. */
-        char why[512];
-        snprintf(why, sizeof why, "%s", slm_last_error());
-        return slm_error(st, "SLM_CPU_SIMD: %s", why);
-    }
-    return SLM_OK;
-}

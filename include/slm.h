@@ -154,6 +154,9 @@ typedef struct slm_engine_params {
     int block_size;     /* tokens per KV block (default 16) */
     uint64_t kv_bytes_max; /* cap on the KV pool in bytes (0: none) */
     slm_kv_type kv_type;   /* default SLM_KV_F16; a backend without it fails _open naming it */
+    /* 1: run the callbacks of a step only after it, with the device idle
+     * (for measuring); 0 (default): while the next step runs. */
+    int sequential;
 } slm_engine_params;
 
 SLM_API void slm_engine_params_default(slm_engine_params *p);

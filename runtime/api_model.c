@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_options.h"
 #include "backend_registry.h"
 #include "status.h"
 #include "tokenizer.h"
@@ -21,6 +22,33 @@ void slm_model_params_default(slm_model_params *p)
     p->device_index = -1;
 }
 
+/* Failures that say "not on this device" rather than "not this file". */
+static bool device_reason(slm_status st)
+{
+    return st == SLM_STATUS_OUT_OF_MEMORY || st == SLM_STATUS_UNSUPPORTED ||
+           st == SLM_STATUS_DEVICE;
+}
+
+static slm_status load_named(const char *path, const char *name, const slm_backend_params *bp,
+                             void (*progress)(float, void *), void *user, slm_backend **be,
+                             slm_model **m)
+{
+    slm_status st = slm_backend_open_by_name(name, bp, be);
+    if (!st && (st = slm_model_load(path, *be, progress, user, m))) {
+        (*be)->ops->close(*be);
+        *be = NULL;
+    }
+    return st;
+}
+
+/* Appends "name: why" to the fallback note. */
+static void note_fallback(char *note, size_t n, const char *name, const char *why)
+{
+    size_t used = note ? strlen(note) : 0;
+    if (note && used + 1 < n)
+        snprintf(note + used, n - used, "%s%s: %s", used ? "; " : "", name, why);
+}
+
 slm_status slm_model_load_on(const char *path, const char *name, const slm_backend_params *bp,
                              void (*progress)(float, void *), void *user, slm_backend **be,
                              slm_model **m, char *fell_back, size_t fell_back_n)
@@ -29,28 +57,30 @@ slm_status slm_model_load_on(const char *path, const char *name, const slm_backe
     *m = NULL;
     if (fell_back && fell_back_n)
         fell_back[0] = '\0';
-    slm_status st = slm_backend_open_by_name(name, bp, be);
-    if (st)
-        return st;
-    st = slm_model_load(path, *be, progress, user, m);
-    if (!st)
-        return SLM_OK;
-    bool gpu = strcmp((*be)->ops->name, "cpu") != 0;
-    bool device_reason = st == SLM_STATUS_OUT_OF_MEMORY || st == SLM_STATUS_UNSUPPORTED ||
-                         st == SLM_STATUS_DEVICE;
-    (*be)->ops->close(*be);
-    *be = NULL;
-    if (!gpu || !device_reason || strcmp(slm_backend_resolve_name(name), "auto") != 0)
-        return st;
-    if (fell_back && fell_back_n)
-        snprintf(fell_back, fell_back_n, "%s", slm_last_error());
-    if ((st = slm_backend_open_by_name("cpu", bp, be)))
-        return st;
-    if ((st = slm_model_load(path, *be, progress, user, m))) {
+    if (!slm_backend_is_auto(name))
+        return load_named(path, name, bp, progress, user, be, m);
+    /* auto: registry order (GPU backends first, the CPU last). A backend
+     * that finds no GPU is skipped quietly; one that opens but cannot take
+     * the model passes it on to the next, and the note says why. */
+    slm_status st = SLM_STATUS_DEVICE;
+    for (int i = 0; i < slm_backend_count(); i++) {
+        const slm_backend_ops *ops = slm_backend_at(i);
+        bool cpu = !strcmp(ops->name, "cpu");
+        slm_backend_params p = *bp;
+        if (!cpu && p.device_index == SLM_DEVICE_ANY)
+            p.device_index = SLM_DEVICE_GPU_ONLY;
+        if ((st = slm_backend_open_at(i, &p, be)))
+            continue;
+        st = slm_model_load(path, *be, progress, user, m);
+        if (!st)
+            return SLM_OK;
         (*be)->ops->close(*be);
         *be = NULL;
+        if (!device_reason(st))
+            return st; /* the file itself is at fault: no backend will do better */
+        note_fallback(fell_back, fell_back_n, ops->name, slm_last_error());
     }
-    return st;
+    return slm_error(st, "no backend could load %s: %s", path, slm_last_error());
 }
 
 slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model **out)
@@ -72,8 +102,14 @@ slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model
     if (dp.n_threads < 0)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_open: n_threads %d < 0",
                          dp.n_threads);
-    slm_backend_params bp = {sizeof bp, dp.n_threads,
-                             dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index};
+    slm_backend_params bp;
+    slm_backend_params_default(&bp);
+    bp.n_threads = dp.n_threads;
+    bp.device_index = dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index;
+    char store[1024];
+    slm_status ost = slm_backend_options_parse(dp.options, &bp, store, sizeof store);
+    if (ost)
+        return ost;
     slm_backend *be = NULL;
     slm_model *m = NULL;
     char fell_back[sizeof m->fallback];

@@ -30,12 +30,13 @@ const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t);
 slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
                                  const char *template_name, char **out);
 
-/* Opens backend `name` (NULL: $SLM_BACKEND, else "auto") and loads the model
- * at path onto it. When the backend was chosen automatically (auto) and
- * the model cannot load on the GPU it picked — out of device memory, a type
- * or size the device cannot take, a device error — the CPU backend is
- * opened and the model loaded there instead; *fell_back (when not NULL) then
- * holds the GPU's reason. A malformed or unreadable file fails as is. */
+/* Opens backend `name` ("auto" when NULL or "") and loads the model at path
+ * onto it. Automatically, the backends are tried in registry order (GPU
+ * ones first, the CPU last): one that finds no GPU is skipped; one whose
+ * device cannot take the model — out of device memory, a type or size it
+ * cannot run, a device error — passes it on to the next, and *fell_back
+ * (when not NULL) collects "backend: reason" for each. A malformed or
+ * unreadable file fails as is. */
 slm_status slm_model_load_on(const char *path, const char *name, const slm_backend_params *bp,
                              void (*progress)(float, void *), void *user, slm_backend **be,
                              slm_model **m, char *fell_back, size_t fell_back_n);

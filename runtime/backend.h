@@ -141,6 +141,7 @@ typedef struct slm_support_query {
 typedef struct slm_mem_info {
     uint64_t total_bytes;
     uint64_t free_bytes;
+    bool host; /* the host's RAM (CPU, lavapipe, integrated GPUs): shared with everything else */
 } slm_mem_info;
 
 typedef enum slm_rope_mode {
@@ -244,8 +245,8 @@ struct slm_backend_ops {
     void (*rope_free)(slm_backend *be, slm_rope *r); /* accepts NULL */
 
     /* Allocates now the workspace every step within lim will need, so no
-     * step allocates, and adds its bytes to *bytes. Called again with larger
-     * limits it grows. */
+     * step allocates, and adds the bytes of all the workspace it then holds
+     * to *bytes. Called again with larger limits (or a pool) it grows. */
     slm_status (*reserve)(slm_backend *be, const slm_step_limits *lim, size_t *bytes);
 
     /* --- a step (see the ordering rules at the top) --- */

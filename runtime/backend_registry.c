@@ -1,12 +1,12 @@
 /*
- * backend_registry.c — the backends compiled into this build, by name, and
- * the "auto" choice: a GPU backend when one opens, else the CPU. The CLI's
- * --backend and SLM_BACKEND go through here.
+ * backend_registry.c — the backends compiled into this build, by name, in
+ * the order the automatic choice tries them: GPU backends first (CUDA, then
+ * Vulkan), the CPU last. A table is checked (version, mandatory slots)
+ * before anything of it is called.
  */
 #include "backend_registry.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "status.h"
@@ -35,6 +35,11 @@ const slm_backend_ops *slm_backend_at(int i)
     return i >= 0 && i < (int)N_BACKENDS ? backends[i].table() : NULL;
 }
 
+bool slm_backend_is_auto(const char *name)
+{
+    return !name || !*name || !strcmp(name, "auto");
+}
+
 static slm_status names_error(const char *name)
 {
     char list[128] = "auto";
@@ -46,31 +51,38 @@ static slm_status names_error(const char *name)
                      name, list);
 }
 
-const char *slm_backend_resolve_name(const char *name)
+static slm_status open_checked(size_t i, const slm_backend_params *params, slm_backend **out)
 {
-    if (!name || !*name)
-        name = getenv("SLM_BACKEND");
-    return name && *name ? name : "auto";
+    const slm_backend_ops *ops = backends[i].table();
+    slm_status st = slm_backend_ops_check(ops);
+    return st ? st : ops->open(params, out);
+}
+
+slm_status slm_backend_open_at(int i, const slm_backend_params *params, slm_backend **out)
+{
+    *out = NULL;
+    if (i < 0 || i >= (int)N_BACKENDS)
+        return slm_error(SLM_STATUS_NOT_FOUND, "backend %d of %d", i, (int)N_BACKENDS);
+    return open_checked((size_t)i, params, out);
 }
 
 slm_status slm_backend_open_by_name(const char *name, const slm_backend_params *params,
                                     slm_backend **out)
 {
     *out = NULL;
-    name = slm_backend_resolve_name(name);
-    if (strcmp(name, "auto") != 0) {
+    if (!slm_backend_is_auto(name)) {
         for (size_t i = 0; i < N_BACKENDS; i++)
             if (!strcmp(name, backends[i].name))
-                return backends[i].table()->open(params, out);
+                return open_checked(i, params, out);
         return names_error(name);
     }
-    /* auto: the first GPU backend (they are listed first) that finds a real
-     * GPU, else the CPU backend. */
+    /* auto: the first backend that finds a real GPU (they are listed
+     * first), else the CPU backend, last in the list. */
     slm_backend_params p = *params;
     if (p.device_index == SLM_DEVICE_ANY)
         p.device_index = SLM_DEVICE_GPU_ONLY;
     for (size_t i = 0; i < N_BACKENDS; i++)
-        if (backends[i].table()->open(&p, out) == SLM_OK)
+        if (open_checked(i, &p, out) == SLM_OK)
             return SLM_OK;
     return slm_error(SLM_STATUS_DEVICE, "no backend could be opened: %s", slm_last_error());
 }

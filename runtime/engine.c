@@ -3,14 +3,23 @@
  *
  * One background thread runs steps: schedule (runtime/scheduler.c picks this
  * step's tokens: one decode token per running request plus prefill chunks
- * under the token budget) → one forward pass over the whole batch (one
- * matmul per weight for all its tokens, attention per sequence through its
- * block table) → sample one token for every request that has a logit row →
- * stream its text (stop strings held back, runtime/stopstr.c) → finish
- * what stopped. API calls from other threads only touch the incoming queue
- * and cancel flags under the engine lock; everything the scheduler owns is
- * touched by the engine thread alone, between steps. Callbacks run on the
- * engine thread without the lock held, so they may call slm_engine_cancel.
+ * under the token budget) → submit one forward pass over the whole batch
+ * (one matmul per weight for all its tokens, attention per sequence through
+ * its block table) → while the device works, deliver the previous step's
+ * text and results to the callbacks → wait → sample one token for every
+ * request that has a logit row, decide which stopped (end of sequence, stop
+ * strings held back by runtime/stopstr.c, length) and free their blocks, so
+ * the next schedule sees them gone. Callbacks thus run one step late but in
+ * order (every on_token of a request before its on_done), and the next
+ * step's device time hides their cost where the backend is asynchronous.
+ *
+ * API calls from other threads only touch the incoming queue and cancel
+ * flags under the engine lock; everything the scheduler owns is touched by
+ * the engine thread alone, between steps. Callbacks run on the engine thread
+ * without the lock held, so they may call slm_engine_cancel and submit.
+ *
+ * The KV pool is sized once, at open, from the memory the backend measures
+ * after the weights and a worst-case step's workspace are allocated.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,7 +37,14 @@
 #include "stopstr.h"
 #include "tokenizer.h"
 
-#define ENGINE_KV_BYTES_CAP ((size_t)1 << 30) /* default pool at most 1 GiB of K/V */
+/* Without a memory measurement the pool holds at most 1 GiB of K/V. */
+#define ENGINE_KV_BYTES_UNMEASURED ((uint64_t)1 << 30)
+/* Of measured free memory the pool takes this share, less a margin for
+ * what the device or the process allocates later: most of a GPU's memory,
+ * half of a host's (shared with everything else on the machine). */
+#define ENGINE_KV_SHARE_DEVICE 0.90
+#define ENGINE_KV_SHARE_HOST 0.50
+#define ENGINE_KV_MARGIN ((uint64_t)256 << 20)
 
 typedef struct ereq {
     uint64_t id;
@@ -46,7 +62,14 @@ typedef struct ereq {
     int cached;            /* prompt tokens found in the prefix cache */
     atomic_bool cancel;
     double t_submit, t_sched, t_first;
-    struct ereq *next;     /* incoming queue, then the live list */
+    /* Text sampled but not yet handed to on_token (delivered while the
+     * next step runs), and the result once the request has ended. */
+    char *out;
+    size_t out_len, out_cap;
+    bool ended;
+    slm_result res;
+    char err[256];
+    struct ereq *next;     /* incoming queue, then the live list, then the ended list */
 } ereq;
 
 struct slm_engine {
@@ -56,6 +79,9 @@ struct slm_engine {
     slm_forward *fwd;
     slm_kv *kv;
     float *logits; /* [max_running][n_vocab] */
+    int32_t *copy_src, *copy_dst; /* [copy_cap] a step's KV block copies */
+    int copy_cap;
+    bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
     bool thread_started;
@@ -66,6 +92,7 @@ struct slm_engine {
     ereq *in_head, *in_tail; /* submitted, not yet handed to the scheduler */
     int n_incoming;
     ereq *live;              /* in the scheduler; the engine thread alone changes it */
+    ereq *ended, **ended_tail; /* engine thread only: ended, results not yet delivered */
     int sched_waiting;       /* the scheduler's waiting count, for the queue bound */
     bool stop, drain;
     bool cancel_pending;
@@ -126,21 +153,11 @@ static slm_status check_engine_params(const slm_model *m, slm_engine_params *p)
     /* Every running request gets its decode token in every step. */
     if (p->step_tokens < p->max_running)
         p->step_tokens = p->max_running;
-    int ctx_blocks = (p->n_ctx + p->block_size - 1) / p->block_size;
-    if (p->kv_blocks == 0) {
-        const slm_hparams *hp = &m->hp;
-        size_t block_bytes = (size_t)hp->n_layer * 2 * (size_t)hp->n_head_kv *
-                             (size_t)hp->head_dim * (size_t)p->block_size * 2; /* F16 K and V */
-        int64_t want = (int64_t)ctx_blocks * p->max_running;
-        int64_t cap = (int64_t)(ENGINE_KV_BYTES_CAP / (block_bytes ? block_bytes : 1));
-        int64_t floor = ctx_blocks + p->max_running; /* one full request beside the others */
-        int64_t n = want < cap ? want : cap;
-        p->kv_blocks = (int)(n > floor ? n : floor);
-    }
-    if (p->kv_blocks < ctx_blocks)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "engine: kv_blocks %d cannot hold one request of n_ctx %d tokens "
-                         "(%d blocks of %d)", p->kv_blocks, p->n_ctx, ctx_blocks, p->block_size);
+    if (p->kv_blocks < 0)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: kv_blocks %d < 0", p->kv_blocks);
+    if (p->kv_type != SLM_KV_F16 && p->kv_type != SLM_KV_F32 && p->kv_type != SLM_KV_Q8_0)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "engine: kv_type %d is not a KV type",
+                         (int)p->kv_type);
     return SLM_OK;
 }
 
@@ -151,6 +168,7 @@ static void ereq_free(ereq *r)
     if (!r)
         return;
     free(r->prompt);
+    free(r->out);
     slm_sampler_free(r->smp);
     slm_detok_free(r->dt);
     slm_stopstr_free(&r->stops);
@@ -257,14 +275,29 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
 
 /* ---- the engine thread ------------------------------------------------- */
 
+/* Queues text for on_token (delivered by deliver()). On a full host the
+ * text is dropped rather than the engine stopping; the result still comes. */
 static void emit(ereq *r, const char *text, size_t len)
 {
-    if (len && r->on_token)
-        r->on_token(r->user, text, len);
+    if (!len || !r->on_token)
+        return;
+    if (r->out_len + len > r->out_cap) {
+        size_t cap = r->out_cap ? r->out_cap : 64;
+        while (cap < r->out_len + len)
+            cap *= 2;
+        char *p = realloc(r->out, cap);
+        if (!p)
+            return;
+        r->out = p;
+        r->out_cap = cap;
+    }
+    memcpy(r->out + r->out_len, text, len);
+    r->out_len += len;
 }
 
-/* Ends a request: releases held text where the answer ended normally, calls
- * on_done, and forgets the request. */
+/* Ends a request: queues the text it held back where the answer ended
+ * normally, records its result, frees its blocks (so the next schedule has
+ * them) and moves it to the ended list; deliver() calls its callbacks. */
 static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
                    const char *msg)
 {
@@ -283,17 +316,19 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
         }
     }
     double t = now_ms();
-    slm_result res = {
-        .size = sizeof res, .finish = why, .status = st, .error = msg ? msg : "",
+    snprintf(r->err, sizeof r->err, "%s", msg ? msg : "");
+    r->res = (slm_result){
+        .size = sizeof r->res, .finish = why, .status = st, .error = r->err,
         .prompt_tokens = r->n_prompt, .completion_tokens = n_known - r->n_prompt,
         .cached_tokens = r->cached,
         .queue_ms = r->scheduled ? r->t_sched - r->t_submit : t - r->t_submit,
         .ttft_ms = r->t_first > 0 ? r->t_first - r->t_submit : 0,
         .total_ms = t - r->t_submit,
     };
-    r->on_done(r->user, &res);
     if (r->sr)
         slm_sched_remove(e->sched, r->sr);
+    r->sr = NULL;
+    r->ended = true;
     pthread_mutex_lock(&e->mu);
     for (ereq **pp = &e->live; *pp; pp = &(*pp)->next)
         if (*pp == r) {
@@ -305,7 +340,35 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
     e->stats.generated_tokens += (uint64_t)(n_known - r->n_prompt);
     e->stats.cached_tokens += (uint64_t)r->cached;
     pthread_mutex_unlock(&e->mu);
-    ereq_free(r);
+    r->next = NULL;
+    *e->ended_tail = r;
+    e->ended_tail = &r->next;
+}
+
+static void flush_out(ereq *r)
+{
+    if (r->out_len && r->on_token)
+        r->on_token(r->user, r->out, r->out_len);
+    r->out_len = 0;
+}
+
+/* Runs the callbacks the last step earned: queued text of the running
+ * requests, then text and on_done of the ended ones (each request's
+ * on_token calls precede its on_done). Engine thread, no lock held. */
+static void deliver(slm_engine *e)
+{
+    for (ereq *r = e->live; r; r = r->next)
+        flush_out(r);
+    ereq *r = e->ended;
+    e->ended = NULL;
+    e->ended_tail = &e->ended;
+    while (r) {
+        ereq *next = r->next;
+        flush_out(r);
+        r->on_done(r->user, &r->res);
+        ereq_free(r);
+        r = next;
+    }
 }
 
 /* Hands queued submissions to the scheduler (engine thread, lock held). */
@@ -389,12 +452,10 @@ static void fail_plan(slm_engine *e, const slm_sched_plan *pl, slm_status st, co
     free(rs);
 }
 
-/* One step: plan, run, sample. Returns false when there was nothing to do. */
-static bool run_step(slm_engine *e)
+/* Notes when each request of the plan was first scheduled and how much of
+ * its prompt the prefix cache held. */
+static void note_scheduled(const slm_sched_plan *pl)
 {
-    const slm_sched_plan *pl;
-    if (slm_sched_schedule(e->sched, &pl) != SLM_OK || pl->n_tokens == 0)
-        return false;
     double t = now_ms();
     for (int i = 0; i < pl->n_entries; i++) {
         ereq *r = slm_sched_req_user(pl->entries[i].req);
@@ -404,24 +465,35 @@ static bool run_step(slm_engine *e)
             r->cached = pl->entries[i].start < r->n_prompt ? pl->entries[i].start : r->n_prompt;
         }
     }
-    if (pl->n_copies > 0) {
-        /* Copy-on-write happens only after a fork, which the engine never
-         * does; a copy here is a broken invariant, not a user error. */
-        fail_plan(e, pl, SLM_STATUS_INTERNAL, "engine: unexpected KV block copy");
-        return true;
-    }
+}
+
+/* Submits the plan's step with its block copies (copy-on-write after a
+ * fork). Returns the submit status; the step must be waited for either way. */
+static slm_status submit_plan(slm_engine *e, const slm_sched_plan *pl)
+{
     slm_step step;
     slm_sched_plan_step(pl, &step);
-    slm_status st = slm_forward_run(e->fwd, e->kv, &step, e->logits);
-    if (st) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "step failed: %s", slm_last_error());
-        fail_plan(e, pl, st, msg);
-        return true;
+    int32_t *src = e->copy_src, *dst = e->copy_dst;
+    int n = pl->n_copies;
+    if (n > e->copy_cap) {
+        src = dst = NULL; /* more copies than a step's blocks: a broken invariant */
+        n = -1;
     }
-    /* Logit rows come in entry order. take_token may finish and remove
-     * entry i's request; later entries hold other requests, and the plan's
-     * arrays stay valid until the next schedule. */
+    for (int i = 0; i < n; i++) {
+        src[i] = pl->copies[i].src;
+        dst[i] = pl->copies[i].dst;
+    }
+    if (n < 0)
+        return slm_error(SLM_STATUS_INTERNAL, "engine: %d KV block copies in one step",
+                         pl->n_copies);
+    return slm_forward_submit(e->fwd, &step, e->logits, src, dst, n);
+}
+
+/* Samples one token for every entry with a logit row (rows come in entry
+ * order). take_token may end entry i's request; later entries hold other
+ * requests, and the plan's arrays stay valid until the next schedule. */
+static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
+{
     int k = 0;
     for (int i = 0; i < pl->n_entries; i++) {
         if (pl->entries[i].logit_row < 0)
@@ -430,6 +502,32 @@ static bool run_step(slm_engine *e)
         take_token(e, r, e->logits + (size_t)k * e->n_vocab);
         k++;
     }
+}
+
+/* One step: plan, submit, deliver the last step's callbacks while the
+ * device runs (e->p.overlap), wait, sample. Returns false when there was
+ * nothing to do. */
+static bool run_step(slm_engine *e)
+{
+    const slm_sched_plan *pl;
+    if (slm_sched_schedule(e->sched, &pl) != SLM_OK || pl->n_tokens == 0)
+        return false;
+    note_scheduled(pl);
+    slm_status st = submit_plan(e, pl);
+    if (e->overlap)
+        deliver(e);
+    slm_status wst = slm_forward_wait(e->fwd);
+    if (!st)
+        st = wst;
+    if (st) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "step failed: %s", slm_last_error());
+        fail_plan(e, pl, st, msg);
+        return true;
+    }
+    sample_plan(e, pl);
+    if (!e->overlap)
+        deliver(e);
     return true;
 }
 
@@ -479,6 +577,8 @@ static void *engine_main(void *arg)
         if (quit_now)
             break;
         bool worked = run_step(e);
+        if (!worked || sched_idle(e))
+            deliver(e); /* no next step to hide the callbacks behind */
         publish_stats(e);
         if (!worked && !sched_idle(e)) {
             /* Waiting requests that can never be admitted: cannot happen
@@ -497,6 +597,7 @@ static void *engine_main(void *arg)
         if (done)
             break;
     }
+    deliver(e);
     publish_stats(e);
     return NULL;
 }
@@ -510,10 +611,134 @@ static void engine_free(slm_engine *e)
     if (e->kv)
         e->m->be->ops->kv_free(e->m->be, e->kv);
     free(e->logits);
+    free(e->copy_src);
+    free(e->copy_dst);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     atomic_fetch_sub(&e->m->n_engines, 1);
     free(e);
+}
+
+static slm_type kv_storage(slm_kv_type t)
+{
+    return t == SLM_KV_F32 ? SLM_TYPE_F32 : t == SLM_KV_Q8_0 ? SLM_TYPE_Q8_0 : SLM_TYPE_F16;
+}
+
+/* Bytes of one KV block over all layers, K and V. */
+static uint64_t kv_block_bytes(const slm_hparams *hp, slm_type type, int block_size)
+{
+    uint64_t row = type == SLM_TYPE_F32   ? 4 * (uint64_t)hp->head_dim
+                   : type == SLM_TYPE_F16 ? 2 * (uint64_t)hp->head_dim
+                                          : 34 * (((uint64_t)hp->head_dim + 31) / 32);
+    return (uint64_t)hp->n_layer * 2 * (uint64_t)hp->n_head_kv * row * (uint64_t)block_size;
+}
+
+/* Can the backend store and attend over this KV type and head size? */
+static slm_status check_kv_support(slm_backend *be, slm_type type, int head_dim)
+{
+    const slm_op ops[] = {SLM_OP_KV_STORE, SLM_OP_ATTENTION};
+    for (int i = 0; i < 2; i++) {
+        slm_support_query q = {ops[i], type, head_dim};
+        slm_status st = be->ops->supports(be, &q);
+        if (st)
+            return slm_error(st, "engine: KV cache of %s with heads of %d: %s",
+                             slm_type_name(type), head_dim, slm_last_error());
+    }
+    return SLM_OK;
+}
+
+/* Sizes the KV pool: the blocks asked for, else what max_running full
+ * contexts need, bounded by the measured free memory's share (after weights
+ * and workspace) and by kv_bytes_max. Fills the sizing facts of the stats. */
+static slm_status size_pool(slm_engine *e, uint64_t workspace, int *n_blocks)
+{
+    slm_engine_params *p = &e->p;
+    slm_backend *be = e->m->be;
+    slm_engine_stats *st = &e->stats;
+    uint64_t bb = kv_block_bytes(&e->m->hp, kv_storage(p->kv_type), p->block_size);
+    int64_t ctx_blocks = (p->n_ctx + p->block_size - 1) / p->block_size;
+    int64_t n = ctx_blocks * p->max_running;
+    st->kv_block_bytes = bb;
+    st->workspace_bytes = workspace;
+    st->kv_sized_by = 1;
+    slm_mem_info mem = {0};
+    if (p->kv_blocks > 0) {
+        n = p->kv_blocks;
+        st->kv_sized_by = 3;
+    } else if (be->ops->memory && be->ops->memory(be, &mem) == SLM_OK) {
+        st->mem_total_bytes = mem.total_bytes;
+        st->mem_free_bytes = mem.free_bytes;
+        double share = mem.host ? ENGINE_KV_SHARE_HOST : ENGINE_KV_SHARE_DEVICE;
+        double budget = (double)mem.free_bytes * share - (double)ENGINE_KV_MARGIN;
+        int64_t fit = budget > 0 ? (int64_t)(budget / (double)bb) : 0;
+        if (fit < n) {
+            n = fit;
+            st->kv_sized_by = 0;
+        }
+    } else if ((uint64_t)n * bb > ENGINE_KV_BYTES_UNMEASURED) {
+        n = (int64_t)(ENGINE_KV_BYTES_UNMEASURED / bb);
+        st->kv_sized_by = 2;
+    }
+    if (p->kv_blocks == 0 && p->kv_bytes_max && (uint64_t)n * bb > p->kv_bytes_max) {
+        n = (int64_t)(p->kv_bytes_max / bb);
+        st->kv_sized_by = 2;
+    }
+    if (n > INT32_MAX / p->block_size)
+        n = INT32_MAX / p->block_size;
+    if (n < ctx_blocks)
+        return slm_error(p->kv_blocks ? SLM_STATUS_INVALID_ARGUMENT : SLM_STATUS_OUT_OF_MEMORY,
+                         "engine: the KV pool holds %lld blocks of %d tokens (%llu bytes each; "
+                         "%llu bytes free of %llu after weights and %llu bytes of workspace), "
+                         "fewer than one request of n_ctx %d needs (%lld): lower n_ctx or free "
+                         "memory",
+                         (long long)n, p->block_size, (unsigned long long)bb,
+                         (unsigned long long)mem.free_bytes, (unsigned long long)mem.total_bytes,
+                         (unsigned long long)workspace, p->n_ctx, (long long)ctx_blocks);
+    *n_blocks = (int)n;
+    st->kv_pool_bytes = (uint64_t)n * bb;
+    return SLM_OK;
+}
+
+/* Forward pass and workspace first, so the memory measured after them is
+ * what the pool may take; then the pool and the scheduler over it. */
+static slm_status engine_build(slm_engine *e)
+{
+    slm_model *m = e->m;
+    slm_engine_params *ep = &e->p;
+    slm_type kt = kv_storage(ep->kv_type);
+    size_t ws = 0;
+    slm_status st = check_kv_support(m->be, kt, m->hp.head_dim);
+    if (!st)
+        st = slm_forward_create(m, NULL, ep->step_tokens, ep->max_running, &e->fwd, &ws);
+    int n_blocks = 0;
+    if (!st)
+        st = size_pool(e, ws, &n_blocks);
+    slm_kv_desc kd = {m->hp.n_layer, n_blocks, ep->block_size, m->hp.n_head_kv, m->hp.head_dim, kt};
+    if (!st)
+        st = m->be->ops->kv_create(m->be, &kd, &e->kv);
+    if (!st)
+        st = slm_forward_set_kv(e->fwd, e->kv, &ws);
+    e->stats.workspace_bytes = ws;
+    slm_sched_params sp;
+    slm_sched_params_default(&sp);
+    sp.n_blocks = n_blocks;
+    sp.block_size = ep->block_size;
+    sp.max_batch_tokens = ep->step_tokens;
+    sp.max_running = ep->max_running;
+    /* The engine bounds the queue itself (incoming + waiting); preempted
+     * requests rejoin the scheduler's queue, so leave it room. */
+    sp.max_waiting = ep->max_waiting + ep->max_running;
+    sp.max_context = ep->n_ctx;
+    if (!st)
+        st = slm_sched_create(&sp, &e->sched);
+    /* At most one copy-on-write per sequence in a step. */
+    e->copy_cap = ep->max_running;
+    e->logits = malloc((size_t)ep->max_running * (size_t)e->n_vocab * sizeof(float));
+    e->copy_src = malloc((size_t)e->copy_cap * sizeof(int32_t));
+    e->copy_dst = malloc((size_t)e->copy_cap * sizeof(int32_t));
+    if (!st && (!e->logits || !e->copy_src || !e->copy_dst))
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for logits");
+    return st;
 }
 
 slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine **out)
@@ -549,30 +774,11 @@ slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine 
     e->p = ep;
     e->n_vocab = m->hp.n_vocab;
     e->next_id = 1;
+    e->overlap = !ep.sequential;
+    e->ended_tail = &e->ended;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
-    slm_sched_params sp;
-    slm_sched_params_default(&sp);
-    sp.n_blocks = ep.kv_blocks;
-    sp.block_size = ep.block_size;
-    sp.max_batch_tokens = ep.step_tokens;
-    sp.max_running = ep.max_running;
-    /* The engine bounds the queue itself (incoming + waiting); preempted
-     * requests rejoin the scheduler's queue, so leave it room. */
-    sp.max_waiting = ep.max_waiting + ep.max_running;
-    sp.max_context = ep.n_ctx;
-    slm_kv_desc kd = {m->hp.n_layer, ep.kv_blocks, ep.block_size, m->hp.n_head_kv,
-                      m->hp.head_dim, SLM_TYPE_F16};
-    st = slm_sched_create(&sp, &e->sched);
-    if (!st)
-        st = m->be->ops->kv_create(m->be, &kd, &e->kv);
-    if (!st)
-        st = slm_forward_create(m, ep.step_tokens, ep.max_running, &e->fwd);
-    if (!st) {
-        e->logits = malloc((size_t)ep.max_running * (size_t)e->n_vocab * sizeof(float));
-        if (!e->logits)
-            st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for logits");
-    }
+    st = engine_build(e);
     if (!st && pthread_create(&e->thread, NULL, engine_main, e) != 0)
         st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: cannot start its thread");
     if (st) {

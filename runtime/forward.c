@@ -6,6 +6,7 @@
 #include "forward.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "status.h"
@@ -15,8 +16,13 @@
 
 struct slm_forward {
     slm_model *m;
+    slm_kv *kv;
     int max_tokens, max_logit_rows;
+    slm_status pending; /* a failure before or at submit, for slm_forward_wait */
+    char pending_msg[512];
+    bool submitted;
     slm_buf *bufs[N_REGIONS]; /* one per region: each must fit one device buffer */
+    size_t bytes[N_REGIONS];
     slm_ref x;      /* (T, n_embd) residual stream */
     slm_ref xn;     /* (T, n_embd) normed input of a matmul */
     slm_ref qkv;    /* (T, nq + 2 nkv) */
@@ -31,13 +37,31 @@ struct slm_forward {
 static slm_status region(slm_forward *f, int *n, size_t floats, slm_ref *r)
 {
     slm_backend *be = f->m->be;
-    slm_status st = be->ops->buf_alloc(be, floats * sizeof(float), &f->bufs[*n]);
+    f->bytes[*n] = floats * sizeof(float);
+    slm_status st = be->ops->buf_alloc(be, f->bytes[*n], &f->bufs[*n]);
     *r = (slm_ref){f->bufs[(*n)++], 0};
     return st;
 }
 
-slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
-                              slm_forward **out)
+/* The activations' bytes count towards the step workspace, then the
+ * backend's own scratch for the largest step. */
+static slm_status reserve(slm_forward *f, size_t *workspace)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < N_REGIONS; i++)
+        bytes += f->bytes[i];
+    slm_backend *be = f->m->be;
+    /* NOTE: the backend adds everything it holds for steps this size, so
+     * a second call (with the pool) reports the whole again. */
+    slm_step_limits lim = {f->max_tokens, f->max_tokens, f->max_logit_rows, f->m->hp.n_head, f->kv};
+    slm_status st = be->ops->reserve(be, &lim, &bytes);
+    if (workspace)
+        *workspace = bytes;
+    return st;
+}
+
+slm_status slm_forward_create(slm_model *m, slm_kv *kv, int max_tokens, int max_logit_rows,
+                              slm_forward **out, size_t *workspace)
 {
     *out = NULL;
     if (max_tokens < 1 || max_logit_rows < 1 || max_logit_rows > max_tokens)
@@ -51,6 +75,7 @@ slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
     size_t T = (size_t)max_tokens, L = (size_t)max_logit_rows;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
     f->m = m;
+    f->kv = kv;
     f->max_tokens = max_tokens;
     f->max_logit_rows = max_logit_rows;
     /* Separate buffers rather than one carved arena: GPU drivers bind at
@@ -73,6 +98,8 @@ slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
     if (!st && (st = region(f, &n, L * hp->n_vocab, &f->logits)))
         st = slm_error(st, "forward: logits of %zu rows × %d vocabulary: %s", L, hp->n_vocab,
                        slm_last_error());
+    if (!st)
+        st = reserve(f, workspace);
     if (st) {
         slm_forward_free(f);
         return st;
@@ -82,6 +109,12 @@ slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
 }
 
 int slm_forward_max_logit_rows(const slm_forward *f) { return f->max_logit_rows; }
+
+slm_status slm_forward_set_kv(slm_forward *f, slm_kv *kv, size_t *workspace)
+{
+    f->kv = kv;
+    return reserve(f, workspace);
+}
 
 void slm_forward_free(slm_forward *f)
 {
@@ -128,8 +161,8 @@ static void attention_block(slm_forward *f, slm_kv *kv, int l, int T)
     slm_ref q, k, v;
     int stride = qkv_matmul(f, L, T, &q, &k, &v);
     int qs = stride ? stride : nq, ks = stride ? stride : nkv;
-    be->ops->rope(be, q, qs, hp->n_head, hp->head_dim, &hp->rope);
-    be->ops->rope(be, k, ks, hp->n_head_kv, hp->head_dim, &hp->rope);
+    be->ops->rope(be, q, qs, hp->n_head, hp->head_dim, f->m->rope);
+    be->ops->rope(be, k, ks, hp->n_head_kv, hp->head_dim, f->m->rope);
     be->ops->kv_store(be, kv, l, k, ks, v, ks);
     be->ops->attention(be, kv, l, q, qs, hp->n_head, 1.0f / sqrtf((float)hp->head_dim), f->attn);
     be->ops->matmul(be, L->wo, f->attn, T, f->x, f->x);
@@ -154,22 +187,18 @@ static void ffn_block(slm_forward *f, int l, int T)
     be->ops->matmul(be, L->w_down, f->ff, T, f->x, f->x);
 }
 
-slm_status slm_forward_run(slm_forward *f, slm_kv *kv, const slm_step *step, float *logits)
+/* The ops of one step, in order, for a step the backend has begun. */
+static void record(slm_forward *f, int T, int Lr, const int32_t *copy_src,
+                   const int32_t *copy_dst, int n_copies)
 {
     slm_model *m = f->m;
     slm_backend *be = m->be;
     const slm_hparams *hp = &m->hp;
-    int T = step->n_tokens, Lr = step->n_logit_rows;
-    if (T < 1 || T > f->max_tokens || Lr < 0 || Lr > f->max_logit_rows)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "forward: step of %d tokens / %d logit rows exceeds %d / %d", T, Lr,
-                         f->max_tokens, f->max_logit_rows);
-    slm_status st = be->ops->begin_step(be, step);
-    if (st)
-        return st;
+    if (n_copies > 0)
+        be->ops->kv_copy(be, f->kv, copy_src, copy_dst, n_copies);
     be->ops->embed(be, m->tok_embd, f->x);
     for (int l = 0; l < hp->n_layer; l++) {
-        attention_block(f, kv, l, T);
+        attention_block(f, f->kv, l, T);
         ffn_block(f, l, T);
     }
     if (Lr > 0) {
@@ -177,9 +206,61 @@ slm_status slm_forward_run(slm_forward *f, slm_kv *kv, const slm_step *step, flo
         be->ops->rmsnorm(be, f->sel, none, m->output_norm, hp->norm_eps, Lr, hp->n_embd,
                          f->sel);
         be->ops->matmul(be, m->output, f->sel, Lr, none, f->logits);
+        be->ops->logits(be, f->logits, hp->n_vocab);
     }
-    st = be->ops->end_step(be);
-    if (st || Lr == 0)
+}
+
+/* Keeps a failure (and its message) for slm_forward_wait. */
+static slm_status remember(slm_forward *f, slm_status st)
+{
+    f->pending = st;
+    if (st)
+        snprintf(f->pending_msg, sizeof f->pending_msg, "%s", slm_last_error());
+    return st;
+}
+
+slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logits,
+                              const int32_t *copy_src, const int32_t *copy_dst, int n_copies)
+{
+    slm_backend *be = f->m->be;
+    int T = step->n_tokens, Lr = step->n_logit_rows;
+    f->submitted = false;
+    f->pending = SLM_OK;
+    if (T < 1 || T > f->max_tokens || Lr < 0 || Lr > f->max_logit_rows)
+        return remember(f, slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                                     "forward: step of %d tokens / %d logit rows exceeds %d / %d",
+                                     T, Lr, f->max_tokens, f->max_logit_rows));
+    if (n_copies > 0 && !be->ops->kv_copy)
+        return remember(f, slm_error(SLM_STATUS_UNSUPPORTED,
+                                     "forward: the step copies KV blocks, which the %s backend "
+                                     "does not offer", be->ops->name));
+    slm_step s = *step;
+    s.kv = f->kv;
+    s.logits = logits;
+    s.n_heads = f->m->hp.n_head;
+    f->submitted = true; /* begin_step opens the step even when it fails: wait closes it */
+    slm_status st = be->ops->begin_step(be, &s);
+    if (!st)
+        record(f, T, Lr, copy_src, copy_dst, n_copies);
+    slm_status sst = be->ops->submit(be);
+    return remember(f, st ? st : sst);
+}
+
+slm_status slm_forward_wait(slm_forward *f)
+{
+    if (!f->submitted)
+        return f->pending ? slm_error(f->pending, "%s", f->pending_msg)
+                          : slm_error(SLM_STATUS_INVALID_ARGUMENT, "forward: nothing submitted");
+    f->submitted = false;
+    slm_backend *be = f->m->be;
+    slm_status st = be->ops->wait(be);
+    if (st || !f->pending)
         return st;
-    return be->ops->download(be, logits, f->logits, (size_t)Lr * hp->n_vocab * sizeof(float));
+    return slm_error(f->pending, "%s", f->pending_msg);
+}
+
+slm_status slm_forward_run(slm_forward *f, const slm_step *step, float *logits)
+{
+    slm_forward_submit(f, step, logits, NULL, NULL, 0);
+    return slm_forward_wait(f);
 }

@@ -20,14 +20,31 @@
 
 typedef struct slm_forward slm_forward;
 
-slm_status slm_forward_create(slm_model *m, int max_tokens, int max_logit_rows,
-                              slm_forward **out);
+/* Allocates the activations for steps of up to max_tokens tokens and
+ * max_logit_rows logit rows over kv (NULL: set later with
+ * slm_forward_set_kv), and has the backend reserve the workspace of such a
+ * step; *workspace (when not NULL) receives the bytes of both. */
+slm_status slm_forward_create(slm_model *m, slm_kv *kv, int max_tokens, int max_logit_rows,
+                              slm_forward **out, size_t *workspace);
 void slm_forward_free(slm_forward *f); /* accepts NULL */
+
+/* The pool steps use from now on; the backend's workspace grows to what
+ * attention over it needs, and *workspace (when not NULL) grows by that. */
+slm_status slm_forward_set_kv(slm_forward *f, slm_kv *kv, size_t *workspace);
 int slm_forward_max_logit_rows(const slm_forward *f);
 
-/* Runs one step: step->n_tokens <= max_tokens, n_logit_rows <= max_logit_rows,
- * K/V of every token stored into kv at step->kv_slot. logits receives
- * (n_logit_rows, n_vocab) floats on the host. Returns end_step's status. */
-slm_status slm_forward_run(slm_forward *f, slm_kv *kv, const slm_step *step, float *logits);
+/* Begins, records and submits one step over the pool given at create:
+ * step->n_tokens <= max_tokens, n_logit_rows <= max_logit_rows, K/V of every
+ * token stored at step->kv_slot, first the n_copies block copies (dst :=
+ * src). logits receives (n_logit_rows, n_vocab) floats by the time
+ * slm_forward_wait returns. Returns at once where the backend runs
+ * asynchronously; every submit must be followed by slm_forward_wait, which
+ * returns the step's status (also a failure to begin or submit it). */
+slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logits,
+                              const int32_t *copy_src, const int32_t *copy_dst, int n_copies);
+slm_status slm_forward_wait(slm_forward *f);
+
+/* submit + wait. */
+slm_status slm_forward_run(slm_forward *f, const slm_step *step, float *logits);
 
 #endif

@@ -185,8 +185,8 @@ static slm_status upload(slm_model *m, const char *name, slm_type type, int64_t 
                          int64_t cols, const void *data, slm_weight **out)
 {
     slm_backend *be = m->be;
-    slm_op op = rows == 1 ? SLM_OP_RMSNORM : SLM_OP_MATMUL;
-    if (!slm_type_supported(type) || !be->ops->supports(be, op, type))
+    slm_support_query q = {rows == 1 ? SLM_OP_RMSNORM : SLM_OP_MATMUL, type, 0};
+    if (!slm_type_supported(type) || be->ops->supports(be, &q))
         return slm_error(SLM_STATUS_UNSUPPORTED,
                          "model: tensor '%s' has type %s, which the %s backend cannot run", name,
                          slm_type_name(type), be->ops->name);
@@ -301,6 +301,22 @@ static slm_status load_rope_factors(slm_model *m)
     return SLM_OK;
 }
 
+/* What the backend must run beyond the weights: RoPE over heads of this
+ * size (asked first, so a refusal names the head size), and the RoPE
+ * frequency table, uploaded once. */
+static slm_status load_constants(slm_model *m)
+{
+    slm_backend *be = m->be;
+    slm_support_query q = {SLM_OP_ROPE, SLM_TYPE_F32, m->hp.head_dim};
+    slm_status st = be->ops->supports(be, &q);
+    if (st)
+        return slm_error(st, "model: heads of %d: %s", m->hp.head_dim, slm_last_error());
+    st = be->ops->rope_create(be, &m->hp.rope, &m->rope);
+    if (st)
+        return slm_error(st, "model: RoPE table: %s", slm_last_error());
+    return SLM_OK;
+}
+
 static slm_status load_weights(slm_model *m, slm_progress_fn progress, void *user)
 {
     const slm_hparams *hp = &m->hp;
@@ -322,7 +338,9 @@ static slm_status load_weights(slm_model *m, slm_progress_fn progress, void *use
         if (progress)
             progress((float)(l + 1) / (float)hp->n_layer, user);
     }
-    return load_rope_factors(m);
+    if ((st = load_rope_factors(m)))
+        return st;
+    return load_constants(m);
 }
 
 slm_status slm_model_load(const char *path, slm_backend *be, slm_progress_fn progress,
@@ -361,6 +379,7 @@ void slm_model_free(slm_model *m)
 {
     if (!m)
         return;
+    m->be->ops->rope_free(m->be, m->rope);
     for (int i = 0; i < m->n_weights; i++)
         m->be->ops->weight_free(m->be, m->all_weights[i]);
     for (int i = 0; i < m->n_owned; i++)

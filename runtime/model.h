@@ -59,6 +59,7 @@ typedef struct slm_model {
     void **owned; /* host copies made for fusion, freed after the weights */
     int n_owned;
     float *rope_factors; /* [n_rot/2] or NULL */
+    slm_rope *rope;      /* the RoPE frequency table on the backend (rope_create) */
     char path[512];
     /* Set only for models opened through the public API (slm_model_open,
      * runtime/api_model.c): such a model owns its backend and tokenizer,

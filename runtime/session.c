@@ -47,7 +47,7 @@ slm_status slm_session_create(slm_model *m, int n_ctx, int n_batch, slm_type kv_
      * vocabulary × 256 rows is 131 MB): fewer rows then, and evaluations
      * that want every row's logits run in chunks of that many tokens. */
     int rows = n_batch;
-    while (!st && (st = slm_forward_create(m, n_batch, rows, &s->fwd)) == SLM_STATUS_UNSUPPORTED &&
+    while (!st && (st = slm_forward_create(m, s->kv, n_batch, rows, &s->fwd, NULL)) == SLM_STATUS_UNSUPPORTED &&
            rows > 1) {
         rows /= 2;
         st = SLM_OK;
@@ -92,7 +92,7 @@ static slm_status eval_chunk(slm_session *s, const int32_t *tokens, int n, bool 
         .block_table_len = &n_blocks_used, .block_tables = s->block_table,
         .n_logit_rows = all ? n : 1, .logit_rows = all ? s->rows : &s->rows[n - 1],
     };
-    slm_status st = slm_forward_run(s->fwd, s->kv, &step, s->logits);
+    slm_status st = slm_forward_run(s->fwd, &step, s->logits);
     if (!st)
         s->n_past += n;
     return st;

@@ -128,19 +128,12 @@ typedef struct {
 /* Opens the CPU peer with two-term activations; false on failure. */
 static bool open_peer(fixture *fx)
 {
-    const char *old = getenv("SLM_CPU_ACT");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("SLM_CPU_ACT", "q8x2", 1);
-    slm_backend_params bp = {sizeof bp, 0, -1};
-    bool ok = !slm_backend_open_by_name("cpu", &bp, &fx->cpu_be) &&
-              !slm_model_load(MODEL, fx->cpu_be, NULL, NULL, &fx->cpu_m) &&
-              !slm_session_create(fx->cpu_m, 256, 64, SLM_TYPE_F16, &fx->cpu_s);
-    if (saved)
-        setenv("SLM_CPU_ACT", saved, 1);
-    else
-        unsetenv("SLM_CPU_ACT");
-    free(saved);
-    return ok;
+    slm_backend_params bp;
+    tu_backend_params(&bp);
+    bp.cpu_act_terms = 2;
+    return !slm_backend_open_by_name("cpu", &bp, &fx->cpu_be) &&
+           !slm_model_load(MODEL, fx->cpu_be, NULL, NULL, &fx->cpu_m) &&
+           !slm_session_create(fx->cpu_m, 256, 64, SLM_TYPE_F16, &fx->cpu_s);
 }
 
 static int setup(void **state)
@@ -153,7 +146,8 @@ static int setup(void **state)
     }
     fclose(f);
     fixture *fx = calloc(1, sizeof *fx);
-    slm_backend_params bp = {sizeof bp, 0, -1};
+    slm_backend_params bp;
+    tu_backend_params(&bp);
     const char *bn = getenv("SLM_TEST_BACKEND");
     if (slm_backend_open_by_name(bn ? bn : "cpu", &bp, &fx->be) || slm_model_load(MODEL, fx->be, NULL, NULL, &fx->m) ||
         slm_session_create(fx->m, 256, 64, SLM_TYPE_F16, &fx->s) || !read_ref(&fx->r)) {

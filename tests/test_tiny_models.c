@@ -55,11 +55,12 @@ static bool load_reference(const char *path, reference *r)
 
 static slm_backend *open_cpu(slm_simd level, int threads)
 {
-    setenv("SLM_CPU_SIMD", slm_simd_name(level), 1);
-    slm_backend_params bp = {sizeof bp, threads, -1};
+    slm_backend_params bp;
+    tu_backend_params(&bp);
+    bp.n_threads = threads;
+    bp.cpu_simd = slm_simd_name(level);
     slm_backend *be = NULL;
     assert_int_equal(slm_backend_cpu()->open(&bp, &be), SLM_OK);
-    unsetenv("SLM_CPU_SIMD");
     return be;
 }
 
@@ -119,7 +120,8 @@ static void check_model(const char *name, double bound)
     assert_true(load_reference(ref_path, &r));
     const char *bn = getenv("SLM_TEST_BACKEND");
     if (bn && *bn && strcmp(bn, "cpu")) {
-        slm_backend_params bp = {sizeof bp, 0, SLM_DEVICE_ANY};
+        slm_backend_params bp;
+        tu_backend_params(&bp);
         slm_backend *be = NULL;
         if (slm_backend_open_by_name(bn, &bp, &be) != SLM_OK) {
             fprintf(stderr, "skipped: no device (%s)\n", slm_last_error());

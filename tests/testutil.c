@@ -4,9 +4,12 @@
  */
 #include "testutil.h"
 
+#include "backend_options.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,4 +131,31 @@ void *tu_read_file(const char *path, size_t *size)
     if (buf && size)
         *size = (size_t)n;
     return buf;
+}
+
+void tu_backend_params(slm_backend_params *bp)
+{
+    static const struct {
+        const char *env, *key;
+    } map[] = {
+        {"SLM_CPU_SIMD", "cpu.simd"},         {"SLM_CPU_ACT", "cpu.act"},
+        {"SLM_VK_DEVICE", "vulkan.device"},   {"SLM_VK_MAX_BUFFER", "vulkan.max_buffer"},
+        {"SLM_VK_MATVEC_ROWS", "vulkan.matvec_rows"}, {"SLM_VK_SPLIT_MIN", "vulkan.split_min"},
+        {"SLM_VK_CHUNK", "vulkan.chunk"},     {"SLM_VK_MATMUL", "vulkan.matmul"},
+    };
+    static char opts[1024], store[1024];
+    opts[0] = '\0';
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        const char *v = getenv(map[i].env);
+        if (v && *v)
+            snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s=%s,", map[i].key, v);
+    }
+    const char *ns = getenv("SLM_VK_NO_SUBGROUP");
+    if (ns && !strcmp(ns, "1"))
+        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.subgroup=0");
+    slm_backend_params_default(bp);
+    if (slm_backend_options_parse(opts, bp, store, sizeof store) != SLM_OK) {
+        fprintf(stderr, "bad backend environment: %s\n", slm_last_error());
+        abort();
+    }
 }

@@ -42,4 +42,11 @@ void tu_assert_close(const char *what, const float *got, const float *ref, size_
 /* Reads a whole file into a malloc'd buffer (caller frees); NULL on failure. */
 void *tu_read_file(const char *path, size_t *size);
 
+/* Backend parameters with the knobs the environment names (SLM_CPU_SIMD,
+ * SLM_CPU_ACT, SLM_VK_*), as the slm command maps them: the library reads
+ * no environment, so tests that ctest runs with such variables pass them
+ * on this way. Fails the test on a bad value. */
+struct slm_backend_params;
+void tu_backend_params(struct slm_backend_params *bp);
+
 #endif

@@ -21,7 +21,9 @@ static void progress(float f, void *user)
 int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
 {
     memset(out, 0, sizeof *out);
-    slm_backend_params bp = {sizeof bp, o->threads, SLM_DEVICE_ANY};
+    slm_backend_params bp;
+    slm_backend_params_default(&bp);
+    bp.n_threads = o->threads;
     bool tty = isatty(2);
     double t0 = slm_cli_now();
     char why[512];

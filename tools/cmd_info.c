@@ -137,7 +137,9 @@ static void print_devices(void)
     for (int b = 0; b < slm_backend_count(); b++) {
         const slm_backend_ops *ops = slm_backend_at(b);
         for (int d = 0; d < 16; d++) {
-            slm_backend_params bp = {sizeof bp, 0, strcmp(ops->name, "cpu") ? d : SLM_DEVICE_ANY};
+            slm_backend_params bp;
+            slm_backend_params_default(&bp);
+            bp.device_index = strcmp(ops->name, "cpu") ? d : SLM_DEVICE_ANY;
             slm_backend *be = NULL;
             slm_status st = ops->open(&bp, &be);
             if (st) {

@@ -1,0 +1,66 @@
+/*
+ * backend_common.c — what every backend and every caller of backend.h
+ * shares: default parameters, the one RoPE frequency formula, the check the
+ * registry applies to a table (version, mandatory slots), and the
+ * submit-then-wait shorthand for callers with nothing to overlap.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "status.h"
+
+void slm_backend_params_default(slm_backend_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->device_index = SLM_DEVICE_ANY;
+}
+
+double slm_rope_inv_freq(const slm_rope_params *p, int i)
+{
+    double f = (double)p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_rot);
+    if (p->freq_factors)
+        f /= (double)p->freq_factors[i];
+    return f;
+}
+
+/* The mandatory slots, by name, for the registry's check. */
+#define SLOT(name) {#name, offsetof(slm_backend_ops, name)}
+static const struct {
+    const char *name;
+    size_t off;
+} mandatory[] = {
+    SLOT(open), SLOT(close), SLOT(describe), SLOT(supports), SLOT(buf_alloc), SLOT(buf_free),
+    SLOT(upload), SLOT(download), SLOT(load_weight), SLOT(weight_free), SLOT(kv_create),
+    SLOT(kv_free), SLOT(rope_create), SLOT(rope_free), SLOT(reserve), SLOT(begin_step),
+    SLOT(submit), SLOT(wait), SLOT(embed), SLOT(rmsnorm), SLOT(matmul), SLOT(rope),
+    SLOT(kv_store), SLOT(attention), SLOT(swiglu), SLOT(get_rows), SLOT(logits),
+};
+#undef SLOT
+
+slm_status slm_backend_ops_check(const slm_backend_ops *ops)
+{
+    if (!ops)
+        return slm_error(SLM_STATUS_INTERNAL, "backend table is NULL");
+    const char *name = ops->name ? ops->name : "(unnamed)";
+    if (ops->api_version != SLM_BACKEND_API_VERSION)
+        return slm_error(SLM_STATUS_INTERNAL,
+                         "backend '%s' implements interface version %d, this runtime needs %d",
+                         name, ops->api_version, SLM_BACKEND_API_VERSION);
+    for (size_t i = 0; i < sizeof mandatory / sizeof mandatory[0]; i++) {
+        void (*fn)(void);
+        memcpy(&fn, (const char *)ops + mandatory[i].off, sizeof fn);
+        if (!fn)
+            return slm_error(SLM_STATUS_INTERNAL, "backend '%s' leaves mandatory slot %s empty",
+                             name, mandatory[i].name);
+    }
+    return SLM_OK;
+}
+
+slm_status slm_backend_finish_step(slm_backend *be)
+{
+    slm_status st = be->ops->submit(be);
+    slm_status wst = be->ops->wait(be);
+    return st ? st : wst;
+}
