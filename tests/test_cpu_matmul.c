@@ -3,17 +3,17 @@
  * against a double-precision reference, for every supported weight type ×
  * every SIMD level this machine has × ragged shapes.
  *
- * Reference: W is made by slm_quantize_row_ref from random floats and
- * dequantized with slm_dequantize_row; x is quantized the way the matmul
- * quantizes it (slm_quantize_row_ref to Q8_0 or Q8_K, then dequantized; F32,
- * F16 and BF16 weights use x as is); y_ref = Σ w·x in double (+ add).
+ * Reference (the shared one, op_reference.c): W is made by
+ * slm_quantize_row_ref from random floats and dequantized with
+ * slm_dequantize_row; x becomes the values the matmul's quantizer codes it
+ * as (ref_act_values: Q8_0 or Q8_K blocks, F32/F16/BF16 weights use x as
+ * is); y_ref = Σ w·x in double (+ add) by ref_matmul.
  * Tolerance: |y − y_ref| ≤ 1e-5 · (Σ|w·x| + |add|) per element — the
  * integer block products are exact, so only f32 scaling and summation
  * rounding remain (≲ 1e-6 relative at these sizes).
  *
- * Two activation terms (act_terms = 2): the reference dequantizes x's Q8
- * blocks plus the Q8 blocks of the residual x − q₁, computed the same way;
- * same tolerance. And against exact f32 activations, two terms must cut the
+ * Two activation terms (act_terms = 2): the reference takes x's Q8 blocks
+ * plus the Q8 blocks of the residual x − q₁ (REF_ACT_Q8X2); same tolerance. And against exact f32 activations, two terms must cut the
  * error at least tenfold.
  *
  * Also: the activation quantizers of every level against the reference
@@ -32,6 +32,7 @@
 #include "cpu_dot.h"
 #include "cpu_matmul.h"
 #include "fp16.h"
+#include "op_reference.h"
 #include "quant.h"
 
 #define TOL_REL 1e-5
@@ -66,31 +67,6 @@ static void *xmalloc(size_t n)
 /* Activation terms of the cases case_make makes (tests set it). */
 static int g_terms = 1;
 
-/* xd (+ xd2) = what the matmul's activation quantizer represents x as; xd2
- * is the residual term (zero with one term). */
-static void deq_activations(slm_type type, const float *x, int64_t in, float *xd, float *xd2)
-{
-    slm_act_kind k = slm_act_kind_of(type);
-    memset(xd2, 0, (size_t)in * sizeof(float));
-    if (k == SLM_ACT_F32) {
-        memcpy(xd, x, (size_t)in * sizeof(float));
-        return;
-    }
-    int at = k == SLM_ACT_Q8_0 ? SLM_TYPE_Q8_0 : SLM_TYPE_Q8_K;
-    void *q = xmalloc(slm_type_row_bytes(at, in));
-    assert_true(slm_quantize_row_ref(at, x, q, in));
-    assert_true(slm_dequantize_row(at, q, xd, in));
-    if (g_terms == 2) {
-        float *rest = xmalloc((size_t)in * sizeof(float));
-        for (int64_t e = 0; e < in; e++)
-            rest[e] = x[e] - xd[e];
-        assert_true(slm_quantize_row_ref(at, rest, q, in));
-        assert_true(slm_dequantize_row(at, q, xd2, in));
-        free(rest);
-    }
-    free(q);
-}
-
 static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_t rows)
 {
     size_t rb = slm_type_row_bytes(type, in);
@@ -101,8 +77,7 @@ static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_
     c->ref = xmalloc((size_t)(rows * out) * sizeof(double));
     c->mag = xmalloc((size_t)(rows * out) * sizeof(double));
     float *wf = xmalloc((size_t)(out * in) * sizeof(float));
-    float *xd = xmalloc((size_t)(rows * in) * sizeof(float));
-    float *xd2 = xmalloc((size_t)(rows * in) * sizeof(float));
+    double *xd = xmalloc((size_t)(rows * in) * sizeof(double));
     /* rows of different scales and a few large values, so block scales vary */
     for (int64_t o = 0; o < out; o++) {
         tu_fill_normal(wf + o * in, (size_t)in, tu_uniform(0.01f, 2.0f));
@@ -112,23 +87,12 @@ static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_
     }
     for (int64_t r = 0; r < rows; r++) {
         tu_fill_normal(c->x + r * in, (size_t)in, tu_uniform(0.1f, 3.0f));
-        deq_activations(type, c->x + r * in, in, xd + r * in, xd2 + r * in);
+        ref_act_values(type, g_terms == 2 ? REF_ACT_Q8X2 : REF_ACT_Q8, c->x + r * in, in,
+                       xd + r * in);
     }
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t o = 0; o < out; o++) {
-            double s = 0, m = 0;
-            for (int64_t e = 0; e < in; e++) {
-                double w = (double)wf[o * in + e];
-                double p = w * (double)xd[r * in + e] + w * (double)xd2[r * in + e];
-                s += p;
-                m += fabs(w * (double)c->x[r * in + e]);
-            }
-            c->ref[r * out + o] = s;
-            c->mag[r * out + o] = m;
-        }
+    ref_matmul(wf, out, in, xd, rows, NULL, c->ref, c->mag);
     free(wf);
     free(xd);
-    free(xd2);
 }
 
 static void case_free(mm_case *c)
@@ -394,17 +358,12 @@ static void test_two_terms_closer_to_f32(void **state)
         case_make(&c, t, out, in, 4);
         /* exact: dequantized W times the f32 x, in double */
         size_t rb = slm_type_row_bytes(t, in);
-        float *wf = xmalloc((size_t)in * sizeof(float)), *y = xmalloc(4 * out * sizeof(float));
-        double *exact = xmalloc(4 * out * sizeof(double));
-        for (int64_t o = 0; o < out; o++) {
-            assert_true(slm_dequantize_row(t, (uint8_t *)c.w + (size_t)o * rb, wf, in));
-            for (int r = 0; r < 4; r++) {
-                double s = 0;
-                for (int64_t e = 0; e < in; e++)
-                    s += (double)wf[e] * (double)c.x[r * in + e];
-                exact[r * out + o] = s;
-            }
-        }
+        float *wf = xmalloc((size_t)(out * in) * sizeof(float)), *y = xmalloc(4 * out * sizeof(float));
+        double *exact = xmalloc(4 * out * sizeof(double)), *xf = xmalloc(4 * in * sizeof(double));
+        for (int64_t o = 0; o < out; o++)
+            assert_true(slm_dequantize_row(t, (uint8_t *)c.w + (size_t)o * rb, wf + o * in, in));
+        ref_act_values(t, REF_ACT_F32, c.x, 4 * in, xf);
+        ref_matmul(wf, out, in, xf, 4, NULL, exact, NULL);
         double err[2];
         for (int k = 0; k < 2; k++) {
             c.terms = k + 1;
@@ -417,6 +376,7 @@ static void test_two_terms_closer_to_f32(void **state)
                err[0] / (4 * out), err[1] / (4 * out));
         assert_true(err[1] * 10 < err[0]);
         free(wf);
+        free(xf);
         free(y);
         free(exact);
         case_free(&c);

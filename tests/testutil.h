@@ -39,6 +39,19 @@ double tu_max_rel_err(const float *a, const float *b, size_t n, double atol, dou
 void tu_assert_close(const char *what, const float *got, const float *ref, size_t n,
                      double atol, double rtol);
 
+/* Largest |got − ref| / tol over n elements against a double reference and
+ * a tolerance per element (≤ 1 means within tolerance; an exact match is 0
+ * even at a zero tolerance); a NaN in got or ref gives +inf, so an output
+ * the op never wrote (poisoned) always fails.
+ * *worst gets the index. */
+double tu_worst_ratio(const float *got, const double *ref, const double *tol, size_t n,
+                      size_t *worst);
+
+/* Fails the test, printing `what`, the worst element, its value, the
+ * reference and the tolerance, when tu_worst_ratio exceeds 1. */
+void tu_expect_close_d(const char *what, const float *got, const double *ref, const double *tol,
+                       size_t n);
+
 /* Reads a whole file into a malloc'd buffer (caller frees); NULL on failure. */
 void *tu_read_file(const char *path, size_t *size);
 
