@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "server_http.h"
@@ -103,29 +102,11 @@ static int parse(int argc, char **argv, serve_opts *o)
     return 0;
 }
 
-static void progress(float f, void *user)
-{
-    fprintf(stderr, "\rslm serve: loading %s %3d%%", (const char *)user, (int)(f * 100 + 0.5f));
-    fflush(stderr);
-}
-
 static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
 {
-    slm_model_params mp;
-    slm_model_params_default(&mp);
-    mp.backend = o->c.backend;
-    mp.n_threads = o->c.threads;
-    if (isatty(2)) {
-        mp.progress = progress;
-        mp.progress_user = (void *)o->c.model;
-    }
-    slm_status st = slm_model_open(o->c.model, &mp, m);
-    if (mp.progress)
-        fputc('\n', stderr);
-    if (st)
-        return slm_cli_fail("serve", "%s", slm_last_error());
-    slm_model_info info = {.size = sizeof info};
-    slm_model_get_info(*m, &info);
+    slm_model_info info;
+    if (slm_cli_load("serve", &o->c, m, &info))
+        return 1;
     slm_engine_params ep;
     slm_engine_params_default(&ep);
     ep.n_ctx = o->ctx ? (int)o->ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
