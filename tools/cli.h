@@ -73,6 +73,10 @@ extern const char *slm_cli_sampling_help;
 /* Seconds on the monotonic clock, for the timings every subcommand prints. */
 double slm_cli_now(void);
 
+/* One line saying how the engine sized its KV pool and from which numbers
+ * (the measured memory, the workspace, the cap), for startup lines. */
+void slm_cli_describe_kv(const slm_engine_stats *s, char *buf, size_t n);
+
 /* ---- the environment (cli_env.c: libc only, so tests compile it) ------- */
 
 /* The backend --backend defaults to: $SLM_BACKEND when set and not empty,

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,4 +103,30 @@ double slm_cli_now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Bytes as a short human figure ("368.0 MiB"). */
+static const char *human(uint64_t b, char *buf, size_t n)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4)
+        v /= 1024, u++;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+void slm_cli_describe_kv(const slm_engine_stats *s, char *buf, size_t n)
+{
+    static const char *why[] = {"the measured free memory", "--parallel full contexts",
+                                "the KV byte cap", "--kv-blocks"};
+    char pool[32], fr[32], tot[32], ws[32];
+    int by = s->kv_sized_by >= 0 && s->kv_sized_by < 4 ? s->kv_sized_by : 1;
+    int k = snprintf(buf, n, "KV pool %d blocks (%s), sized by %s", s->kv_blocks_total,
+                     human(s->kv_pool_bytes, pool, sizeof pool), why[by]);
+    if (k > 0 && (size_t)k < n && s->mem_total_bytes)
+        snprintf(buf + k, n - (size_t)k, "; memory %s free of %s after weights and %s of workspace",
+                 human(s->mem_free_bytes, fr, sizeof fr), human(s->mem_total_bytes, tot, sizeof tot),
+                 human(s->workspace_bytes, ws, sizeof ws));
 }
