@@ -106,7 +106,7 @@ slm_status slm_model_open(const char *path, const slm_model_params *p, slm_model
     slm_backend_params_default(&bp);
     bp.n_threads = dp.n_threads;
     bp.device_index = dp.device_index < 0 ? SLM_DEVICE_ANY : dp.device_index;
-    char store[1024];
+    char store[4096];
     slm_status ost = slm_backend_options_parse(dp.options, &bp, store, sizeof store);
     if (ost)
         return ost;

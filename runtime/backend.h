@@ -179,6 +179,7 @@ typedef struct slm_step_limits {
     int max_seqs;        /* sequences per step */
     int max_logit_rows;
     int max_heads;       /* query heads of the model */
+    int logit_cols;      /* floats per logits row (the vocabulary) */
     const slm_kv *kv;    /* the pool the steps use (NULL: none yet) */
 } slm_step_limits;
 

@@ -685,15 +685,24 @@ static slm_status size_pool(slm_engine *e, uint64_t workspace, int *n_blocks)
     }
     if (n > INT32_MAX / p->block_size)
         n = INT32_MAX / p->block_size;
-    if (n < ctx_blocks)
+    if (n < ctx_blocks) {
+        char why[256];
+        if (st->kv_sized_by == 2)
+            snprintf(why, sizeof why, "the KV byte cap of %llu bytes binds: raise it or lower n_ctx",
+                     (unsigned long long)p->kv_bytes_max);
+        else if (st->kv_sized_by == 3)
+            snprintf(why, sizeof why, "raise kv_blocks or lower n_ctx");
+        else
+            snprintf(why, sizeof why, "%llu bytes free of %llu after weights and %llu bytes of "
+                     "workspace: lower n_ctx or free memory",
+                     (unsigned long long)mem.free_bytes, (unsigned long long)mem.total_bytes,
+                     (unsigned long long)workspace);
         return slm_error(p->kv_blocks ? SLM_STATUS_INVALID_ARGUMENT : SLM_STATUS_OUT_OF_MEMORY,
-                         "engine: the KV pool holds %lld blocks of %d tokens (%llu bytes each; "
-                         "%llu bytes free of %llu after weights and %llu bytes of workspace), "
-                         "fewer than one request of n_ctx %d needs (%lld): lower n_ctx or free "
-                         "memory",
-                         (long long)n, p->block_size, (unsigned long long)bb,
-                         (unsigned long long)mem.free_bytes, (unsigned long long)mem.total_bytes,
-                         (unsigned long long)workspace, p->n_ctx, (long long)ctx_blocks);
+                         "engine: the KV pool holds %lld blocks of %d tokens (%llu bytes each), "
+                         "fewer than one request of n_ctx %d needs (%lld); %s",
+                         (long long)n, p->block_size, (unsigned long long)bb, p->n_ctx,
+                         (long long)ctx_blocks, why);
+    }
     *n_blocks = (int)n;
     st->kv_pool_bytes = (uint64_t)n * bb;
     return SLM_OK;

@@ -53,7 +53,8 @@ static slm_status reserve(slm_forward *f, size_t *workspace)
     slm_backend *be = f->m->be;
     /* NOTE: the backend adds everything it holds for steps this size, so
      * a second call (with the pool) reports the whole again. */
-    slm_step_limits lim = {f->max_tokens, f->max_tokens, f->max_logit_rows, f->m->hp.n_head, f->kv};
+    slm_step_limits lim = {f->max_tokens, f->max_tokens, f->max_logit_rows, f->m->hp.n_head,
+                           f->m->hp.n_vocab, f->kv};
     slm_status st = be->ops->reserve(be, &lim, &bytes);
     if (workspace)
         *workspace = bytes;

@@ -15,35 +15,27 @@
 #     notice on stderr and goes on answering; a message too long for the
 #     context on its own is refused with one error line, the chat goes on,
 #     and the exit status is 1; lines after "/exit" are not read;
+#   - a 10-turn chat re-evaluates only the new text: each turn sends the
+#     whole conversation and the engine's prefix cache serves the rest (see
+#     test_ten_turns_evaluate_only_new_text for the bound and its margin);
 #   - --help exits 0; a bad option or model exits non-zero with one error line.
 # Run: SLM_BUILD_DIR=build python3 tests/test_cli_chat.py (from the source root).
-import os
 import re
-import subprocess
 import sys
-import time
-import traceback
 
-MODEL = os.environ.get("SLM_TEST_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf")
-BUILD = os.environ.get("SLM_BUILD_DIR", "build")
-SLM = os.path.join(BUILD, "slm")
+from cli_e2e import MODEL, check, run_tests
+from cli_e2e import slm as run_slm
+
 GREEDY = ["--temp", "0", "-n", "24"]
-TIMINGS = re.compile(r"^slm chat: prompt (\d+) tokens \((\d+) cached, (\d+) evaluated")
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what, detail=""):
-    if not cond:
-        raise Failure("%s %s" % (what, str(detail)[:1500]))
+TIMINGS = re.compile(r"^slm chat: prompt (\d+) tokens \((\d+) cached, (\d+) evaluated in [\d.]+ s, "
+                     r"[\d.]+ tok/s\), generated (\d+) tokens")
+BLOCK = 16  # the engine's KV block size: only full blocks are found by the prefix cache
 
 
 def slm(args, stdin=""):
     """Runs `slm ARGS` with stdin; returns (exit status, stdout, stderr lines)."""
-    p = subprocess.run([SLM, *args], input=stdin, capture_output=True, text=True, timeout=120)
-    return p.returncode, p.stdout, p.stderr.splitlines()
+    rc, out, err = run_slm(args, stdin)
+    return rc, out, err.splitlines()
 
 
 def chat(lines, *extra):
@@ -97,6 +89,39 @@ def test_long_message_refused_and_exit():
     check(len(timings(err)) == 1, "the next message is answered, nothing after /exit", err)
 
 
+TEN_TURNS = ["Hi, I am Bob.", "What is the capital of France?", "Name three colours.",
+             "Write a haiku about the sea.", "What is two plus two?", "Tell me a fact about cats.",
+             "What did I say my name was?", "Give me a word that rhymes with moon.",
+             "Which planet is largest?", "Thank you, goodbye."]
+
+
+def test_ten_turns_evaluate_only_new_text():
+    rc, out, err = chat(TEN_TURNS)
+    check(rc == 0, "exit status", (rc, err))
+    t = [[int(g) for g in m.groups()] for m in timings(err)]
+    check(len(t) == len(TEN_TURNS), "ten answers, ten timings lines", err)
+    print("       turn  prompt  cached  evaluated  new  generated")
+    for k, (prompt, cached, evaluated, generated) in enumerate(t):
+        check(evaluated == prompt - cached, "evaluated = prompt - cached", t[k])
+        new = "-"
+        if k > 0:
+            # The new text: what this turn's rendering adds beyond the previous
+            # request's prompt and answer (the closing of that answer, the new
+            # user message, the opening of the next answer).
+            new = prompt - t[k - 1][0] - t[k - 1][3]
+            check(new > 0, "turn %d adds text" % (k + 1), t)
+            # The bound, when the rendered answer tokenizes back to the sampled
+            # tokens (greedy SmolLM2 here: it does): at most BLOCK - 1 tokens of
+            # the previous request's last, partly filled block are evaluated
+            # again, plus the answer's last token, which was sampled but never
+            # evaluated (nothing needed its logits). That is new + BLOCK, so the
+            # margin is 0: any token more is reuse lost.
+            check(evaluated <= new + BLOCK, "turn %d evaluates only the new text" % (k + 1),
+                  (k, new, t))
+        print("       %4d  %6d  %6d  %9d  %3s  %9d" % (k + 1, prompt, cached, evaluated, new,
+                                                    generated))
+
+
 def test_help_and_errors():
     rc, out, err = slm(["chat", "--help"])
     check(rc == 0 and out.startswith("usage: slm chat") and "/reset" in out, "--help", (rc, out))
@@ -109,27 +134,7 @@ def test_help_and_errors():
         check(out == "", "nothing on stdout for %s" % args, out)
 
 
-def main():
-    if not os.path.exists(MODEL):
-        print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
-        return 0
-    if not os.access(SLM, os.X_OK):
-        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % SLM)
-        return 1
-    passed, failed = 0, 0
-    for t in (test_help_and_errors, test_history_is_used, test_context_overflow,
-              test_long_message_refused_and_exit):
-        t0 = time.time()
-        try:
-            t()
-            passed += 1
-            print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests([test_help_and_errors, test_history_is_used, test_context_overflow,
+                        test_long_message_refused_and_exit,
+                        test_ten_turns_evaluate_only_new_text]))

@@ -616,6 +616,80 @@ static void test_model_api(void **state)
     slm_model_close(m);
 }
 
+/* The pool is sized from measured memory and says how: max_running full
+ * contexts fit easily in this machine's memory (or the memory binds), a
+ * cap in bytes binds when set, and a cap below one context fails naming the
+ * numbers. */
+static void test_kv_sizing(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    slm_engine *e = make_engine(m, 256, 4, 16, 0, 64);
+    slm_engine_stats st = {.size = sizeof st};
+    assert_int_equal(slm_engine_get_stats(e, &st), SLM_OK);
+    printf("memory %llu free of %llu, workspace %llu, block %llu bytes, pool %d blocks (%llu "
+           "bytes), sized by %d\n",
+           (unsigned long long)st.mem_free_bytes, (unsigned long long)st.mem_total_bytes,
+           (unsigned long long)st.workspace_bytes, (unsigned long long)st.kv_block_bytes,
+           st.kv_blocks_total, (unsigned long long)st.kv_pool_bytes, st.kv_sized_by);
+    assert_true(st.mem_total_bytes > 0 && st.mem_free_bytes > 0); /* both backends measure */
+    assert_true(st.workspace_bytes > 0 && st.kv_block_bytes > 0);
+    assert_true(st.kv_sized_by == 0 || st.kv_sized_by == 1);
+    assert_true(st.kv_blocks_total >= 256 / 16);
+    assert_true(st.kv_sized_by == 0 || st.kv_blocks_total == 4 * 256 / 16);
+    assert_int_equal(st.kv_pool_bytes, (uint64_t)st.kv_blocks_total * st.kv_block_bytes);
+    uint64_t block = st.kv_block_bytes;
+    slm_engine_close(e, 0);
+
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = 256;
+    ep.max_running = 4;
+    ep.kv_bytes_max = 20 * block; /* more than one context (16 blocks), less than four */
+    assert_int_equal(slm_engine_open(m, &ep, &e), SLM_OK);
+    assert_int_equal(slm_engine_get_stats(e, &st), SLM_OK);
+    assert_int_equal(st.kv_blocks_total, 20);
+    assert_int_equal(st.kv_sized_by, 2);
+    slm_engine_close(e, 0);
+
+    ep.kv_bytes_max = 8 * block;
+    assert_int_equal(slm_engine_open(m, &ep, &e), SLM_STATUS_OUT_OF_MEMORY);
+    printf("%s\n", slm_last_error());
+    assert_non_null(strstr(slm_last_error(), "n_ctx 256"));
+    slm_model_close(m);
+}
+
+/* Q8_0 KV runs where the backend stores it (the CPU) and is refused at
+ * open, naming the type, where it does not (Vulkan). */
+static void test_kv_q8_0(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = 128;
+    ep.max_running = 2;
+    ep.kv_type = SLM_KV_Q8_0;
+    slm_engine *e = NULL;
+    slm_status st = slm_engine_open(m, &ep, &e);
+    if (strcmp(g_backend, "cpu")) {
+        assert_int_equal(st, SLM_STATUS_UNSUPPORTED);
+        printf("%s\n", slm_last_error());
+        assert_non_null(strstr(slm_last_error(), "q8_0"));
+        slm_model_close(m);
+        return;
+    }
+    assert_int_equal(st, SLM_OK);
+    collect *c = collect_new(1);
+    submit(e, 0, c, 8);
+    collect_wait(c);
+    assert_int_equal(c->res.finish, SLM_FINISH_LENGTH);
+    assert_int_equal(c->res.completion_tokens, 8);
+    slm_engine_close(e, 0);
+    free(c);
+    slm_model_close(m);
+}
+
 static slm_status copy_tensor(void *user, int64_t i, const char *name, int type,
                               const int64_t *ne, void *buf, size_t nbytes)
 {
@@ -666,11 +740,15 @@ int main(void)
         cmocka_unit_test(test_cancel_frees_blocks),
         cmocka_unit_test(test_queue_full_and_context),
         cmocka_unit_test(test_destroy_drain_and_cancel),
+        cmocka_unit_test(test_kv_sizing),
+        cmocka_unit_test(test_kv_q8_0),
     };
     /* On a GPU backend: what batching does to the numbers. */
     const struct CMUnitTest gpu_tests[] = {
         cmocka_unit_test(test_batched_equals_solo_gpu),
         cmocka_unit_test(test_engine_stop_string),
+        cmocka_unit_test(test_kv_sizing),
+        cmocka_unit_test(test_kv_q8_0),
     };
     const char *b = getenv("SLM_TEST_BACKEND");
     if (b && *b && strcmp(b, "cpu")) {

@@ -178,6 +178,14 @@ void tu_backend_params(slm_backend_params *bp)
         if (v && *v)
             snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s=%s,", map[i].key, v);
     }
+    /* The compiled-pipeline cache where the slm command keeps it: lavapipe
+     * compiles every pipeline again without it. */
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.cache_dir=%s/slm,", xdg);
+    else if (home && *home)
+        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.cache_dir=%s/.cache/slm,",
+                 home);
     const char *ns = getenv("SLM_VK_NO_SUBGROUP");
     if (ns && !strcmp(ns, "1"))
         snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.subgroup=0");

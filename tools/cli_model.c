@@ -1,55 +1,70 @@
 /*
- * cli_model.c — what every model-running subcommand does first: open the
- * chosen backend and load the model onto it, showing progress on a terminal.
+ * cli_model.c — what every model-running subcommand does first: take the
+ * common options, open the model through slm.h (with the backend options
+ * the environment asks for, progress on a terminal) and, for the commands
+ * that render chats, check the chat template.
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "api_model.h"
-#include "backend_registry.h"
 #include "cli.h"
 
-static void progress(float f, void *user)
+int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_model **m, slm_model_info *info)
 {
-    const char *path = user;
-    fprintf(stderr, "\rslm: loading %s %3d%%", path, (int)(f * 100 + 0.5f));
-    fflush(stderr);
-}
-
-int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_cli_model *out)
-{
-    memset(out, 0, sizeof *out);
-    slm_backend_params bp;
-    slm_backend_params_default(&bp);
-    bp.n_threads = o->threads;
-    bool tty = isatty(2);
+    *m = NULL;
+    char options[8192], why[512];
+    if (slm_cli_env_options(options, sizeof options, why, sizeof why))
+        return slm_cli_fail(cmd, "%s", why);
+    if (o->verbose && options[0])
+        fprintf(stderr, "slm %s: backend options from the environment: %s\n", cmd, options);
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = o->backend;
+    mp.n_threads = o->threads;
+    mp.options = options;
+    /* Loading takes a second or two: a plain log gets lines only with -v. */
+    slm_cli_progress pr;
+    slm_cli_progress_start(&pr, o->verbose, "slm %s: loading %s", cmd, o->model);
+    mp.progress = slm_cli_progress_update;
+    mp.progress_user = &pr;
     double t0 = slm_cli_now();
-    char why[512];
-    slm_status st = slm_model_load_on(o->model, o->backend, &bp, tty ? progress : NULL,
-                                      (void *)o->model, &out->be, &out->m, why, sizeof why);
-    if (tty)
-        fputc('\n', stderr);
-    if (st) {
-        slm_cli_unload(out);
+    slm_status st = slm_model_open(o->model, &mp, m);
+    slm_cli_progress_end(&pr, st == SLM_OK);
+    if (st)
         return slm_cli_fail(cmd, "%s", slm_last_error());
+    slm_model_info mine = {.size = sizeof mine};
+    if (!info)
+        info = &mine;
+    info->size = sizeof *info;
+    if (slm_model_get_info(*m, info)) {
+        int rc = slm_cli_fail(cmd, "%s", slm_last_error());
+        slm_model_close(*m);
+        *m = NULL;
+        return rc;
     }
-    if (why[0])
+    if (info->fallback[0])
         fprintf(stderr, "slm %s: the model did not load on the GPU (%s); running on the CPU\n",
-                cmd, why);
+                cmd, info->fallback);
     if (o->verbose)
-        fprintf(stderr, "slm: loaded %s in %.2f s on %s\n", o->model, slm_cli_now() - t0,
-                out->be->ops->describe(out->be));
+        fprintf(stderr, "slm %s: loaded %s in %.2f s on %s\n", cmd, o->model, slm_cli_now() - t0,
+                info->backend);
     return 0;
 }
 
-void slm_cli_unload(slm_cli_model *cm)
+int slm_cli_check_template(const char *cmd, const slm_model *m, const slm_model_info *info,
+                           const char *name)
 {
-    slm_model_free(cm->m);
-    if (cm->be)
-        cm->be->ops->close(cm->be);
-    memset(cm, 0, sizeof *cm);
+    if (!name) {
+        if (info->chat_template_note[0])
+            fprintf(stderr, "slm %s: %s; using %s (choose with --chat-template)\n", cmd,
+                    info->chat_template_note, info->chat_template);
+        return 0;
+    }
+    slm_message probe = {"user", "hi"};
+    int n;
+    if (slm_model_count_message_tokens(m, &probe, 1, name, &n))
+        return slm_cli_fail(cmd, "%s", slm_last_error());
+    return 0;
 }
 
 int slm_cli_common_opt(const char *cmd, slm_cli_common *o, int argc, char **argv, int *i)
@@ -77,11 +92,25 @@ void slm_cli_common_init(slm_cli_common *o)
 {
     memset(o, 0, sizeof *o);
     o->model = SLM_DEFAULT_MODEL;
+    o->backend = slm_cli_env_backend();
 }
 
 const char *slm_cli_common_help =
     "  -m, --model PATH     GGUF model (default: " SLM_DEFAULT_MODEL ")\n"
     "  -t, --threads N      CPU threads (default: one per core)\n"
     "  --backend NAME       cpu, vulkan or auto (default: $SLM_BACKEND, else auto)\n"
-    "  -v, --verbose        say what was loaded where\n"
-    "  -h, --help           this text\n";
+    "  -v, --verbose        say what was loaded where, with progress lines\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Environment (passed to the backends as options; empty means unset):\n"
+    "  SLM_BACKEND          the backend when --backend is not given\n"
+    "  SLM_CPU_SIMD         scalar, avx2, avx512 or neon: the CPU kernels' instructions\n"
+    "  SLM_CPU_ACT          q8 or q8x2: the CPU's activation precision\n"
+    "  SLM_VK_DEVICE        the Vulkan device: its index or a substring of its name\n"
+    "  SLM_VK_NO_SUBGROUP   any value but 0: Vulkan reductions without subgroups\n"
+    "  SLM_VK_MAX_BUFFER    bytes: a lower limit on one Vulkan buffer\n"
+    "  SLM_VK_MATVEC_ROWS, SLM_VK_SPLIT_MIN, SLM_VK_CHUNK\n"
+    "                       Vulkan kernel thresholds (tests reach every path with them)\n"
+    "  SLM_VK_MATMUL        direct or gpu: the Vulkan matmul kernel family\n"
+    "  XDG_CACHE_HOME, HOME the Vulkan pipeline cache goes to $XDG_CACHE_HOME/slm,\n"
+    "                       else $HOME/.cache/slm\n";

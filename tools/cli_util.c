@@ -3,13 +3,14 @@
  * strict option parsing (a typo in a number is an error, not a zero).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "api_model.h"
 #include "cli.h"
 
 int slm_cli_fail(const char *cmd, const char *fmt, ...)
@@ -42,7 +43,7 @@ bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *ou
 {
     char *end;
     double d = text ? strtod(text, &end) : 0;
-    if (!text || end == text || *end) {
+    if (!text || end == text || *end || !isfinite(d)) {
         slm_cli_fail(cmd, "%s expects a number, got '%s'", opt, text ? text : "(nothing)");
         return false;
     }
@@ -55,25 +56,42 @@ const char *slm_cli_sampling_help =
     "  --top-k K, --top-p P, --min-p P, --repeat-penalty R\n"
     "                         sampling filters (defaults 40, 0.95, 0.05, 1.0)\n";
 
-int slm_cli_sampling_opt(const char *cmd, slm_sampler_params *sp, const char *opt,
-                         const char *text)
+/* A number option in [lo, hi] (lo itself excluded when lo_open). */
+static bool number_in(const char *cmd, const char *opt, const char *text, double lo, bool lo_open,
+                      double hi, float *out)
+{
+    float v;
+    if (!slm_cli_float(cmd, opt, text, &v))
+        return false;
+    if (v < lo || (lo_open && v == lo) || v > hi) {
+        slm_cli_fail(cmd, "%s expects a number in %s%g, %g], got '%s'", opt, lo_open ? "(" : "[",
+                     lo, hi, text);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int slm_cli_sampling_opt(const char *cmd, slm_sampling *s, const char *opt, const char *text)
 {
     long l = 0;
     bool ok;
+    /* The ranges are the sampler's: checked here so that a bad option
+     * fails before the model loads, not at the first answer. */
     if (!strcmp(opt, "--seed")) {
         ok = slm_cli_int(cmd, opt, text, 0, 0x7fffffffL, &l);
-        sp->seed = (uint64_t)l;
+        s->seed = (uint64_t)l;
     } else if (!strcmp(opt, "--top-k")) {
         ok = slm_cli_int(cmd, opt, text, 0, 1 << 20, &l);
-        sp->top_k = (int)l;
+        s->top_k = (int)l;
     } else if (!strcmp(opt, "--temp")) {
-        ok = slm_cli_float(cmd, opt, text, &sp->temperature);
+        ok = slm_cli_float(cmd, opt, text, &s->temperature);
     } else if (!strcmp(opt, "--top-p")) {
-        ok = slm_cli_float(cmd, opt, text, &sp->top_p);
+        ok = number_in(cmd, opt, text, 0, true, INFINITY, &s->top_p);
     } else if (!strcmp(opt, "--min-p")) {
-        ok = slm_cli_float(cmd, opt, text, &sp->min_p);
+        ok = number_in(cmd, opt, text, 0, false, 1, &s->min_p);
     } else if (!strcmp(opt, "--repeat-penalty")) {
-        ok = slm_cli_float(cmd, opt, text, &sp->repeat_penalty);
+        ok = number_in(cmd, opt, text, 0, true, INFINITY, &s->repeat_penalty);
     } else {
         return 0;
     }
@@ -87,13 +105,28 @@ double slm_cli_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int slm_cli_chat_template(const char *cmd, const char *name, const slm_model *m,
-                          slm_chat_template *t)
+/* Bytes as a short human figure ("368.0 MiB"). */
+static const char *human(uint64_t b, char *buf, size_t n)
 {
-    if (name)
-        return slm_chat_from_name(name, t) ? slm_cli_fail(cmd, "%s", slm_last_error()) : 0;
-    const char *why = slm_model_chat_template(m, t);
-    if (why)
-        fprintf(stderr, "slm %s: %s; using chatml (choose with --chat-template)\n", cmd, why);
-    return 0;
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4)
+        v /= 1024, u++;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+void slm_cli_describe_kv(const slm_engine_stats *s, char *buf, size_t n)
+{
+    static const char *why[] = {"the measured free memory", "--parallel full contexts",
+                                "the KV byte cap", "--kv-blocks"};
+    char pool[32], fr[32], tot[32], ws[32];
+    int by = s->kv_sized_by >= 0 && s->kv_sized_by < 4 ? s->kv_sized_by : 1;
+    int k = snprintf(buf, n, "KV pool %d blocks (%s), sized by %s", s->kv_blocks_total,
+                     human(s->kv_pool_bytes, pool, sizeof pool), why[by]);
+    if (k > 0 && (size_t)k < n && s->mem_total_bytes)
+        snprintf(buf + k, n - (size_t)k, "; memory %s free of %s after weights and %s of workspace",
+                 human(s->mem_free_bytes, fr, sizeof fr), human(s->mem_total_bytes, tot, sizeof tot),
+                 human(s->workspace_bytes, ws, sizeof ws));
 }

@@ -15,8 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "session.h"
+#include "cli_internal.h"
 
 #include "slm_commit.h" /* SLM_GIT_COMMIT, generated at build time */
 
@@ -75,15 +74,15 @@ static slm_status run_once(slm_session *s, const int32_t *tok, int n_prompt, int
     return st;
 }
 
-static int bench_test(slm_cli_model *cm, const bench_opts *o, bench_result *r)
+static int bench_test(slm_model *m, const bench_opts *o, bench_result *r)
 {
     int n = r->n_prompt + r->n_gen;
     slm_session *s;
-    if (slm_session_create(cm->m, n, r->n_prompt > 0 ? r->n_prompt : 1, SLM_TYPE_F16, &s))
+    if (slm_session_create(m, n, r->n_prompt > 0 ? r->n_prompt : 1, SLM_TYPE_F16, &s))
         return slm_cli_fail("bench", "%s", slm_last_error());
     int32_t *tok = malloc((size_t)n * sizeof *tok);
     for (int i = 0; i < n; i++)
-        tok[i] = rand() % cm->m->hp.n_vocab;
+        tok[i] = rand() % m->hp.n_vocab;
     double tps, sum = 0, sq = 0;
     slm_status st = run_once(s, tok, r->n_prompt, r->n_gen, &tps); /* warm-up */
     for (int i = 0; !st && i < o->reps; i++) {
@@ -98,7 +97,7 @@ static int bench_test(slm_cli_model *cm, const bench_opts *o, bench_result *r)
         return slm_cli_fail("bench", "%s", slm_last_error());
     r->mean = sum / o->reps;
     r->sd = o->reps > 1 ? sqrt(fmax(0, (sq - sum * sum / o->reps) / (o->reps - 1))) : 0;
-    r->gbps = r->n_gen ? r->mean * (double)weight_bytes_per_token(cm->m) / 1e9 : 0;
+    r->gbps = r->n_gen ? r->mean * (double)weight_bytes_per_token(m) / 1e9 : 0;
     return 0;
 }
 
@@ -133,7 +132,7 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static void print_json(const slm_cli_model *cm, const bench_opts *o, const bench_result *r,
+static void print_json(const slm_model *m, const bench_opts *o, const bench_result *r,
                        int threads)
 {
     char host[256] = "unknown", cpu[256];
@@ -145,8 +144,8 @@ static void print_json(const slm_cli_model *cm, const bench_opts *o, const bench
     json_str(cpu);
     printf(", \"threads\": %d, \"model\": ", threads);
     json_str(o->c.model);
-    printf(", \"model_bytes\": %" PRIu64 ", \"backend\": ", slm_gguf_file_size(cm->m->gguf));
-    json_str(cm->be->ops->describe(cm->be));
+    printf(", \"model_bytes\": %" PRIu64 ", \"backend\": ", slm_gguf_file_size(m->gguf));
+    json_str(m->be->ops->describe(m->be));
     printf(", \"commit\": \"%s\", \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
            "\"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"gb_per_s\": %.3f, \"samples_ts\": [",
            SLM_GIT_COMMIT, r->name, r->n_prompt, r->n_gen, r->mean, r->sd, r->gbps);
@@ -201,8 +200,8 @@ int slm_cmd_bench(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    slm_cli_model cm;
-    if (slm_cli_load("bench", &o.c, &cm))
+    slm_model *m;
+    if (slm_cli_load("bench", &o.c, &m, NULL))
         return 1;
     int threads = o.c.threads ? o.c.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     char pp[32], tg[32];
@@ -218,24 +217,24 @@ int slm_cmd_bench(int argc, char **argv)
     for (int t = 0; t < 2 && !rc; t++) {
         if (!res[t].n_prompt && !res[t].n_gen)
             continue;
-        if ((rc = bench_test(&cm, &o, &res[t])))
+        if ((rc = bench_test(m, &o, &res[t])))
             break;
         if (o.json) {
-            print_json(&cm, &o, &res[t], threads);
+            print_json(m, &o, &res[t], threads);
         } else {
             int64_t params = 0;
-            for (int64_t i = 0; i < slm_gguf_tensor_count(cm.m->gguf); i++)
-                params += slm_gguf_tensor_at(cm.m->gguf, i)->n_elements;
+            for (int64_t i = 0; i < slm_gguf_tensor_count(m->gguf); i++)
+                params += slm_gguf_tensor_at(m->gguf, i)->n_elements;
             char gb[32] = "-";
             if (res[t].n_gen)
                 snprintf(gb, sizeof gb, "%.1f", res[t].gbps);
             printf("| %s | %.1f MiB | %.1f M | %s | %d | %s | %.2f ± %.2f | %s |\n",
                    slash ? slash + 1 : o.c.model,
-                   (double)slm_gguf_file_size(cm.m->gguf) / 1048576.0, (double)params / 1e6,
-                   cm.be->ops->name, threads, res[t].name, res[t].mean, res[t].sd, gb);
+                   (double)slm_gguf_file_size(m->gguf) / 1048576.0, (double)params / 1e6,
+                   m->be->ops->name, threads, res[t].name, res[t].mean, res[t].sd, gb);
         }
         fflush(stdout);
     }
-    slm_cli_unload(&cm);
+    slm_model_close(m);
     return rc;
 }

@@ -1,15 +1,16 @@
 /*
  * cmd_chat.c — `slm chat`: an interactive conversation that keeps history.
- * Each line read from stdin is a user message; the whole conversation is
- * rendered through the model's chat template (as `slm run` renders one
- * prompt), the answer is streamed to stdout and becomes an assistant
- * message in the history. "/reset" forgets the history, "/exit" or EOF ends.
+ * Each line read from stdin is a user message; the answer is streamed to
+ * stdout and becomes an assistant message in the history. "/reset" forgets
+ * the history, "/exit" or EOF ends.
  *
- * The one session (KV cache) lives for the whole chat. `held` mirrors the
- * tokens whose K/V it holds (invariant: held[0..s->n_past) are exactly those
- * tokens, in order), so each turn evaluates only what the new rendering adds
- * beyond the longest common prefix with them: usually just the closing of
- * the last answer and the new user message.
+ * Every turn is one request to the engine of slm.h carrying the WHOLE
+ * conversation as messages (system + history + the new user message), as
+ * an HTTP client of `slm serve` would send it. Nothing is kept in the chat
+ * between turns but the text: the engine's prefix cache finds the full KV
+ * blocks (16 tokens) the previous turn's prompt and answer left behind, so
+ * a turn evaluates only the new text plus at most one partly filled block
+ * (the timings line says how many tokens came from the cache).
  *
  * When a conversation grows past the context, the oldest exchanges (never
  * the system message) are dropped until the rendering plus room for the
@@ -21,41 +22,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "chat.h"
 #include "cli.h"
-#include "sampler.h"
-#include "session.h"
-#include "tokenizer.h"
 
 typedef struct {
     slm_cli_common c;
     const char *system, *chat_template;
     long n_predict, n_ctx;
-    slm_sampler_params sp;
+    slm_sampling sp;
 } chat_opts;
 
 /* The conversation. Every content string is malloc'd and owned here; roles
  * are string literals. msgs[0] is the system message when there is one. */
 typedef struct {
-    slm_chat_msg *msgs;
+    slm_message *msgs;
     int n, cap;
 } history;
 
 typedef struct {
     const chat_opts *o;
-    slm_cli_model *cm;
-    const slm_tokenizer *tok;
-    slm_chat_template tmpl;
-    slm_session *s;
-    slm_detok *dt;
-    int32_t *held;  /* [n_ctx]: the tokens in the session, see the file header */
-    int32_t *ids;   /* [ids_cap]: the current rendering's tokens */
-    size_t ids_cap;
-    char *answer;   /* the answer being generated, [answer_cap] bytes */
-    size_t answer_len, answer_cap;
+    slm_model *m;
+    slm_model_info info;
+    slm_engine *e;  /* one sequence; its prefix cache outlives each turn */
     history h;
     int turn;       /* answers since the start or the last /reset (seeds the sampler) */
 } chat;
@@ -85,7 +74,7 @@ static int parse(int argc, char **argv, chat_opts *o)
 {
     memset(o, 0, sizeof *o);
     slm_cli_common_init(&o->c);
-    slm_sampler_params_default(&o->sp);
+    slm_sampling_default(&o->sp);
     o->sp.seed = 1;
     o->n_predict = 512, o->n_ctx = 2048;
     for (int i = 1; i < argc; i++) {
@@ -130,7 +119,7 @@ static bool history_push(history *h, const char *role, const char *content, size
 {
     if (h->n == h->cap) {
         int cap = h->cap ? 2 * h->cap : 16;
-        slm_chat_msg *p = realloc(h->msgs, (size_t)cap * sizeof *p);
+        slm_message *p = realloc(h->msgs, (size_t)cap * sizeof *p);
         if (!p)
             return false;
         h->msgs = p, h->cap = cap;
@@ -140,7 +129,7 @@ static bool history_push(history *h, const char *role, const char *content, size
         return false;
     memcpy(c, content, len);
     c[len] = '\0';
-    h->msgs[h->n++] = (slm_chat_msg){role, c};
+    h->msgs[h->n++] = (slm_message){role, c};
     return true;
 }
 
@@ -168,42 +157,18 @@ static int first_turn(const history *h)
 
 /* --- one turn ---------------------------------------------------------------- */
 
-/* Renders the history with the generation prompt and tokenizes it into
- * c->ids; *n gets the count. Returns 0, or 1 after an error line. */
-static int render_tokens(chat *c, size_t *n)
-{
-    char *text = NULL;
-    if (slm_chat_render(&c->tmpl, c->h.msgs, c->h.n, true, &text))
-        return slm_cli_fail("chat", "%s", slm_last_error());
-    size_t len = strlen(text), need = len + 8;
-    int rc = 0;
-    if (need > c->ids_cap) {
-        int32_t *p = realloc(c->ids, need * sizeof *p);
-        if (!p) {
-            free(text);
-            return slm_cli_fail("chat", "out of memory");
-        }
-        c->ids = p, c->ids_cap = need;
-    }
-    if (slm_tokenizer_encode(c->tok, text, len, slm_tokenizer_add_bos(c->tok), true, c->ids,
-                             c->ids_cap, n))
-        rc = slm_cli_fail("chat", "%s", slm_last_error());
-    free(text);
-    return rc;
-}
-
 /* Makes the history (whose last message is the new user message) fit the
- * context with room for the answer, dropping the oldest exchanges; leaves
- * its tokens in c->ids[0..*n). Returns 0; 2 when the message cannot fit
- * even alone (it is removed again; error line printed); 1 on other errors. */
-static int fit(chat *c, size_t *n)
+ * context with room for the answer, dropping the oldest exchanges; *n gets
+ * the prompt's tokens. Returns 0; 2 when the message cannot fit even alone
+ * (it is removed again; error line printed); 1 on other errors. */
+static int fit(chat *c, int *n)
 {
     long room = c->o->n_predict < c->o->n_ctx / 2 ? c->o->n_predict : c->o->n_ctx / 2;
     int dropped = 0;
     for (;;) {
-        if (render_tokens(c, n))
-            return 1;
-        if ((long)*n + room <= c->o->n_ctx)
+        if (slm_model_count_message_tokens(c->m, c->h.msgs, c->h.n, c->o->chat_template, n))
+            return slm_cli_fail("chat", "%s", slm_last_error());
+        if (*n + room <= c->o->n_ctx)
             break;
         int f = first_turn(&c->h);
         if (f >= c->h.n - 1) /* nothing left to drop but the new message */
@@ -220,8 +185,8 @@ static int fit(chat *c, size_t *n)
     if (dropped)
         fprintf(stderr, "slm chat: context full: dropped the %d oldest message%s to fit "
                 "--ctx %ld\n", dropped, dropped == 1 ? "" : "s", c->o->n_ctx);
-    if (*n + 1 > (size_t)c->o->n_ctx) {
-        slm_cli_fail("chat", "the message makes a prompt of %zu tokens, longer than the "
+    if (*n + 1 > c->o->n_ctx) {
+        slm_cli_fail("chat", "the message makes a prompt of %d tokens, longer than the "
                      "context of %ld (raise --ctx); it was not sent", *n, c->o->n_ctx);
         history_drop(&c->h, c->h.n - 1, 1);
         return 2;
@@ -229,129 +194,36 @@ static int fit(chat *c, size_t *n)
     return 0;
 }
 
-static bool answer_put(chat *c, const char *s, size_t len)
-{
-    if (c->answer_len + len + 1 > c->answer_cap) {
-        size_t cap = c->answer_cap ? c->answer_cap : 256;
-        while (cap < c->answer_len + len + 1)
-            cap *= 2;
-        char *p = realloc(c->answer, cap);
-        if (!p)
-            return false;
-        c->answer = p, c->answer_cap = cap;
-    }
-    memcpy(c->answer + c->answer_len, s, len);
-    c->answer_len += len;
-    return true;
-}
-
-static void emit(chat *c, const char *s, size_t len, bool *oom)
-{
-    if (!len)
-        return;
-    fwrite(s, 1, len, stdout);
-    fflush(stdout);
-    if (!answer_put(c, s, len))
-        *oom = true;
-}
-
-/* Evaluates tokens[0..n) at the end of the session, keeping held in step. */
-static slm_status eval(chat *c, const int32_t *tokens, int n)
-{
-    int at = c->s->n_past;
-    slm_status st = slm_session_eval(c->s, tokens, n, NULL);
-    if (st) {
-        /* NOTE: a failure may leave some chunks evaluated; start afresh
-         * rather than trust a half-updated cache. */
-        slm_session_reset(c->s);
-        return st;
-    }
-    memcpy(c->held + at, tokens, (size_t)n * sizeof *tokens);
-    return SLM_OK;
-}
-
 /* Answers the user message just appended to the history. Returns 0; 2 when
  * the message was refused (the chat goes on); 1 on a fatal error. */
 static int answer(chat *c)
 {
-    size_t n;
+    int n;
     int rc = fit(c, &n);
     if (rc)
         return rc;
-    slm_session *s = c->s;
-    /* Reuse the longest prefix the cache already holds; at least the last
-     * token is evaluated again, for its logits. */
-    size_t lcp = 0;
-    while (lcp < (size_t)s->n_past && lcp < n && c->held[lcp] == c->ids[lcp])
-        lcp++;
-    if (lcp == n)
-        lcp--;
-    if (lcp == 0)
-        slm_session_reset(s);
-    else
-        /* NOTE: truncating the sequence is safe: the block table is the
-         * identity and attention reads positions <= each token's own, so
-         * stale K/V past n_past is overwritten before it is ever read. */
-        s->n_past = (int)lcp;
-
-    slm_sampler_params sp = c->o->sp;
+    slm_sampling sp = c->o->sp;
     sp.seed += (uint64_t)c->turn;
-    slm_sampler *smp = NULL;
-    if (slm_sampler_create(&sp, c->cm->m->hp.n_vocab, &smp))
-        return slm_cli_fail("chat", "%s", slm_last_error());
-    for (size_t i = 0; i < n; i++)
-        slm_sampler_accept(smp, c->ids[i]);
-
-    double t0 = slm_cli_now();
-    if (eval(c, c->ids + lcp, (int)(n - lcp))) {
-        slm_sampler_free(smp);
-        return slm_cli_fail("chat", "%s", slm_last_error());
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.messages = c->h.msgs;
+    rp.n_messages = c->h.n;
+    rp.chat_template = c->o->chat_template;
+    rp.sampling = &sp;
+    rp.max_tokens = (int)c->o->n_predict;
+    slm_cli_answer a;
+    rc = slm_cli_generate("chat", c->e, &rp, true, &a);
+    if (!rc && !history_push(&c->h, "assistant", a.text, a.len))
+        rc = slm_cli_fail("chat", "out of memory");
+    if (!rc) {
+        c->turn++;
+        if (a.result.finish == SLM_FINISH_LENGTH && a.result.completion_tokens < c->o->n_predict)
+            fprintf(stderr, "slm chat: the answer was cut short: the context of %ld tokens is "
+                    "full\n", c->o->n_ctx);
+        slm_cli_timings("chat", &a.result, c->info.backend, true);
     }
-    double t1 = slm_cli_now();
-    c->answer_len = 0;
-    slm_detok_reset(c->dt);
-    bool oom = false, cut = false;
-    long n_gen = 0;
-    while (n_gen < c->o->n_predict) {
-        int32_t t = slm_sampler_sample(smp, s->logits);
-        if (slm_tokenizer_is_eog(c->tok, t))
-            break;
-        const char *piece;
-        size_t len;
-        if (slm_detok_feed(c->dt, t, &piece, &len) == SLM_OK)
-            emit(c, piece, len, &oom);
-        slm_sampler_accept(smp, t);
-        n_gen++;
-        if (n_gen == c->o->n_predict) /* the next turn evaluates t with its prompt */
-            break;
-        if (s->n_past == s->n_ctx) {
-            cut = true;
-            break;
-        }
-        if (eval(c, &t, 1)) {
-            slm_sampler_free(smp);
-            return slm_cli_fail("chat", "%s", slm_last_error());
-        }
-    }
-    slm_sampler_free(smp);
-    const char *rest;
-    size_t rl;
-    slm_detok_flush(c->dt, &rest, &rl);
-    emit(c, rest, rl, &oom);
-    putchar('\n');
-    fflush(stdout);
-    double t2 = slm_cli_now();
-    if (oom || !history_push(&c->h, "assistant", c->answer ? c->answer : "", c->answer_len))
-        return slm_cli_fail("chat", "out of memory");
-    c->turn++;
-    if (cut)
-        fprintf(stderr, "slm chat: the answer was cut short: the context of %ld tokens is full\n",
-                c->o->n_ctx);
-    fprintf(stderr, "slm chat: prompt %zu tokens (%zu cached, %zu evaluated in %.2f s, %.1f "
-            "tok/s), generated %ld tokens in %.2f s (%.1f tok/s), %s\n",
-            n, lcp, n - lcp, t1 - t0, (double)(n - lcp) / (t1 - t0), n_gen, t2 - t1,
-            n_gen ? (double)n_gen / (t2 - t1) : 0.0, c->cm->be->ops->describe(c->cm->be));
-    return 0;
+    free(a.text);
+    return rc;
 }
 
 /* --- the loop ---------------------------------------------------------------- */
@@ -409,36 +281,22 @@ int slm_cmd_chat(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    slm_cli_model cm;
-    if (slm_cli_load("chat", &o.c, &cm))
+    chat c = {.o = &o};
+    if (slm_cli_load("chat", &o.c, &c.m, &c.info))
         return 1;
-    chat c = {.o = &o, .cm = &cm};
-    slm_tokenizer *tok = NULL;
-    if (slm_tokenizer_load(cm.m->gguf, &tok))
+    rc = slm_cli_check_template("chat", c.m, &c.info, o.chat_template);
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = (int)o.n_ctx;
+    ep.max_running = 1;
+    if (!rc && slm_engine_open(c.m, &ep, &c.e))
         rc = slm_cli_fail("chat", "%s", slm_last_error());
-    c.tok = tok;
-    if (!rc)
-        rc = slm_cli_chat_template("chat", o.chat_template, cm.m, &c.tmpl);
-    if (!rc && (slm_session_create(cm.m, (int)o.n_ctx, 256, SLM_TYPE_F16, &c.s) ||
-                slm_detok_create(tok, false, &c.dt)))
-        rc = slm_cli_fail("chat", "%s", slm_last_error());
-    slm_sampler *probe = NULL; /* bad sampling options fail now, not at the first answer */
-    if (!rc && slm_sampler_create(&o.sp, cm.m->hp.n_vocab, &probe))
-        rc = slm_cli_fail("chat", "%s", slm_last_error());
-    slm_sampler_free(probe);
-    if (!rc && !(c.held = malloc((size_t)o.n_ctx * sizeof *c.held)))
-        rc = slm_cli_fail("chat", "out of memory");
     if (!rc && o.system && !history_push(&c.h, "system", o.system, strlen(o.system)))
         rc = slm_cli_fail("chat", "out of memory");
     if (!rc)
         rc = loop(&c);
     history_free(&c.h);
-    free(c.answer);
-    free(c.ids);
-    free(c.held);
-    slm_detok_free(c.dt);
-    slm_session_free(c.s);
-    slm_tokenizer_free(tok);
-    slm_cli_unload(&cm);
+    slm_engine_close(c.e, 0);
+    slm_model_close(c.m);
     return rc;
 }

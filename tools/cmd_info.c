@@ -9,11 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend_registry.h"
-#include "cli.h"
-#include "gguf.h"
-#include "quant.h"
-#include "slm.h"
+#include "cli_internal.h"
 
 #define ARRAY_PREVIEW 8
 

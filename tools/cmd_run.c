@@ -1,26 +1,23 @@
 /*
  * cmd_run.c — `slm run`: generates text for one prompt and streams it to
- * stdout, then prints one line of timings on stderr. The prompt is wrapped in
- * the model's chat template (recognised from tokenizer.chat_template) unless
- * --raw is given; generation stops at an end-of-generation token or -n.
+ * stdout, then prints one line of timings on stderr. The prompt is sent as
+ * one user message, which the engine renders with the model's chat template
+ * (or --chat-template's), unless --raw sends it as text. Generation goes
+ * through the public engine of slm.h, as `slm chat` and `slm serve` do: one
+ * request on an engine of one sequence; it stops at an end-of-generation
+ * token, -n or the context.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "chat.h"
 #include "cli.h"
-#include "sampler.h"
-#include "session.h"
-#include "tokenizer.h"
 
 typedef struct {
     slm_cli_common c;
     const char *prompt, *chat_template;
     long n_predict, n_ctx;
     bool raw;
-    slm_sampler_params sp;
+    slm_sampling sp;
 } run_opts;
 
 static void help(void)
@@ -31,6 +28,7 @@ static void help(void)
            "  -n, --n-predict N      most tokens to generate (default 128)\n"
            "  -c, --ctx N            context size in tokens (default 2048)\n"
            "  --raw                  use the prompt as is, without the chat template\n"
+           "                         (special tokens such as <|im_start|> are recognised)\n"
            "  --chat-template NAME   chatml, llama3, llama2, mistral, phi3 or gemma\n"
            "                         (default: recognised from the model)\n"
            "%s"
@@ -43,7 +41,7 @@ static int parse(int argc, char **argv, run_opts *o)
 {
     memset(o, 0, sizeof *o);
     slm_cli_common_init(&o->c);
-    slm_sampler_params_default(&o->sp);
+    slm_sampling_default(&o->sp);
     o->sp.seed = 1;
     o->n_predict = 128, o->n_ctx = 2048;
     for (int i = 1; i < argc; i++) {
@@ -85,76 +83,32 @@ static int parse(int argc, char **argv, run_opts *o)
     return 0;
 }
 
-/* The text the model sees: the prompt in the chat template, or as is. */
-static int render(const run_opts *o, const slm_model *m, char **text)
+static int generate(const run_opts *o, slm_model *m, const slm_model_info *info)
 {
-    if (o->raw) {
-        *text = strdup(o->prompt);
-        return *text ? 0 : slm_cli_fail("run", "out of memory");
-    }
-    slm_chat_template t;
-    if (slm_cli_chat_template("run", o->chat_template, m, &t))
-        return 1;
-    slm_chat_msg msg = {"user", o->prompt};
-    if (slm_chat_render(&t, &msg, 1, true, text))
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = (int)o->n_ctx;
+    ep.max_running = 1;
+    slm_engine *e = NULL;
+    if (slm_engine_open(m, &ep, &e))
         return slm_cli_fail("run", "%s", slm_last_error());
-    return 0;
-}
-
-static int generate(const run_opts *o, slm_cli_model *cm, const slm_tokenizer *tok,
-                    const int32_t *ids, size_t n_prompt)
-{
-    slm_session *s = NULL;
-    slm_sampler *smp = NULL;
-    slm_detok *dt = NULL;
-    int rc = 0;
-    if (n_prompt + 1 > (size_t)o->n_ctx)
-        return slm_cli_fail("run", "the prompt is %zu tokens, longer than the context of %ld "
-                            "(raise --ctx)", n_prompt, o->n_ctx);
-    if (slm_session_create(cm->m, (int)o->n_ctx, 256, SLM_TYPE_F16, &s) ||
-        slm_sampler_create(&o->sp, cm->m->hp.n_vocab, &smp) || slm_detok_create(tok, false, &dt)) {
-        rc = slm_cli_fail("run", "%s", slm_last_error());
-        goto done;
+    slm_message msg = {"user", o->prompt};
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    if (o->raw) {
+        rp.prompt = o->prompt;
+    } else {
+        rp.messages = &msg;
+        rp.n_messages = 1;
+        rp.chat_template = o->chat_template;
     }
-    for (size_t i = 0; i < n_prompt; i++)
-        slm_sampler_accept(smp, ids[i]);
-    double t0 = slm_cli_now();
-    if (slm_session_eval(s, ids, (int)n_prompt, NULL)) {
-        rc = slm_cli_fail("run", "%s", slm_last_error());
-        goto done;
-    }
-    double t1 = slm_cli_now();
-    long n_gen = 0;
-    while (n_gen < o->n_predict && s->n_past < s->n_ctx) {
-        int32_t t = slm_sampler_sample(smp, s->logits);
-        if (slm_tokenizer_is_eog(tok, t))
-            break;
-        const char *piece;
-        size_t len;
-        if (slm_detok_feed(dt, t, &piece, &len) == SLM_OK && len)
-            fwrite(piece, 1, len, stdout), fflush(stdout);
-        slm_sampler_accept(smp, t);
-        n_gen++;
-        if (slm_session_eval(s, &t, 1, NULL)) {
-            rc = slm_cli_fail("run", "%s", slm_last_error());
-            goto done;
-        }
-    }
-    const char *rest;
-    size_t rl;
-    slm_detok_flush(dt, &rest, &rl);
-    fwrite(rest, 1, rl, stdout);
-    putchar('\n');
-    fflush(stdout); /* the answer before the timings line on stderr */
-    double t2 = slm_cli_now();
-    fprintf(stderr, "slm run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %ld tokens in "
-            "%.2f s (%.1f tok/s), %s\n",
-            n_prompt, t1 - t0, (double)n_prompt / (t1 - t0), n_gen, t2 - t1,
-            n_gen ? (double)n_gen / (t2 - t1) : 0.0, cm->be->ops->describe(cm->be));
-done:
-    slm_detok_free(dt);
-    slm_sampler_free(smp);
-    slm_session_free(s);
+    rp.sampling = &o->sp;
+    rp.max_tokens = (int)o->n_predict;
+    slm_cli_answer a;
+    int rc = slm_cli_generate("run", e, &rp, false, &a);
+    slm_engine_close(e, 0);
+    if (!rc)
+        slm_cli_timings("run", &a.result, info->backend, false);
     return rc;
 }
 
@@ -164,24 +118,14 @@ int slm_cmd_run(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    slm_cli_model cm;
-    if (slm_cli_load("run", &o.c, &cm))
+    slm_model *m;
+    slm_model_info info;
+    if (slm_cli_load("run", &o.c, &m, &info))
         return 1;
-    slm_tokenizer *tok = NULL;
-    char *text = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (slm_tokenizer_load(cm.m->gguf, &tok))
-        rc = slm_cli_fail("run", "%s", slm_last_error());
+    if (!o.raw)
+        rc = slm_cli_check_template("run", m, &info, o.chat_template);
     if (!rc)
-        rc = render(&o, cm.m, &text);
-    if (!rc && slm_tokenizer_encode_alloc(tok, text, !o.raw, &ids, &n))
-        rc = slm_cli_fail("run", "%s", slm_last_error());
-    if (!rc)
-        rc = generate(&o, &cm, tok, ids, n);
-    free(ids);
-    free(text);
-    slm_tokenizer_free(tok);
-    slm_cli_unload(&cm);
+        rc = generate(&o, m, &info);
+    slm_model_close(m);
     return rc;
 }

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "server_http.h"
@@ -20,7 +19,7 @@
 typedef struct {
     slm_cli_common c;
     const char *host, *api_key;
-    long port, parallel, ctx, queue, grace, max_body, step_tokens, kv_blocks;
+    long port, parallel, ctx, queue, grace, max_body, step_tokens, kv_blocks, kv_max_mb;
 } serve_opts;
 
 static void help(void)
@@ -42,7 +41,9 @@ static void help(void)
            "  --max-body BYTES     larger request bodies get 413 (default 1048576)\n"
            "  --step-tokens N      token budget of one engine step (default 512)\n"
            "  --kv-blocks N        KV pool size in 16-token blocks (default: --parallel full\n"
-           "                       contexts, at most 1 GiB of K/V)\n%s",
+           "                       contexts, as far as the backend's measured free memory\n"
+           "                       allows after the weights and workspace)\n"
+           "  --kv-max-mb N        cap the KV pool at N MiB\n%s",
            slm_cli_common_help);
 }
 
@@ -67,6 +68,7 @@ static int parse(int argc, char **argv, serve_opts *o)
         {"--max-body", 1024, 1L << 30, offsetof(serve_opts, max_body)},
         {"--step-tokens", 1, 1 << 16, offsetof(serve_opts, step_tokens)},
         {"--kv-blocks", 1, 1 << 24, offsetof(serve_opts, kv_blocks)},
+        {"--kv-max-mb", 1, 1L << 30, offsetof(serve_opts, kv_max_mb)},
     };
     for (int i = 1; i < argc; i++) {
         int c = slm_cli_common_opt("serve", &o->c, argc, argv, &i);
@@ -103,29 +105,11 @@ static int parse(int argc, char **argv, serve_opts *o)
     return 0;
 }
 
-static void progress(float f, void *user)
-{
-    fprintf(stderr, "\rslm serve: loading %s %3d%%", (const char *)user, (int)(f * 100 + 0.5f));
-    fflush(stderr);
-}
-
 static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
 {
-    slm_model_params mp;
-    slm_model_params_default(&mp);
-    mp.backend = o->c.backend;
-    mp.n_threads = o->c.threads;
-    if (isatty(2)) {
-        mp.progress = progress;
-        mp.progress_user = (void *)o->c.model;
-    }
-    slm_status st = slm_model_open(o->c.model, &mp, m);
-    if (mp.progress)
-        fputc('\n', stderr);
-    if (st)
-        return slm_cli_fail("serve", "%s", slm_last_error());
-    slm_model_info info = {.size = sizeof info};
-    slm_model_get_info(*m, &info);
+    slm_model_info info;
+    if (slm_cli_load("serve", &o->c, m, &info))
+        return 1;
     slm_engine_params ep;
     slm_engine_params_default(&ep);
     ep.n_ctx = o->ctx ? (int)o->ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
@@ -133,6 +117,7 @@ static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
     ep.max_waiting = (int)o->queue;
     ep.step_tokens = (int)o->step_tokens;
     ep.kv_blocks = (int)o->kv_blocks;
+    ep.kv_bytes_max = (uint64_t)o->kv_max_mb << 20;
     if (slm_engine_open(*m, &ep, e)) {
         int rc = slm_cli_fail("serve", "%s", slm_last_error());
         slm_model_close(*m);
@@ -142,9 +127,10 @@ static int load(const serve_opts *o, slm_model **m, slm_engine **e, int *n_ctx)
     slm_engine_stats es = {.size = sizeof es};
     slm_engine_get_stats(*e, &es);
     *n_ctx = ep.n_ctx;
-    fprintf(stderr, "slm serve: ready: %s on %s, context %d per request, %d in parallel, "
-            "KV pool %d blocks\n", info.name, info.backend, ep.n_ctx, ep.max_running,
-            es.kv_blocks_total);
+    char kv[256];
+    slm_cli_describe_kv(&es, kv, sizeof kv);
+    fprintf(stderr, "slm serve: ready: %s on %s, context %d per request, %d in parallel, %s\n",
+            info.name, info.backend, ep.n_ctx, ep.max_running, kv);
     return 0;
 }
 

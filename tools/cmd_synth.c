@@ -17,10 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "gguf_write.h"
-#include "quant.h"
-#include "status.h"
+#include "cli_internal.h"
 
 typedef struct {
     const char *name;
@@ -318,11 +315,6 @@ static slm_status metadata(slm_gguf_writer *w, const shape *s, const char *mix)
     return st;
 }
 
-static void progress(float f, void *user)
-{
-    fprintf(stderr, "\rslm synth: writing %s %3d%%", (const char *)user, (int)(f * 100 + 0.5f));
-}
-
 int slm_cmd_synth(int argc, char **argv)
 {
     const char *out = NULL, *shape_name = NULL, *mix = NULL;
@@ -374,9 +366,13 @@ int slm_cmd_synth(int argc, char **argv)
         st = vocab(w, &s, &copied);
     if (!st)
         st = add_tensors(w, &sy);
-    if (!st)
-        st = slm_gguf_writer_write(w, out, fill, &sy, progress, (void *)out);
-    fputc('\n', stderr);
+    if (!st) {
+        /* Writing takes minutes at 8B shapes: worth a few lines in a log too. */
+        slm_cli_progress pr;
+        slm_cli_progress_start(&pr, true, "slm synth: writing %s", out);
+        st = slm_gguf_writer_write(w, out, fill, &sy, slm_cli_progress_update, &pr);
+        slm_cli_progress_end(&pr, st == SLM_OK);
+    }
     slm_gguf_writer_free(w);
     for (int i = 0; i < sy.n_pool; i++)
         free(sy.pool[i].rows);

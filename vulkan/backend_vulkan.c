@@ -3,12 +3,15 @@
  * open/close, capabilities, buffers, weights (uploaded as raw GGUF rows;
  * the shaders read their 2-byte-aligned fields by byte address, so no
  * repacking; a weight larger than one bindable buffer is split into parts
- * of whole rows), the paged KV pool, and steps. A step copies its per-token
- * arrays into the host-visible step buffer at begin_step, records command
- * buffers (vk_ops.c submits each full chunk as it goes), and end_step
- * submits the last and waits on a fence. Device, memory and pipelines live
- * in vk_device.c and vk_pipelines.c.
+ * of whole rows), RoPE tables (uploaded once), the paged KV pool, memory
+ * facts, and steps. A step copies its per-token arrays into the
+ * host-visible step buffer at begin_step and plans itself there (vk_ops.c
+ * slm_vk_plan), records command buffers (vk_ops.c submits each full chunk
+ * as it goes); submit hands the last to the queue with a fence and returns,
+ * wait waits on it and copies the logits rows out. Device, memory and
+ * pipelines live in vk_device.c and vk_pipelines.c.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,46 +33,45 @@ static void vk_close(slm_backend *b)
 
 static const slm_backend_ops vk_ops;
 
+/* The knobs of params (zero / NULL: the defaults below). */
+static void take_knobs(slm_vk_backend *be, const slm_backend_params *p)
+{
+    /* Below this many rows the matrix-vector kernel beats the tiled one. */
+    be->matvec_max_rows = p && p->vk_matvec_rows > 0 ? p->vk_matvec_rows : 4;
+    /* Contexts from this length split across workgroups in decode steps. */
+    be->split_min_len = p && p->vk_split_min > 0 ? p->vk_split_min : 512;
+    /* Dispatches per submitted chunk of a step. */
+    be->chunk_dispatches = p && p->vk_chunk > 0 ? p->vk_chunk : VK_CHUNK_DISPATCHES;
+    if (!p)
+        return;
+    snprintf(be->want_device, sizeof be->want_device, "%s", p->vk_device ? p->vk_device : "");
+    snprintf(be->cache_dir, sizeof be->cache_dir, "%s", p->cache_dir ? p->cache_dir : "");
+    be->no_subgroup = p->vk_subgroup < 0;
+    be->max_buffer_knob = p->vk_max_buffer;
+}
+
 static slm_status vk_open(const slm_backend_params *params, slm_backend **out)
 {
     if (!out)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: open: out is NULL");
     *out = NULL;
+    if (params && params->size < sizeof *params)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: slm_backend_params.size %zu is "
+                         "too small", params->size);
     int device = params ? params->device_index : SLM_DEVICE_ANY;
     slm_vk_backend *be = calloc(1, sizeof *be);
     if (!be)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
     be->base.ops = &vk_ops;
-    be->rope_last_n = 0;
-    /* Below this many rows the matrix-vector kernel beats the tiled one;
-     * SLM_VK_MATVEC_ROWS overrides it (tests use it to reach both paths). */
-    be->matvec_max_rows = 4;
-    const char *mv = getenv("SLM_VK_MATVEC_ROWS");
-    if (mv && *mv)
-        be->matvec_max_rows = atoi(mv);
-    /* Contexts from this length split across workgroups in decode steps;
-     * SLM_VK_SPLIT_MIN overrides it (tests use it on short contexts). */
-    be->split_min_len = 512;
-    const char *sm = getenv("SLM_VK_SPLIT_MIN");
-    if (sm && *sm)
-        be->split_min_len = atoi(sm);
-    /* Dispatches per submitted chunk of a step; SLM_VK_CHUNK overrides it
-     * (tests use 1 to submit every few ops). */
-    be->chunk_dispatches = VK_CHUNK_DISPATCHES;
-    const char *ch = getenv("SLM_VK_CHUNK");
-    if (ch && atoi(ch) > 0)
-        be->chunk_dispatches = atoi(ch);
+    take_knobs(be, params);
     slm_status st = slm_vk_device_open(be, device);
     /* CPU implementations (lavapipe) run every matmul with the barrier-free
-     * register-tiled kernel; SLM_VK_MATMUL=direct|gpu overrides the choice
+     * register-tiled kernel; the vulkan.matmul knob overrides the choice
      * (tests run both families on one device). */
     if (!st) {
-        const char *mm = getenv("SLM_VK_MATMUL");
-        be->matmul_direct = be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
-        if (mm && strcmp(mm, "direct") == 0)
-            be->matmul_direct = true;
-        else if (mm && strcmp(mm, "gpu") == 0)
-            be->matmul_direct = false;
+        int fam = params ? params->vk_matmul : 0;
+        be->matmul_direct = fam == 1 || (fam == 0 && be->props.deviceType ==
+                                                          VK_PHYSICAL_DEVICE_TYPE_CPU);
     }
     if (!st)
         st = slm_vk_pipelines_create(be);
@@ -83,25 +85,46 @@ static slm_status vk_open(const slm_backend_params *params, slm_backend **out)
 
 static const char *vk_describe(slm_backend *b) { return slm_vk_be(b)->desc; }
 
-static bool vk_supports(slm_backend *b, slm_op op, slm_type type)
+static slm_status vk_supports(slm_backend *b, const slm_support_query *q)
 {
     (void)b;
-    switch (op) {
+    switch (q->op) {
     case SLM_OP_EMBED:
     case SLM_OP_MATMUL:
-        return slm_vk_wtype_index(type) >= 0;
-    case SLM_OP_RMSNORM:
-    case SLM_OP_ROPE:
+        if (slm_vk_wtype_index(q->type) >= 0)
+            return SLM_OK;
+        return slm_error(SLM_STATUS_UNSUPPORTED, "vulkan: weight type %s is not supported",
+                         slm_type_name(q->type));
     case SLM_OP_KV_STORE:
     case SLM_OP_ATTENTION:
+    case SLM_OP_KV_COPY:
+        if (q->type != SLM_TYPE_F32 && q->type != SLM_TYPE_F16)
+            return slm_error(SLM_STATUS_UNSUPPORTED,
+                             "vulkan: KV cache type %s is not supported (F16 or F32)",
+                             slm_type_name(q->type));
+        __attribute__((fallthrough)); /* and the head size */
+    case SLM_OP_ROPE:
+        /* attention keeps one head's row in registers: 256 at most, even */
+        if (q->head_dim && (q->head_dim < 2 || q->head_dim % 2 || q->head_dim > 256))
+            return slm_error(SLM_STATUS_UNSUPPORTED,
+                             "vulkan: heads of %d (even sizes up to 256 are supported)",
+                             q->head_dim);
+        return SLM_OK;
+    case SLM_OP_RMSNORM:
     case SLM_OP_SWIGLU:
     case SLM_OP_ADD:
     case SLM_OP_SCALE:
     case SLM_OP_GET_ROWS:
-        return true;
+    case SLM_OP_LOGITS:
+        return SLM_OK;
     default:
-        return false;
+        return slm_error(SLM_STATUS_UNSUPPORTED, "vulkan: op %d", (int)q->op);
     }
+}
+
+static slm_status vk_memory(slm_backend *b, slm_mem_info *out)
+{
+    return slm_vk_memory(slm_vk_be(b), out);
 }
 
 /* Buffers cannot come or go inside a step: a new or released memory block
@@ -112,7 +135,7 @@ static slm_status vk_buf_alloc(slm_backend *b, size_t bytes, slm_buf **out)
     if (!out)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: buf_alloc: out is NULL");
     *out = NULL;
-    if (be->in_step)
+    if (be->in_step || be->opened)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: buf_alloc inside a step");
     return slm_vk_buf_alloc(be, bytes, out);
 }
@@ -122,7 +145,7 @@ static void vk_buf_free(slm_backend *b, slm_buf *buf)
     slm_vk_backend *be = slm_vk_be(b);
     if (!buf)
         return;
-    if (be->in_step) {
+    if (be->in_step || be->opened) {
         /* NOTE: kept until close (blocks are freed there) rather than freed
          * under commands that may use it. */
         slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "buf_free inside a step");
@@ -265,6 +288,61 @@ static slm_status vk_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **ou
     return SLM_OK;
 }
 
+static slm_status vk_rope_create(slm_backend *b, const slm_rope_params *p, slm_rope **out)
+{
+    *out = NULL;
+    if (!p || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
+        p->n_rot % 2 || p->n_rot > 1024 || !(p->freq_base > 0) || !isfinite(p->freq_base) ||
+        !isfinite(p->freq_scale))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "vulkan: rope: mode %d, n_rot %d, freq_base %g", p ? (int)p->mode : -1,
+                         p ? p->n_rot : 0, p ? (double)p->freq_base : 0.0);
+    int half = p->n_rot / 2;
+    float tab[512];
+    for (int i = 0; i < half; i++)
+        tab[i] = (float)slm_rope_inv_freq(p, i);
+    slm_rope *r = calloc(1, sizeof *r);
+    if (!r)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
+    r->n_rot = p->n_rot;
+    r->mode = p->mode;
+    slm_status st = vk_buf_alloc(b, (size_t)half * sizeof(float), &r->buf);
+    if (!st)
+        st = vk_upload(b, (slm_ref){r->buf, 0}, tab, (size_t)half * sizeof(float));
+    if (st) {
+        vk_buf_free(b, r->buf);
+        free(r);
+        return st;
+    }
+    *out = r;
+    return SLM_OK;
+}
+
+static void vk_rope_free(slm_backend *b, slm_rope *r)
+{
+    if (!r)
+        return;
+    vk_buf_free(b, r->buf);
+    free(r);
+}
+
+/* The step buffer for the largest step's arrays (block tables bounded by
+ * the pool), and the readback buffer for its logits rows. */
+static slm_status vk_reserve(slm_backend *b, const slm_step_limits *lim, size_t *bytes)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    size_t bt = lim->kv ? (size_t)lim->kv->desc.n_blocks : 0;
+    size_t ints = VK_ST_HEADER + 4 * (size_t)lim->max_tokens + 2 * (size_t)lim->max_seqs + bt +
+                  (size_t)lim->max_logit_rows + VK_ARENA_FLOATS;
+    slm_status st = slm_vk_step_reserve(be, ints);
+    if (!st && lim->logit_cols > 0)
+        st = slm_vk_readback_reserve(be, (size_t)lim->max_logit_rows * (size_t)lim->logit_cols *
+                                             sizeof(float));
+    if (!st)
+        *bytes += be->step_cap * sizeof(int32_t) + be->rb_bytes;
+    return st;
+}
+
 /* ------------------------------------------------------------------------ */
 /* steps                                                                     */
 
@@ -309,9 +387,8 @@ static slm_status step_check(const slm_step *s, int *n_bt)
     return SLM_OK;
 }
 
-static slm_status vk_begin_step(slm_backend *b, const slm_step *s)
+static slm_status begin(slm_vk_backend *be, const slm_step *s)
 {
-    slm_vk_backend *be = slm_vk_be(b);
     int n_bt;
     if (be->lost)
         return slm_error(SLM_STATUS_DEVICE, "vulkan: the device was lost");
@@ -355,41 +432,103 @@ static slm_status vk_begin_step(slm_backend *b, const slm_step *s)
     put(img, at[VK_ST_LOGIT], s->logit_rows, s->n_logit_rows);
     memcpy(be->step_map, img, ints * sizeof(int32_t));
 
-    if ((st = slm_vk_chunk_begin(be, 0)))
-        return st;
-    be->in_step = true;
-    be->err = SLM_OK;
-    be->err_msg[0] = '\0';
     be->n_tokens = s->n_tokens;
     be->n_seqs = s->n_seqs;
     be->n_logit = s->n_logit_rows;
     be->n_bt = n_bt;
-    be->arena_used = 0;
-    be->rope_last_off = 0;
-    be->rope_last_n = 0;
+    be->logits_out = s->logits;
+    be->logits_bytes = 0;
+    be->logits_recorded = false;
+    be->plan_kv = NULL;
+    be->split_n = be->split_chunk = 0;
+    if (s->kv && (st = slm_vk_plan(be, s->kv, s->n_heads)))
+        return st;
+    if ((st = slm_vk_chunk_begin(be, 0)))
+        return st;
+    be->in_step = true;
     return SLM_OK;
 }
 
-static slm_status vk_end_step(slm_backend *b)
+/* Begins a step; a failure is returned and kept for wait (backend.h: a
+ * step begun is ended by submit + wait, whatever happened). */
+static slm_status vk_begin_step(slm_backend *b, const slm_step *s)
 {
     slm_vk_backend *be = slm_vk_be(b);
+    if (be->in_step || be->opened)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step inside a step");
+    be->err = SLM_OK;
+    be->err_msg[0] = '\0';
+    be->submitted = false;
+    slm_status st = begin(be, s);
+    be->opened = true;
+    if (st) {
+        char why[sizeof be->err_msg];
+        snprintf(why, sizeof why, "%s", slm_last_error());
+        slm_vk_fail(be, st, "begin_step: %s", why);
+        return slm_error(st, "%s", why);
+    }
+    return SLM_OK;
+}
+
+/* Ends recording and hands the last chunk to the queue with the fence;
+ * returns at once. A failed step is not submitted (earlier chunks may
+ * have been: wait drains the queue for them). */
+static slm_status vk_submit(slm_backend *b)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!be->opened)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: submit without begin_step");
     if (!be->in_step)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: end_step without begin_step");
+        return SLM_OK; /* begin_step failed: wait reports it */
     be->in_step = false;
-    /* Chunks already submitted must finish before their command buffers
-     * are reused, even when the step failed: the last chunk carries the
-     * fence, or (when submitting a chunk failed) the queue is drained. */
-    slm_status st = SLM_STATUS_DEVICE;
+    slm_status st = SLM_OK;
     if (be->recording)
         st = slm_vk_check(be, vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
     be->recording = false;
-    if (!st && (!be->err || be->chunk > 0))
-        st = slm_vk_submit_wait(be, be->cmd);
-    else if (be->chunk > 0)
+    if (!st && !be->err) {
+        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                           .commandBufferCount = 1,
+                           .pCommandBuffers = &be->cmd};
+        st = slm_vk_check(be, vkQueueSubmit(be->queue, 1, &si, be->fence), "vkQueueSubmit");
+        be->submitted = !st;
+    }
+    if (st)
+        slm_vk_fail(be, st, "%s", slm_last_error());
+    return be->err ? slm_error(be->err, "vulkan: %s", be->err_msg) : SLM_OK;
+}
+
+/* Waits for the submitted step (or drains the chunks of a failed one) and
+ * copies the logits rows to the step's host buffer. */
+static slm_status vk_wait(slm_backend *b)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!be->opened)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: wait without begin_step");
+    if (be->in_step)
+        vk_submit(b);
+    be->opened = false;
+    slm_status st = SLM_OK;
+    if (be->submitted) {
+        st = slm_vk_check(be, vkWaitForFences(be->dev, 1, &be->fence, VK_TRUE, UINT64_MAX),
+                          "vkWaitForFences");
+        VkResult r = vkResetFences(be->dev, 1, &be->fence);
+        if (!st)
+            st = slm_vk_check(be, r, "vkResetFences");
+    } else if (be->chunk > 0) {
         vkQueueWaitIdle(be->queue);
+    }
+    be->submitted = false;
     be->cmd = be->cmds[0];
+    be->chunk = 0;
+    be->plan_kv = NULL;
     if (be->err)
         return slm_error(be->err, "vulkan: %s", be->err_msg);
+    if (st)
+        return st;
+    if (be->logits_bytes && be->logits_recorded)
+        memcpy(be->logits_out, be->rb_map, be->logits_bytes);
+    else if (be->logits_bytes)
+        st = slm_vk_copy(be, be->logits_src, be->logits_out, be->logits_bytes, false);
     return st;
 }
 
@@ -400,6 +539,7 @@ static const slm_backend_ops vk_ops = {
     .close = vk_close,
     .describe = vk_describe,
     .supports = vk_supports,
+    .memory = vk_memory,
     .buf_alloc = vk_buf_alloc,
     .buf_free = vk_buf_free,
     .upload = vk_upload,
@@ -408,8 +548,12 @@ static const slm_backend_ops vk_ops = {
     .weight_free = vk_weight_free,
     .kv_create = vk_kv_create,
     .kv_free = vk_kv_free,
+    .rope_create = vk_rope_create,
+    .rope_free = vk_rope_free,
+    .reserve = vk_reserve,
     .begin_step = vk_begin_step,
-    .end_step = vk_end_step,
+    .submit = vk_submit,
+    .wait = vk_wait,
     .embed = slm_vk_embed,
     .rmsnorm = slm_vk_rmsnorm,
     .matmul = slm_vk_matmul,
@@ -420,6 +564,8 @@ static const slm_backend_ops vk_ops = {
     .add = slm_vk_add,
     .scale = slm_vk_scale,
     .get_rows = slm_vk_get_rows,
+    .logits = slm_vk_logits,
+    .kv_copy = slm_vk_kv_copy,
 };
 
 const slm_backend_ops *slm_backend_vulkan(void) { return &vk_ops; }

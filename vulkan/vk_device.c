@@ -108,13 +108,14 @@ static const char *unusable(VkPhysicalDevice pd)
     return NULL;
 }
 
-/* Index chosen among n devices: explicit index, else $SLM_VK_DEVICE (an
- * index or a substring of the name), else the best type (discrete,
- * integrated, virtual, CPU), lowest index first. */
-static slm_status choose(VkPhysicalDevice *pds, uint32_t n, int want, int *out)
+/* Index chosen among n devices: explicit index, else the device the
+ * vulkan.device knob names (an index or a substring of the name), else the
+ * best type (discrete, integrated, virtual, CPU), lowest index first. */
+static slm_status choose(const slm_vk_backend *be, VkPhysicalDevice *pds, uint32_t n, int want,
+                         int *out)
 {
-    const char *env = getenv("SLM_VK_DEVICE");
-    if (want < 0 && env && *env) {
+    const char *env = be->want_device;
+    if (want < 0 && *env) {
         char *end;
         long v = strtol(env, &end, 10);
         if (*end == '\0') {
@@ -183,11 +184,11 @@ static void query_subgroup(slm_vk_backend *be)
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = &sg};
     vkGetPhysicalDeviceProperties2(be->phys, &p2);
-    const char *off = getenv("SLM_VK_NO_SUBGROUP"); /* forces the shared-memory path (tests) */
+    /* no_subgroup forces the shared-memory path (tests reach both). */
     be->subgroup = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                    (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) &&
                    (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
-                   sg.subgroupSize >= 1 && sg.subgroupSize <= 64 && !(off && *off && *off != '0');
+                   sg.subgroupSize >= 1 && sg.subgroupSize <= 64 && !be->no_subgroup;
 }
 
 static void size_limits(slm_vk_backend *be)
@@ -202,10 +203,9 @@ static void size_limits(slm_vk_backend *be)
     /* NOTE: shaders index with 32-bit byte addresses, so no range may reach 4 GiB. */
     if (mx > 0xffffff00u)
         mx = 0xffffff00u;
-    /* SLM_VK_MAX_BUFFER lowers the limit (tests split weights with it). */
-    const char *lim = getenv("SLM_VK_MAX_BUFFER");
-    if (lim && *lim && strtoull(lim, NULL, 10) >= 4096 && strtoull(lim, NULL, 10) < mx)
-        mx = strtoull(lim, NULL, 10);
+    /* The vulkan.max_buffer knob lowers the limit (tests split weights with it). */
+    if (be->max_buffer_knob >= 4096 && be->max_buffer_knob < mx)
+        mx = be->max_buffer_knob;
     be->max_buffer = mx & ~(VkDeviceSize)255;
     be->block_bytes = be->max_buffer < VK_BLOCK_MAX_BYTES ? be->max_buffer : VK_BLOCK_MAX_BYTES;
 }
@@ -501,9 +501,9 @@ slm_status slm_vk_copy(slm_vk_backend *be, slm_ref dev, void *host, size_t bytes
     const char *what = to_device ? "upload" : "download";
     if (be->lost)
         return slm_error(SLM_STATUS_DEVICE, "vulkan: %s: the device was lost", what);
-    if (be->in_step)
+    if (be->in_step || be->opened)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "vulkan: %s inside a step (between begin_step and end_step)", what);
+                         "vulkan: %s inside a step (between begin_step and wait)", what);
     if (!dev.buf || (!host && bytes))
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: %s: %s is NULL", what,
                          dev.buf ? "the host pointer" : "the buffer");
@@ -563,6 +563,72 @@ slm_status slm_vk_step_reserve(slm_vk_backend *be, size_t slots)
     return SLM_OK;
 }
 
+slm_status slm_vk_readback_reserve(slm_vk_backend *be, size_t bytes)
+{
+    if (bytes <= be->rb_bytes)
+        return SLM_OK;
+    drop_buffer(be, &be->rb_buf, &be->rb_mem);
+    be->rb_bytes = 0;
+    slm_status st = make_buffer(be, bytes, &be->rb_buf, &be->rb_mem, &be->rb_map);
+    if (!st)
+        be->rb_bytes = bytes;
+    return st;
+}
+
+/* Bytes of device memory this backend holds in blocks. */
+static uint64_t held_bytes(const slm_vk_backend *be)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < VK_MAX_BLOCKS; i++)
+        if (be->blocks[i].buf)
+            n += be->blocks[i].size;
+    return n;
+}
+
+static bool has_extension(VkPhysicalDevice pd, const char *name)
+{
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    VkExtensionProperties *e = malloc(n * sizeof *e);
+    bool found = false;
+    if (e && vkEnumerateDeviceExtensionProperties(pd, NULL, &n, e) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = !strcmp(e[i].extensionName, name);
+    free(e);
+    return found;
+}
+
+slm_status slm_vk_memory(slm_vk_backend *be, slm_mem_info *out)
+{
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+    bool has_budget = has_extension(be->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    VkPhysicalDeviceMemoryProperties2 mp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
+        .pNext = has_budget ? &budget : NULL};
+    vkGetPhysicalDeviceMemoryProperties2(be->phys, &mp);
+    uint32_t heap = 0;
+    for (uint32_t i = 0; i < be->memprops.memoryTypeCount; i++)
+        if (be->memprops.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) {
+            heap = be->memprops.memoryTypes[i].heapIndex;
+            break;
+        }
+    *out = (slm_mem_info){0};
+    out->total_bytes = mp.memoryProperties.memoryHeaps[heap].size;
+    if (has_budget && budget.heapBudget[heap] > 0) {
+        uint64_t b = budget.heapBudget[heap], u = budget.heapUsage[heap];
+        out->free_bytes = b > u ? b - u : 0;
+    } else {
+        uint64_t held = held_bytes(be);
+        out->free_bytes = out->total_bytes > held ? out->total_bytes - held : 0;
+    }
+    /* CPU implementations and integrated GPUs share the host's RAM. */
+    out->host = be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ||
+                be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
+    return SLM_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* open / close                                                              */
 
@@ -602,15 +668,14 @@ static slm_status pick_device(slm_vk_backend *be, int device_index)
         n == 0)
         return st;
     int idx = -1;
-    if ((st = choose(pds, n, device_index >= 0 ? device_index : -1, &idx)))
+    if ((st = choose(be, pds, n, device_index >= 0 ? device_index : -1, &idx)))
         return st;
     be->phys = pds[idx];
     vkGetPhysicalDeviceProperties(be->phys, &be->props);
     vkGetPhysicalDeviceMemoryProperties(be->phys, &be->memprops);
-    /* A CPU implementation that SLM_VK_DEVICE names was chosen by the user. */
-    const char *named = getenv("SLM_VK_DEVICE");
+    /* A CPU implementation that vulkan.device names was chosen by the user. */
     if (device_index == SLM_DEVICE_GPU_ONLY && be->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-        !(named && *named))
+        !be->want_device[0])
         return slm_error(SLM_STATUS_DEVICE,
                          "vulkan: only a CPU implementation (%s) was found, and a GPU was asked for",
                          be->props.deviceName);
@@ -725,6 +790,7 @@ void slm_vk_device_close(slm_vk_backend *be)
             if (be->blocks[i].buf)
                 block_release(be, i);
         drop_buffer(be, &be->step_buf, &be->step_mem);
+        drop_buffer(be, &be->rb_buf, &be->rb_mem);
         drop_buffer(be, &be->stage_buf, &be->stage_mem);
         drop_buffer(be, &be->dummy_buf, &be->dummy_mem);
         vkDestroyPipelineLayout(be->dev, be->layout, NULL);

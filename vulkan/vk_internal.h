@@ -14,8 +14,15 @@
  * host-visible step buffer (header + per-token arrays + a float arena).
  * One descriptor set and one pipeline layout serve every pipeline.
  *
+ * A step (backend.h's ordering rules): begin_step copies the step's arrays
+ * into the step buffer and plans it once (KV slots, block tables and
+ * positions checked against the pool; the split of decode attention); ops
+ * record, full chunks going to the queue as they fill; submit ends and
+ * submits the last chunk with the fence and returns; wait waits on it and
+ * copies the logits rows from the host-visible readback buffer.
+ *
  * Errors inside a step are recorded (first one wins) and returned by
- * end_step; the step's commands are then discarded, never submitted.
+ * wait; the step's unsubmitted commands are then discarded.
  */
 #ifndef SLM_VK_INTERNAL_H
 #define SLM_VK_INTERNAL_H
@@ -31,7 +38,7 @@
 #define VK_BLOCK_MAX_BYTES (256u << 20)
 #define VK_ALLOC_ALIGN 64
 #define VK_STAGE_BYTES (8u << 20)
-#define VK_ARENA_FLOATS 16384     /* step arena: rope frequency tables */
+#define VK_ARENA_FLOATS 0         /* step arena: unused (RoPE tables live in device buffers) */
 #define VK_PUSH_MAX 32            /* uint32 push-constant words (128 bytes) */
 /* A long step is submitted in up to VK_CHUNKS command buffers, one each time
  * chunk_dispatches dispatches are recorded (the last takes the rest), so the
@@ -111,6 +118,13 @@ struct slm_weight {
     slm_buf *parts[VK_MAX_PARTS];
 };
 
+/* RoPE constants: inv_freq[n_rot / 2] floats in a device buffer. */
+struct slm_rope {
+    slm_buf *buf;
+    int n_rot;
+    slm_rope_mode mode;
+};
+
 struct slm_kv {
     slm_kv_desc desc;
     int64_t n_slots;   /* n_blocks · block_size */
@@ -131,7 +145,6 @@ typedef struct slm_vk_backend {
     char desc[640];
     bool subgroup; /* subgroup arithmetic in compute shaders */
 
-    uint32_t mem_device, mem_host; /* memory type indices */
     VkDeviceSize block_bytes;      /* size of a shared block */
     VkDeviceSize max_buffer;       /* largest single bound range */
     vk_block blocks[VK_MAX_BLOCKS];
@@ -161,17 +174,34 @@ typedef struct slm_vk_backend {
     int n_dispatch;     /* dispatches recorded into cmd */
     int chunk_dispatches; /* dispatches after which a chunk is submitted */
 
-    /* the step being recorded */
+    /* the step being recorded, and its plan */
     bool in_step, lost;
+    bool opened;           /* begin_step called, wait not yet */
+    bool submitted;        /* the last chunk went to the queue with the fence */
     int n_tokens, n_seqs, n_logit, n_bt;
-    size_t arena_used;     /* floats of the arena in use */
-    size_t rope_last_off;  /* arena offset of the last rope table, or SIZE_MAX */
-    int rope_last_n;
+    slm_kv *plan_kv;       /* the pool begin_step checked the step against */
+    uint32_t split_n, split_chunk; /* decode attention split (split_n < 2: one pass) */
+    float *logits_out;     /* step->logits */
+    slm_ref logits_src;    /* the logits op's rows on the device */
+    size_t logits_bytes;   /* their bytes (0: no logits op) */
+    bool logits_recorded;  /* copied into the readback buffer by the step itself */
     slm_status err;
     char err_msg[256];
+
+    /* host-visible buffer the logits op copies into (grown by reserve) */
+    VkBuffer rb_buf;
+    VkDeviceMemory rb_mem;
+    void *rb_map;
+    size_t rb_bytes;
+
+    /* knobs (slm_backend_params) */
     int matvec_max_rows; /* rows <= this use the matrix-vector pipelines */
     bool matmul_direct;  /* every matmul runs matmul_direct (CPU implementations) */
     int split_min_len;   /* contexts this long use split-K decode attention */
+    char want_device[128]; /* a device-name substring or index ("" = choose) */
+    bool no_subgroup;    /* never use subgroup reductions */
+    uint64_t max_buffer_knob; /* lowers max_buffer when smaller (0 = none) */
+    char cache_dir[512]; /* compiled-pipeline cache folder ("" = none) */
 } slm_vk_backend;
 
 static inline slm_vk_backend *slm_vk_be(slm_backend *b) { return (slm_vk_backend *)b; }
@@ -180,6 +210,11 @@ static inline slm_vk_backend *slm_vk_be(slm_backend *b) { return (slm_vk_backend
 /* Maps a failed VkResult to a status with "vulkan: <what>: <result>". */
 slm_status slm_vk_check(slm_vk_backend *be, VkResult r, const char *what);
 slm_status slm_vk_device_open(slm_vk_backend *be, int device_index);
+/* Free and total device-local memory (VK_EXT_memory_budget where the
+ * device has it, else the heap less what this backend holds). */
+slm_status slm_vk_memory(slm_vk_backend *be, slm_mem_info *out);
+/* Makes the readback buffer hold at least `bytes` (outside steps only). */
+slm_status slm_vk_readback_reserve(slm_vk_backend *be, size_t bytes);
 void slm_vk_device_close(slm_vk_backend *be);
 slm_status slm_vk_buf_alloc(slm_vk_backend *be, size_t bytes, slm_buf **out);
 void slm_vk_buf_free(slm_vk_backend *be, slm_buf *buf);
@@ -205,7 +240,7 @@ void slm_vk_rmsnorm(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *w
 void slm_vk_matmul(slm_backend *be, const slm_weight *w, slm_ref x, int rows, slm_ref add,
                    slm_ref y);
 void slm_vk_rope(slm_backend *be, slm_ref x, int stride, int n_heads, int head_dim,
-                 const slm_rope_params *p);
+                 const slm_rope *r);
 void slm_vk_kv_store(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
                      int v_stride);
 void slm_vk_attention(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
@@ -215,5 +250,10 @@ void slm_vk_swiglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, 
 void slm_vk_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
 void slm_vk_scale(slm_backend *be, slm_ref x, float s, size_t count);
 void slm_vk_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
+void slm_vk_logits(slm_backend *be, slm_ref x, int cols);
+void slm_vk_kv_copy(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
+/* The step's plan over kv (begin_step): slots, tables, positions checked;
+ * the attention split chosen for n_heads query heads. */
+slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads);
 
 #endif

@@ -267,54 +267,22 @@ void slm_vk_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm
     }
 }
 
-/* Puts the rope inverse frequencies of p in the step arena (reusing the
- * previous table when equal, which is every layer after the first);
- * returns its float index in the step buffer or -1 after failing the step. */
-static int64_t rope_table(slm_vk_backend *be, const slm_rope_params *p)
-{
-    int half = p->n_rot / 2;
-    float tab[512];
-    for (int i = 0; i < half; i++) {
-        double f = (double)p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_rot);
-        if (p->freq_factors)
-            f /= (double)p->freq_factors[i];
-        tab[i] = (float)f;
-    }
-    float *arena = (float *)be->step_map + be->step_host[VK_ST_ARENA];
-    if (be->rope_last_n == half &&
-        memcmp(arena + be->rope_last_off, tab, (size_t)half * sizeof(float)) == 0)
-        return be->step_host[VK_ST_ARENA] + (int64_t)be->rope_last_off;
-    if (be->arena_used + (size_t)half > VK_ARENA_FLOATS) {
-        slm_vk_fail(be, SLM_STATUS_UNSUPPORTED,
-                    "rope: more distinct frequency tables in one step than the arena holds");
-        return -1;
-    }
-    memcpy(arena + be->arena_used, tab, (size_t)half * sizeof(float));
-    be->rope_last_off = be->arena_used;
-    be->rope_last_n = half;
-    be->arena_used += (size_t)half;
-    return be->step_host[VK_ST_ARENA] + (int64_t)be->rope_last_off;
-}
-
 void slm_vk_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_dim,
-                 const slm_rope_params *p)
+                 const slm_rope *r)
 {
     slm_vk_backend *be = slm_vk_be(b);
-    uint32_t xb, xo;
+    uint32_t xb, xo, fb, fo;
     if (!op_ok(be, "rope"))
         return;
-    if (!p || n_heads < 1 || head_dim < 1 || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) ||
-        p->n_rot < 2 || p->n_rot % 2 || p->n_rot > head_dim || p->n_rot > 1024 ||
-        !(p->freq_base > 0) || !isfinite(p->freq_base) || !isfinite(p->freq_scale) ||
-        stride < n_heads * head_dim) {
-        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                    "rope: %d heads of %d, stride %d, mode %d, n_rot %d, freq_base %g", n_heads,
-                    head_dim, stride, p ? (int)p->mode : -1, p ? p->n_rot : 0,
-                    p ? (double)p->freq_base : 0.0);
+    if (!r || n_heads < 1 || head_dim < 1 || r->n_rot > head_dim || stride < n_heads * head_dim) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "rope: %d heads of %d, stride %d, n_rot %d",
+                    n_heads, head_dim, stride, r ? r->n_rot : 0);
         return;
     }
     int n = be->n_tokens;
-    if (!act(be, x, strided(n, (int64_t)n_heads * head_dim, stride), "rope", "x", &xb, &xo))
+    uint32_t half = (uint32_t)r->n_rot / 2;
+    if (!act(be, x, strided(n, (int64_t)n_heads * head_dim, stride), "rope", "x", &xb, &xo) ||
+        !act(be, (slm_ref){r->buf, 0}, half, "rope", "frequencies", &fb, &fo))
         return;
     for (int t = 0; t < n; t++) {
         if (step_at(be, VK_ST_POS, t) < 0) {
@@ -322,16 +290,22 @@ void slm_vk_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_di
             return;
         }
     }
-    int64_t fo = rope_table(be, p);
-    if (fo < 0)
-        return;
-    uint32_t half = (uint32_t)p->n_rot / 2;
     uint64_t gx = ((uint64_t)n_heads * half + 63) / 64;
     if (!grid_ok(be, "rope", gx, (uint64_t)n, 1))
         return;
     uint32_t pc[] = {xb, xo, (uint32_t)stride, (uint32_t)n_heads, (uint32_t)head_dim, half,
-                     p->mode == SLM_ROPE_NEOX, (uint32_t)fo};
-    dispatch(be, be->misc[VK_P_ROPE], pc, 8, (uint32_t)gx, (uint32_t)n, 1);
+                     r->mode == SLM_ROPE_NEOX, fb, fo};
+    dispatch(be, be->misc[VK_P_ROPE], pc, 9, (uint32_t)gx, (uint32_t)n, 1);
+}
+
+/* True when kv is the pool begin_step planned (else fails the step). */
+static bool planned(slm_vk_backend *be, const slm_kv *kv, const char *op)
+{
+    if (kv && kv == be->plan_kv)
+        return true;
+    slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %s", op,
+                kv ? "not the KV pool the step was begun with (slm_step.kv)" : "no KV pool");
+    return false;
 }
 
 /* The KV element offsets of layer's K and V regions. */
@@ -356,7 +330,8 @@ void slm_vk_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_str
 {
     slm_vk_backend *be = slm_vk_be(b);
     uint32_t kb, ko, vb, vo, pb, pk, pv;
-    if (!op_ok(be, "kv_store") || !kv_layer(be, kv, layer, "kv_store", &pb, &pk, &pv))
+    if (!op_ok(be, "kv_store") || !planned(be, kv, "kv_store") ||
+        !kv_layer(be, kv, layer, "kv_store", &pb, &pk, &pv))
         return;
     int n = be->n_tokens;
     int64_t width = kv->width;
@@ -368,15 +343,6 @@ void slm_vk_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_str
     if (!act(be, k, strided(n, width, k_stride), "kv_store", "k", &kb, &ko) ||
         !act(be, v, strided(n, width, v_stride), "kv_store", "v", &vb, &vo))
         return;
-    for (int t = 0; t < n; t++) {
-        int32_t s = step_at(be, VK_ST_SLOT, t);
-        if (s < 0 || s >= kv->n_slots) {
-            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                        "kv_store: token %d has KV slot %d, outside the pool's %lld", t, s,
-                        (long long)kv->n_slots);
-            return;
-        }
-    }
     uint64_t gx = ((uint64_t)width / 2 + 63) / 64;
     if (!grid_ok(be, "kv_store", gx, (uint64_t)n, 1))
         return;
@@ -386,44 +352,44 @@ void slm_vk_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_str
     dispatch(be, be->misc[pipe], pc, 10, (uint32_t)gx, (uint32_t)n, 1);
 }
 
-/* Checks that every token's positions 0..pos are covered by its sequence's
- * block table with block ids inside the pool. */
-static bool attention_tables_ok(slm_vk_backend *be, const slm_kv *kv)
+/* Checks that every token's slot is in the pool and its positions 0..pos
+ * are covered by its sequence's block table with block ids in the pool. */
+static slm_status plan_tables(const slm_vk_backend *be, const slm_kv *kv)
 {
     int bs = kv->desc.block_size;
     for (int t = 0; t < be->n_tokens; t++) {
         int32_t seq = step_at(be, VK_ST_SEQ, t), pos = step_at(be, VK_ST_POS, t);
-        if (seq < 0 || pos < 0) {
-            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                        "attention: token %d has no sequence or position", t);
-            return false;
-        }
+        int32_t slot = step_at(be, VK_ST_SLOT, t);
+        if (slot < 0 || slot >= kv->n_slots)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: token %d has KV slot %d, outside the pool's %lld", t, slot,
+                             (long long)kv->n_slots);
+        if (seq < 0 || pos < 0)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: token %d has no sequence or position", t);
         int32_t start = step_at(be, VK_ST_BT_START, seq), len = step_at(be, VK_ST_BT_LEN, seq);
-        if ((int64_t)pos >= (int64_t)len * bs) {
-            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                        "attention: token %d at position %d, but its sequence has %d blocks of %d",
-                        t, pos, len, bs);
-            return false;
-        }
+        if ((int64_t)pos >= (int64_t)len * bs)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "vulkan: token %d at position %d, but its sequence has %d blocks of %d",
+                             t, pos, len, bs);
         for (int32_t j = 0; j <= pos / bs; j++) {
             int32_t id = be->step_host[be->step_host[VK_ST_BT] + start + j];
-            if (id < 0 || id >= kv->desc.n_blocks) {
-                slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                            "attention: sequence %d uses block %d, outside the pool's %d", seq, id,
-                            kv->desc.n_blocks);
-                return false;
-            }
+            if (id < 0 || id >= kv->desc.n_blocks)
+                return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                                 "vulkan: sequence %d uses block %d, outside the pool's %d", seq,
+                                 id, kv->desc.n_blocks);
         }
     }
-    return true;
+    return SLM_OK;
 }
 
-/* Chooses split-K for few tokens over long contexts: *n_split chunks of
- * *chunk positions (a multiple of 64), or *n_split < 2 for one pass. */
-static void split_plan(const slm_vk_backend *be, const slm_kv *kv, int n_heads, uint32_t *n_split,
-                       uint32_t *chunk)
+/* Chooses split-K for few tokens over long contexts: split_n chunks of
+ * split_chunk positions (a multiple of 64), or split_n < 2 for one pass.
+ * n_heads 0 (not known) plans as if every query head had its own KV head. */
+static void plan_split(slm_vk_backend *be, const slm_kv *kv, int n_heads)
 {
-    *n_split = 0;
+    be->split_n = 0;
+    be->split_chunk = 0;
     if (be->n_tokens > VK_SPLIT_TOKENS || n_heads > VK_SPLIT_GQA * kv->desc.n_kv_heads)
         return;
     int64_t longest = 0;
@@ -434,8 +400,17 @@ static void split_plan(const slm_vk_backend *be, const slm_kv *kv, int n_heads, 
         return;
     int64_t tiles = (longest + 63) / 64;
     int64_t per = (tiles + VK_SPLIT_MAX - 1) / VK_SPLIT_MAX; /* tiles per chunk */
-    *chunk = (uint32_t)(per * 64);
-    *n_split = (uint32_t)((longest + *chunk - 1) / *chunk);
+    be->split_chunk = (uint32_t)(per * 64);
+    be->split_n = (uint32_t)((longest + be->split_chunk - 1) / be->split_chunk);
+}
+
+slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads)
+{
+    be->plan_kv = kv;
+    slm_status st = plan_tables(be, kv);
+    if (!st)
+        plan_split(be, kv, n_heads);
+    return st;
 }
 
 void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
@@ -443,7 +418,8 @@ void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
 {
     slm_vk_backend *be = slm_vk_be(b);
     uint32_t qb, qo, ob, oo, pb, pk, pv;
-    if (!op_ok(be, "attention") || !kv_layer(be, kv, layer, "attention", &pb, &pk, &pv))
+    if (!op_ok(be, "attention") || !planned(be, kv, "attention") ||
+        !kv_layer(be, kv, layer, "attention", &pb, &pk, &pv))
         return;
     int hd = kv->desc.head_dim, nkv = kv->desc.n_kv_heads, n = be->n_tokens;
     if (n_heads < nkv || n_heads % nkv != 0 || q_stride < n_heads * hd || !isfinite(scale)) {
@@ -455,14 +431,15 @@ void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
     if (!act(be, q, strided(n, (int64_t)n_heads * hd, q_stride), "attention", "q", &qb, &qo) ||
         !act(be, out, (uint64_t)n * (uint64_t)n_heads * (uint64_t)hd, "attention", "out", &ob,
              &oo) ||
-        !attention_tables_ok(be, kv) || !grid_ok(be, "attention", (uint64_t)n_heads, (uint64_t)n, 1))
+        !grid_ok(be, "attention", (uint64_t)n_heads, (uint64_t)n, 1))
         return;
     uint32_t pc[] = {qb, qo, (uint32_t)q_stride, ob, oo, pb, pk, pv, (uint32_t)n_heads,
                      (uint32_t)nkv, (uint32_t)hd, (uint32_t)kv->desc.block_size, fbits(scale), 0, 0};
     bool f16 = kv->desc.type == SLM_TYPE_F16;
-    uint32_t n_split = 0, chunk = 0;
-    split_plan(be, kv, n_heads, &n_split, &chunk);
-    if (n_split < 2) {
+    /* The split planned at begin_step; more query heads than its workspace
+     * holds (a step planned without n_heads) take the single pass. */
+    uint32_t n_split = be->split_n, chunk = be->split_chunk;
+    if (n_split < 2 || n_heads > VK_SPLIT_GQA * nkv) {
         dispatch(be, be->misc[f16 ? VK_P_ATTN_F16 : VK_P_ATTN_F32], pc, 15, (uint32_t)n_heads,
                  (uint32_t)n, 1);
         return;
@@ -540,4 +517,96 @@ void slm_vk_get_rows(slm_backend *b, slm_ref x, int d, slm_ref y)
         return;
     uint32_t pc[] = {xb, xo, (uint32_t)d, yb, yo};
     dispatch(be, be->misc[VK_P_GET_ROWS], pc, 5, (uint32_t)gx, (uint32_t)be->n_logit, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* transfers inside a step                                                   */
+
+/* Orders earlier compute writes before a transfer, or a transfer's writes
+ * before later compute (to_compute). */
+static void transfer_barrier(slm_vk_backend *be, bool to_compute)
+{
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = to_compute ? VK_ACCESS_TRANSFER_WRITE_BIT
+                                                      : VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = to_compute ? VK_ACCESS_SHADER_READ_BIT |
+                                                            VK_ACCESS_SHADER_WRITE_BIT
+                                                      : VK_ACCESS_TRANSFER_READ_BIT |
+                                                            VK_ACCESS_TRANSFER_WRITE_BIT};
+    VkPipelineStageFlags cs = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         tr = VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(be->cmd, to_compute ? tr : cs, to_compute ? cs : tr, 0, 1, &mb, 0, NULL,
+                         0, NULL);
+}
+
+/* The logits rows go to the readback buffer as the step's last command;
+ * wait copies them out. Rows beyond what reserve sized it for are
+ * downloaded by wait after the fence instead (slower, still in the step). */
+void slm_vk_logits(slm_backend *b, slm_ref x, int cols)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo;
+    if (!op_ok(be, "logits"))
+        return;
+    uint64_t floats = (uint64_t)be->n_logit * (uint64_t)(cols > 0 ? cols : 0);
+    if (cols < 1 || !act(be, x, floats, "logits", "x", &xb, &xo))
+        return;
+    if (floats && !be->logits_out) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "logits: the step names no host buffer");
+        return;
+    }
+    be->logits_src = x;
+    be->logits_bytes = (size_t)floats * sizeof(float);
+    be->logits_recorded = be->logits_bytes <= be->rb_bytes;
+    if (!be->logits_recorded || !floats)
+        return;
+    transfer_barrier(be, false);
+    VkBufferCopy region = {.srcOffset = x.buf->off + x.off, .dstOffset = 0,
+                           .size = be->logits_bytes};
+    vkCmdCopyBuffer(be->cmd, be->blocks[x.buf->block].buf, be->rb_buf, 1, &region);
+    transfer_barrier(be, true);
+}
+
+/* Every layer's K and V of block src[i] to dst[i]: the block's slots are
+ * contiguous in each layer's K and V regions (slot-major rows). Copies run
+ * one after another, so a later one may read an earlier one's destination. */
+void slm_vk_kv_copy(slm_backend *b, slm_kv *kv, const int32_t *src, const int32_t *dst, int n)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    if (!op_ok(be, "kv_copy") || !planned(be, kv, "kv_copy"))
+        return;
+    for (int i = 0; i < n; i++)
+        if (!src || !dst || src[i] < 0 || src[i] >= kv->desc.n_blocks || dst[i] < 0 ||
+            dst[i] >= kv->desc.n_blocks || src[i] == dst[i]) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                        "kv_copy: copy %d is block %d to %d in a pool of %d", i, src ? src[i] : -1,
+                        dst ? dst[i] : -1, kv->desc.n_blocks);
+            return;
+        }
+    VkDeviceSize esize = kv->desc.type == SLM_TYPE_F16 ? 2 : 4;
+    VkDeviceSize bbytes = (VkDeviceSize)kv->desc.block_size * kv->width * esize;
+    VkDeviceSize region_bytes = (VkDeviceSize)kv->n_slots * kv->width * esize; /* K, then V */
+    transfer_barrier(be, false);
+    for (int i = 0; i < n; i++) {
+        for (int l = 0; l < kv->desc.n_layers; l++) {
+            const slm_buf *lb = kv->layers[l];
+            VkBufferCopy r[2];
+            for (int which = 0; which < 2; which++)
+                r[which] = (VkBufferCopy){
+                    .srcOffset = lb->off + which * region_bytes + (VkDeviceSize)src[i] * bbytes,
+                    .dstOffset = lb->off + which * region_bytes + (VkDeviceSize)dst[i] * bbytes,
+                    .size = bbytes};
+            VkBuffer buf = be->blocks[lb->block].buf;
+            vkCmdCopyBuffer(be->cmd, buf, buf, 2, r);
+        }
+        if (i + 1 < n) {
+            VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                                  .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+                                  .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT |
+                                                   VK_ACCESS_TRANSFER_WRITE_BIT};
+            vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+        }
+    }
+    transfer_barrier(be, true);
 }

@@ -5,7 +5,8 @@
  * constant 0, the KV ops once per KV storage type through constant 1, and
  * the rest once. Sizes are push constants, so nothing is compiled per model.
  *
- * The driver's pipeline cache is kept on disk in $XDG_CACHE_HOME/slm (or
+ * The driver's pipeline cache is kept on disk in the folder the
+ * vulkan.cache_dir knob names (the slm command passes $XDG_CACHE_HOME/slm or
  * ~/.cache/slm), one file per device and driver version, so a second start
  * skips shader compilation. The cache is an optimisation only: any failure
  * to read or write it is ignored.
@@ -37,18 +38,13 @@ int slm_vk_wtype_index(slm_type t)
 /* ------------------------------------------------------------------------ */
 /* on-disk cache                                                             */
 
-/* Writes the cache file path into buf; false when there is no home. */
+/* Writes the cache file path into buf; false when no cache folder was given
+ * (the vulkan.cache_dir knob; the slm command passes ~/.cache/slm). */
 static bool cache_path(const slm_vk_backend *be, char *buf, size_t n, char *dir, size_t dn)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    int k;
-    if (xdg && *xdg)
-        k = snprintf(dir, dn, "%s/slm", xdg);
-    else if (home && *home)
-        k = snprintf(dir, dn, "%s/.cache/slm", home);
-    else
+    if (!be->cache_dir[0])
         return false;
+    int k = snprintf(dir, dn, "%s", be->cache_dir);
     if (k < 0 || (size_t)k >= dn)
         return false;
     k = snprintf(buf, n, "%s/vulkan-%04x-%04x-%08x.cache", dir, be->props.vendorID,

@@ -100,7 +100,7 @@ static int run_case(slm_type type, const shape *s, int rows)
     if (ops->begin_step(be, &step))
         goto step_failed;
     ops->matmul(be, wt, (slm_ref){bx, 0}, rows, nil, (slm_ref){by, 0});
-    if (ops->end_step(be) || ops->download(be, y, (slm_ref){by, 0}, ny * sizeof(float)))
+    if (slm_backend_finish_step(be) || ops->download(be, y, (slm_ref){by, 0}, ny * sizeof(float)))
         goto step_failed;
     double worst = 0;
     for (int t = 0; t < rows; t++)
@@ -122,7 +122,7 @@ static int run_case(slm_type type, const shape *s, int rows)
             goto step_failed;
         for (int i = 0; i < reps; i++)
             ops->matmul(be, wt, (slm_ref){bx, 0}, rows, nil, (slm_ref){by, 0});
-        if (ops->end_step(be))
+        if (slm_backend_finish_step(be))
             goto step_failed;
         dt = now() - t0;
         if (dt >= 0.2 || reps >= 4096)
@@ -183,7 +183,8 @@ int main(int argc, char **argv)
     const char *shapes = argc > 4 ? argv[4] : "smollm2";
     const shape *sh = strcmp(shapes, "llama1b") == 0 ? llama1b : smollm2;
     int n_sh = sh == llama1b ? 4 : 5;
-    slm_backend_params p = {.size = sizeof p, .device_index = SLM_DEVICE_ANY};
+    slm_backend_params p;
+    slm_backend_params_default(&p);
     if (slm_backend_open_by_name(backend, &p, &be))
         return fail("open");
     ops = be->ops;
