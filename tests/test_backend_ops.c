@@ -1170,10 +1170,12 @@ static void attention_paged(void **state)
 /* ------------------------------------------------------------------------ */
 /* swiglu, add, scale, get_rows, logits                                      */
 
-static void swiglu_case(const cfg *c, bool fused)
+/* swiglu with g and u as the halves of one fused gate|up row (stride 2·ff),
+ * or in two buffers of dense rows (padded: rows a little wider than ff). */
+static void swiglu_case(const cfg *c, bool fused, bool padded)
 {
     int rows = tu_int(1, 33), ff = tu_int(1, 700);
-    int stride = fused ? 2 * ff : ff + tu_int(0, 5);
+    int stride = fused ? 2 * ff : padded ? ff + tu_int(1, 5) : ff;
     size_t extent = (size_t)(rows - 1) * stride + ff, ny = (size_t)rows * ff;
     size_t ng = fused ? extent + ff : extent;
     float *g = xmalloc(ng * 4), *u = xmalloc(extent * 4);
@@ -1184,7 +1186,7 @@ static void swiglu_case(const cfg *c, bool fused)
     const float *uv = fused ? g + ff : u;
     plain_step st;
     plain_step_init(&st, rows, NULL);
-    const char *what = fused ? "swiglu, fused gate|up" : "swiglu";
+    const char *what = fused ? "swiglu, fused gate|up" : padded ? "swiglu, padded rows" : "swiglu";
     begin_ok(c, &st.s, what);
     c->ops->swiglu(c->be, at(gb), fused ? at_float(gb, (size_t)ff) : at(ub), stride, rows, ff,
                    at(yb));
@@ -1292,8 +1294,9 @@ static void rows_logits_case(const cfg *c)
 static void small_one(const cfg *c)
 {
     for (int rep = 0; rep < 2; rep++) {
-        swiglu_case(c, true);
-        swiglu_case(c, false);
+        swiglu_case(c, true, false);
+        swiglu_case(c, false, false);
+        swiglu_case(c, false, true);
         add_scale_case(c);
         rows_logits_case(c);
     }
@@ -1308,32 +1311,56 @@ static void small_ops(void **state)
 /* ------------------------------------------------------------------------ */
 /* the step's error contract                                                 */
 
-/* swiglu of `rows` dense rows of ff = 8 from g into y: the probe op of the
- * error tests (mandatory in every backend, cheap, one input one output). */
-static void probe_op(const cfg *c, slm_buf *g, int rows, slm_buf *y)
+/* The probe of the error tests: swiglu of ROWS dense rows of 8 from g into
+ * y (mandatory in every backend, cheap, one input and one output). y holds
+ * a sentinel until a good step writes it. */
+#define ROWS 4
+typedef struct probe {
+    const cfg *c;
+    float gv[ROWS * 16], sentinel[ROWS * 8];
+    slm_buf *g, *y;
+} probe;
+
+static void probe_init(probe *pr, const cfg *c)
 {
-    c->ops->swiglu(c->be, at(g), at_float(g, 8), 16, rows, 8, at(y));
+    pr->c = c;
+    tu_fill_normal(pr->gv, ROWS * 16, 2.0f);
+    for (int i = 0; i < ROWS * 8; i++)
+        pr->sentinel[i] = 1234.5f;
+    pr->g = dev_floats(c, pr->gv, ROWS * 16);
+    pr->y = dev_floats(c, pr->sentinel, ROWS * 8);
 }
 
-/* Runs the probe in a good step and checks y. */
-static void probe_works(const cfg *c, slm_buf *g, const float *gv, int rows, slm_buf *y,
-                        const char *when)
+static void probe_free(probe *pr)
 {
+    pr->c->ops->buf_free(pr->c->be, pr->g);
+    pr->c->ops->buf_free(pr->c->be, pr->y);
+}
+
+static void probe_op(const probe *pr, slm_buf *y)
+{
+    pr->c->ops->swiglu(pr->c->be, at(pr->g), at_float(pr->g, 8), 16, ROWS, 8, at(y));
+}
+
+/* The probe in a good step: y must be right. */
+static void probe_works(const probe *pr, const char *when)
+{
+    const cfg *c = pr->c;
     plain_step st;
-    plain_step_init(&st, rows, NULL);
+    plain_step_init(&st, ROWS, NULL);
     begin_ok(c, &st.s, when);
-    probe_op(c, g, rows, y);
+    probe_op(pr, pr->y);
     finish_ok(c, when);
-    float *got = dev_read(c, y, (size_t)rows * 8);
-    double ref[64];
-    ref_swiglu(gv, gv + 8, 16, rows, 8, ref);
-    double *tol = tol_of(ref, (size_t)rows * 8, 1e-6, 1e-5); /* as in swiglu_case */
-    expect_close(c, when, got, ref, tol, (size_t)rows * 8);
+    float *got = dev_read(c, pr->y, ROWS * 8);
+    double ref[ROWS * 8];
+    ref_swiglu(pr->gv, pr->gv + 8, 16, ROWS, 8, ref);
+    double *tol = tol_of(ref, ROWS * 8, 1e-6, 1e-5); /* as in swiglu_case */
+    expect_close(c, when, got, ref, tol, ROWS * 8);
     free(tol);
     free(got);
 }
 
-/* Whether the n floats of b still hold want (bit for bit). */
+/* b's n floats must still hold want, bit for bit. */
 static void expect_unchanged(const cfg *c, slm_buf *b, const float *want, size_t n,
                              const char *when)
 {
@@ -1343,18 +1370,11 @@ static void expect_unchanged(const cfg *c, slm_buf *b, const float *want, size_t
     free(got);
 }
 
-static void error_contract_one(const cfg *c)
+/* A bad step (a logit row past its tokens): begin_step fails, an op
+ * recorded anyway writes nothing, wait reports the failure. */
+static void bad_step_fails(const probe *pr)
 {
-    enum { ROWS = 4 };
-    float gv[ROWS * 16], sentinel[ROWS * 8];
-    tu_fill_normal(gv, ROWS * 16, 2.0f);
-    for (int i = 0; i < ROWS * 8; i++)
-        sentinel[i] = 1234.5f;
-    slm_buf *g = dev_floats(c, gv, ROWS * 16), *y = dev_floats(c, sentinel, ROWS * 8);
-    slm_buf *small = dev_floats(c, NULL, 3);
-
-    /* a bad step (a logit row past its tokens): begin_step fails, an op
-     * recorded anyway does nothing, wait reports the failure */
+    const cfg *c = pr->c;
     plain_step st;
     int32_t bad_row = ROWS;
     plain_step_init(&st, ROWS, NULL);
@@ -1362,49 +1382,71 @@ static void error_contract_one(const cfg *c)
     st.s.logit_rows = &bad_row;
     if (c->ops->begin_step(c->be, &st.s) == SLM_OK)
         fail_msg("%s: begin_step accepted logit row %d of %d tokens", c->label, bad_row, ROWS);
-    probe_op(c, g, ROWS, y);
+    probe_op(pr, pr->y);
     finish_fails(c, "a bad step", "logit row");
-    expect_unchanged(c, y, sentinel, ROWS * 8, "an op in a failed step");
+    expect_unchanged(c, pr->y, pr->sentinel, ROWS * 8, "an op in a failed step");
+}
 
-    /* an op on a too-small buffer fails the step, naming the op */
+/* An op on a buffer too small for it fails the step, naming the op. */
+static void too_small_fails(const probe *pr)
+{
+    const cfg *c = pr->c;
+    slm_buf *small = dev_floats(c, NULL, 3);
+    plain_step st;
     plain_step_init(&st, ROWS, NULL);
     begin_ok(c, &st.s, "a too-small output");
-    probe_op(c, g, ROWS, small);
+    probe_op(pr, small);
     finish_fails(c, "an op on a too-small buffer", "swiglu");
+    c->ops->buf_free(c->be, small);
+}
 
-    /* and a good step afterwards works */
-    probe_works(c, g, gv, ROWS, y, "a good step after failed ones");
-
-    /* an op outside a step is refused and writes nothing; submit and wait
-     * without a step fail; the next step is unaffected */
-    float *before = dev_read(c, y, ROWS * 8);
-    probe_op(c, g, ROWS, y);
+/* An op outside a step is refused, naming it, and writes nothing; submit
+ * and wait without a step fail. */
+static void outside_step_refused(const probe *pr)
+{
+    const cfg *c = pr->c;
+    float *before = dev_read(c, pr->y, ROWS * 8);
+    probe_op(pr, pr->y);
     if (!strstr(slm_last_error(), "swiglu"))
         fail_msg("%s: an op outside a step: expected an error naming it, got '%s'", c->label,
                  slm_last_error());
-    expect_unchanged(c, y, before, ROWS * 8, "an op outside a step");
+    expect_unchanged(c, pr->y, before, ROWS * 8, "an op outside a step");
     free(before);
     assert_int_not_equal(c->ops->submit(c->be), SLM_OK);
     assert_int_not_equal(c->ops->wait(c->be), SLM_OK);
-    probe_works(c, g, gv, ROWS, y, "a step after an op outside one");
+}
 
-    /* a token id outside the embedding table: known only to the op, so
-     * the step fails at wait, naming the token */
+/* A token id outside the embedding table is known only to the op: the step
+ * fails at wait, naming the token. */
+static void bad_token_fails(const cfg *c)
+{
     float row[32];
     tu_fill_normal(row, 32, 1.0f);
     slm_weight *w = load_ok(c, SLM_TYPE_F32, 1, 32, row);
     int32_t bad_id = 7;
     slm_buf *e = dev_floats(c, NULL, 32);
+    plain_step st;
     plain_step_init(&st, 1, &bad_id);
     begin_ok(c, &st.s, "a bad token id");
     c->ops->embed(c->be, w, at(e));
     finish_fails(c, "a token id outside the table", "token");
-    probe_works(c, g, gv, ROWS, y, "a step after a bad token id");
     c->ops->weight_free(c->be, w);
     c->ops->buf_free(c->be, e);
-    c->ops->buf_free(c->be, g);
-    c->ops->buf_free(c->be, y);
-    c->ops->buf_free(c->be, small);
+}
+
+/* Each failure, and after each a good step that works. */
+static void error_contract_one(const cfg *c)
+{
+    probe pr;
+    probe_init(&pr, c);
+    bad_step_fails(&pr);
+    too_small_fails(&pr);
+    probe_works(&pr, "a good step after failed ones");
+    outside_step_refused(&pr);
+    probe_works(&pr, "a step after an op outside one");
+    bad_token_fails(c);
+    probe_works(&pr, "a step after a bad token id");
+    probe_free(&pr);
 }
 
 /* Bad block tables and slots fail the step's plan at begin_step (and wait
