@@ -85,9 +85,11 @@ typedef struct cfg {
 static cfg g_cfgs[MAX_CFGS];
 static int g_ncfg;
 
-/* The Vulkan matrix-vector kernel serves fewer rows than this in the
- * configurations that pin it, so rows 1..4 and 5+ take different kernels. */
-#define VK_MATVEC_ROWS 5
+/* The Vulkan matrix-vector kernel's row limit in the configurations that pin
+ * it: the backend runs it for rows ≤ this (backend.h words it "rows below
+ * which"; either way row 1 and rows ≥ 5 take different kernels, and the
+ * cases run rows 1, 4, 5 and more). */
+#define VK_MATVEC_ROWS 4
 
 static bool is_cpu(const cfg *c) { return !strcmp(c->ops->name, "cpu"); }
 static bool is_vulkan(const cfg *c) { return !strcmp(c->ops->name, "vulkan"); }
@@ -511,11 +513,12 @@ static void supports_and_refusals(void **state)
 /* ------------------------------------------------------------------------ */
 /* embed                                                                     */
 
+/* Embeds 2..max_n tokens (at most 33) of a vocab × cols table. */
 static void embed_shape(const cfg *c, slm_type type, int64_t vocab, int64_t cols,
-                        const void *raw)
+                        const void *raw, int max_n)
 {
     slm_weight *w = load_ok(c, type, vocab, cols, raw);
-    int n = tu_int(2, 33);
+    int n = tu_int(2, max_n < 33 ? max_n : 33);
     int32_t ids[33];
     ids[0] = (int32_t)vocab - 1; /* the last row and the first */
     ids[1] = 0;
@@ -556,7 +559,7 @@ static void embed_one(const cfg *c)
         void *raw;
         float *deq;
         make_weight(all_types[i], vocab, cols, &raw, &deq);
-        embed_shape(c, all_types[i], vocab, cols, raw);
+        embed_shape(c, all_types[i], vocab, cols, raw, 33);
         free(raw);
         free(deq);
     }
@@ -571,11 +574,12 @@ static void embed_all_types(void **state)
 /* ------------------------------------------------------------------------ */
 /* rmsnorm                                                                   */
 
-/* Runs rmsnorm (with the fused residual when `residual`) on fresh data and
- * checks it; returns the worst error ratio of y. When `corrupt`, one element
- * of the result is nudged to 3× its tolerance first and nothing is asserted
- * on y (the checker test uses that). */
-static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
+/* Runs rmsnorm (with the fused residual when `residual`; into x itself when
+ * `in_place`, as the forward pass normalizes its selected rows) on fresh
+ * data and checks it; returns the worst error ratio of y. When `corrupt`,
+ * one element of the result is nudged to 3× its tolerance first and nothing
+ * is asserted on y (the checker test uses that). */
+static double rmsnorm_case(const cfg *c, bool residual, bool in_place, bool corrupt)
 {
     int rows = tu_int(1, 33), d = tu_int(1, 700);
     size_t n = (size_t)rows * (size_t)d;
@@ -585,7 +589,8 @@ static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
     tu_fill_normal(a, n, 1.0f);
     tu_fill_uniform(w, (size_t)d, 0.5f, 1.5f);
     slm_weight *wt = load_ok(c, SLM_TYPE_F32, 1, d, w);
-    slm_buf *xb = dev_floats(c, x, n), *ab = dev_floats(c, a, n), *yb = dev_floats(c, NULL, n);
+    slm_buf *xb = dev_floats(c, x, n), *ab = dev_floats(c, a, n);
+    slm_buf *yb = in_place ? xb : dev_floats(c, NULL, n);
     plain_step st;
     plain_step_init(&st, rows, NULL);
     begin_ok(c, &st.s, "rmsnorm");
@@ -595,7 +600,7 @@ static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
     double *ry = dalloc(n);
     ref_rmsnorm(x, residual ? a : NULL, w, eps, rows, d, rx, ry);
     /* the residual stream x + add is one f32 addition per element: exact */
-    if (memcmp(gx, rx, n * 4) != 0)
+    if (!in_place && memcmp(gx, rx, n * 4) != 0)
         fail_msg("%s: rmsnorm%s: x after the op differs from x + add in f32", c->label,
                  residual ? " with residual" : "");
     /* y: the mean of squares summed in f32 by a GPU is off by ~√d·2⁻²⁴
@@ -610,7 +615,10 @@ static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
     size_t wi;
     double worst = tu_worst_ratio(gy, ry, ty, n, &wi);
     if (!corrupt)
-        expect_close(c, residual ? "rmsnorm with residual" : "rmsnorm", gy, ry, ty, n);
+        expect_close(c, residual   ? "rmsnorm with residual"
+                        : in_place ? "rmsnorm in place"
+                                   : "rmsnorm",
+                     gy, ry, ty, n);
     free(ty);
     free(ry);
     free(rx);
@@ -618,7 +626,8 @@ static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
     free(gy);
     c->ops->buf_free(c->be, xb);
     c->ops->buf_free(c->be, ab);
-    c->ops->buf_free(c->be, yb);
+    if (!in_place)
+        c->ops->buf_free(c->be, yb);
     c->ops->weight_free(c->be, wt);
     free(x);
     free(a);
@@ -629,8 +638,9 @@ static double rmsnorm_case(const cfg *c, bool residual, bool corrupt)
 static void rmsnorm_one(const cfg *c)
 {
     for (int rep = 0; rep < 2; rep++) {
-        rmsnorm_case(c, false, false);
-        rmsnorm_case(c, true, false);
+        rmsnorm_case(c, false, false, false);
+        rmsnorm_case(c, true, false, false);
+        rmsnorm_case(c, rep == 1, true, false);
     }
 }
 
@@ -649,8 +659,8 @@ static void checker_catches_wrong_result(void **state)
         if (g_cfgs[i].be)
             c = &g_cfgs[i];
     assert_non_null(c);
-    assert_true(rmsnorm_case(c, true, false) <= 1.0);
-    assert_true(rmsnorm_case(c, true, true) > 1.0);
+    assert_true(rmsnorm_case(c, true, false, false) <= 1.0);
+    assert_true(rmsnorm_case(c, true, false, true) > 1.0);
     float got[3] = {1, NAN, 3};
     double ref[3] = {1, 2, 3}, tol[3] = {1, 1, 1};
     size_t i;
@@ -764,7 +774,8 @@ static void split_one(const cfg *c)
         void *raw;
         float *deq;
         make_weight(types[i], out, cols, &raw, &deq);
-        embed_shape(c, types[i], out, cols, raw);
+        /* the output is one activation buffer: within the 64 KiB too */
+        embed_shape(c, types[i], out, cols, raw, (int)(65536 / (4 * cols)));
         free(raw);
         free(deq);
     }
@@ -818,8 +829,9 @@ static void rope_case(const cfg *c, slm_rope_mode mode, bool factors, bool twice
     }
     slm_buf *xb = dev_floats(c, x, total);
     char what[96];
-    snprintf(what, sizeof what, "rope %s n_rot %d of %d%s%s", mode == SLM_ROPE_NEOX ? "neox" : "norm",
-             n_rot, hd, factors ? ", freq factors" : "", twice ? ", twice" : "");
+    snprintf(what, sizeof what, "rope %s n_rot %d of %d%s%s",
+             mode == SLM_ROPE_NEOX ? "neox" : "norm", n_rot, hd, factors ? ", freq factors" : "",
+             twice ? ", twice" : "");
     begin_ok(c, &st.s, what);
     c->ops->rope(c->be, at(xb), stride, n_heads, hd, r);
     if (twice)
@@ -906,6 +918,23 @@ static void shuffle(int32_t *a, int n)
     }
 }
 
+/* Reserves the workspace of this pool's largest steps (MAXT tokens over
+ * n_seqs sequences), then of larger ones: each call succeeds and the bytes
+ * reported never shrink. */
+static void reserve_for(const cfg *c, const slm_kv *kv, int n_heads, int n_seqs)
+{
+    slm_step_limits lim = {.max_tokens = MAXT / 2, .max_seqs = n_seqs, .max_logit_rows = 8,
+                           .max_heads = n_heads, .kv = kv, .logit_cols = 64};
+    size_t small = 0, big = 0;
+    if (c->ops->reserve(c->be, &lim, &small) != SLM_OK)
+        fail_msg("%s: reserve: %s", c->label, slm_last_error());
+    lim.max_tokens = MAXT;
+    lim.max_logit_rows = MAXT;
+    if (c->ops->reserve(c->be, &lim, &big) != SLM_OK)
+        fail_msg("%s: reserve, larger: %s", c->label, slm_last_error());
+    assert_true(big >= small);
+}
+
 /* A pool for n_seqs sequences plus a fork, each table nblk blocks drawn
  * from one shuffled permutation of the pool (scattered, never contiguous
  * by construction), with spare blocks nobody owns. */
@@ -923,6 +952,7 @@ static void world_init(world *w, const cfg *c, shape sh, slm_type type, int n_se
                      .n_kv_heads = sh.n_kv, .head_dim = sh.hd, .type = type};
     if (c->ops->kv_create(c->be, &d, &w->kv) != SLM_OK)
         fail_msg("%s: kv_create %s: %s", c->label, slm_type_name((int)type), slm_last_error());
+    reserve_for(c, w->kv, sh.n_heads, n_seqs + 1);
     int32_t *perm = xmalloc((size_t)w->n_blocks * sizeof(int32_t));
     for (int i = 0; i < w->n_blocks; i++)
         perm[i] = i;
@@ -998,10 +1028,12 @@ static void check_attention(const world *w, int l, const tok *toks, int n, const
 {
     size_t qw = (size_t)w->sh.n_heads * w->sh.hd, nout = (size_t)n * qw;
     double *ref = dalloc(nout);
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n; t++) {
+        size_t seq = ref_at(w, toks[t].seq, 0);
         ref_attention(qkv + (size_t)t * stride, w->sh.n_heads, w->sh.n_kv, w->sh.hd, scale,
-                      w->kref[l] + ref_at(w, toks[t].seq, 0), w->vref[l] + ref_at(w, toks[t].seq, 0),
-                      kv_width(w), toks[t].pos + 1, ref + (size_t)t * qw);
+                      w->kref[l] + seq, w->vref[l] + seq, kv_width(w), toks[t].pos + 1,
+                      ref + (size_t)t * qw);
+    }
     /* Outputs are convex combinations of stored V values (|v| ≲ 5). The
      * reference reads the values as stored (f16-rounded, or through Q8_0),
      * so storage adds no error; what remains is f32: the q·k dots of up to
@@ -1085,7 +1117,9 @@ static void run_step(world *w, const tok *toks, int n, int copy_from, int copy_t
 /* Four steps on one pool: (1) every sequence's prompt at once, one of them
  * longer than 64 positions; (2) a prefill chunk of one sequence (causal
  * inside the chunk) between decode tokens of the others; (3) one decode
- * token alone; (4) when kv_copy is offered, a fork: sequence f's blocks
+ * token of the long sequence alone (few tokens over a long context: where a
+ * backend splits the context, e.g. Vulkan's split-K); (4) when kv_copy is
+ * offered, a fork: sequence f's blocks
  * copied to a new sequence in the step, then one token of f and one of the
  * fork at the same position, each written to and read from its own blocks
  * (copy-on-write of a partly filled last block). */
@@ -1112,8 +1146,7 @@ static void attention_case(const cfg *c, shape sh, slm_type type)
                 toks[n++] = (tok){ps, w.len[ps] + i};
     }
     run_step(&w, toks, n, 0, 0, 0);
-    int ds = tu_int(0, n_seqs - 1);
-    toks[0] = (tok){ds, w.len[ds]};
+    toks[0] = (tok){long_seq, w.len[long_seq]};
     run_step(&w, toks, 1, 0, 0, 0);
     if (c->ops->kv_copy) {
         int f = tu_int(0, n_seqs - 1), fork = n_seqs;
@@ -1434,6 +1467,22 @@ static void bad_token_fails(const cfg *c)
     c->ops->buf_free(c->be, e);
 }
 
+/* RoPE of n_rot 10 on heads of 8: the op fails the step, naming itself. */
+static void bad_rope_fails(const cfg *c)
+{
+    slm_rope_params p = {.mode = SLM_ROPE_NEOX, .n_rot = 10, .freq_base = 1e4f, .freq_scale = 1};
+    slm_rope *r = NULL;
+    assert_int_equal(c->ops->rope_create(c->be, &p, &r), SLM_OK);
+    slm_buf *x = dev_floats(c, NULL, 8);
+    plain_step st;
+    plain_step_init(&st, 1, NULL);
+    begin_ok(c, &st.s, "rope past its head");
+    c->ops->rope(c->be, at(x), 8, 1, 8, r);
+    finish_fails(c, "rope with n_rot past the head size", "rope");
+    c->ops->buf_free(c->be, x);
+    c->ops->rope_free(c->be, r);
+}
+
 /* Each failure, and after each a good step that works. */
 static void error_contract_one(const cfg *c)
 {
@@ -1446,6 +1495,8 @@ static void error_contract_one(const cfg *c)
     probe_works(&pr, "a step after an op outside one");
     bad_token_fails(c);
     probe_works(&pr, "a step after a bad token id");
+    bad_rope_fails(c);
+    probe_works(&pr, "a step after a bad rope");
     probe_free(&pr);
 }
 

@@ -358,7 +358,8 @@ static void test_two_terms_closer_to_f32(void **state)
         case_make(&c, t, out, in, 4);
         /* exact: dequantized W times the f32 x, in double */
         size_t rb = slm_type_row_bytes(t, in);
-        float *wf = xmalloc((size_t)(out * in) * sizeof(float)), *y = xmalloc(4 * out * sizeof(float));
+        float *wf = xmalloc((size_t)(out * in) * sizeof(float));
+        float *y = xmalloc(4 * out * sizeof(float));
         double *exact = xmalloc(4 * out * sizeof(double)), *xf = xmalloc(4 * in * sizeof(double));
         for (int64_t o = 0; o < out; o++)
             assert_true(slm_dequantize_row(t, (uint8_t *)c.w + (size_t)o * rb, wf + o * in, in));
