@@ -65,9 +65,10 @@ slm_status slm_model_load_on(const char *path, const char *name, const slm_backe
     slm_status st = SLM_STATUS_DEVICE;
     for (int i = 0; i < slm_backend_count(); i++) {
         const slm_backend_ops *ops = slm_backend_at(i);
-        bool cpu = !strcmp(ops->name, "cpu");
+        /* GPU backends refuse a CPU implementation (lavapipe) here; the
+         * CPU backend has one device and ignores the index. */
         slm_backend_params p = *bp;
-        if (!cpu && p.device_index == SLM_DEVICE_ANY)
+        if (p.device_index == SLM_DEVICE_ANY)
             p.device_index = SLM_DEVICE_GPU_ONLY;
         if ((st = slm_backend_open_at(i, &p, be)))
             continue;
