@@ -101,7 +101,7 @@ typedef struct slm_backend_params {
     const char *vk_device;     /* Vulkan: first device whose name contains this */
     int vk_subgroup;           /* Vulkan: -1 never use subgroup reductions, 0 auto */
     uint64_t vk_max_buffer;    /* Vulkan: lower the bindable-buffer limit (tests) */
-    int vk_matvec_rows;        /* Vulkan: rows below which matmul uses the matrix-vector kernel */
+    int vk_matvec_rows;        /* Vulkan: matmul of up to this many rows uses the matrix-vector kernel */
     int vk_split_min;          /* Vulkan: context length from which decode attention splits */
     int vk_chunk;              /* Vulkan: dispatches per submitted chunk of a step */
     int vk_matmul;             /* Vulkan: 0 auto, 1 "direct" (register-tiled), 2 "gpu" (shared-memory tiled) */

@@ -4,7 +4,7 @@
  * tables), then binds its pipeline, pushes its sizes and (block, offset)
  * addresses, dispatches and records a compute→compute memory barrier so
  * the next op sees its writes. A failed check records the step's first
- * error (returned by end_step) and records nothing.
+ * error (returned by wait) and records nothing.
  *
  * Every activation address pushed to a shader is (block index, offset in
  * floats); weights are (block index, offset in bytes). Blocks are at most
@@ -31,8 +31,8 @@ void slm_vk_fail(slm_vk_backend *be, slm_status st, const char *fmt, ...)
 static bool op_ok(slm_vk_backend *be, const char *op)
 {
     if (!be->in_step) {
-        /* Outside a step there is no end_step to report to: record it now. */
-        slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: %s called outside begin_step/end_step", op);
+        /* Outside a step there is no wait to report to: record it now. */
+        slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: %s called outside a step", op);
         return false;
     }
     return be->err == SLM_OK;
