@@ -270,7 +270,7 @@ static slm_status parse_kv(slm_gguf *g, cursor *c, int64_t i, char **arena, size
                            size_t *arena_cap, size_t *key_off)
 {
     slm_gguf_kv *kv = &g->kvs[i];
-    const uint8_t *key;
+    const uint8_t *key = NULL;
     uint64_t klen;
     snprintf(c->ctx, sizeof c->ctx, "kv %" PRId64, i);
     slm_status st = read_str(c, "key", &key, &klen);
@@ -427,7 +427,7 @@ static slm_status parse_shape(cursor *c, slm_gguf_tensor *t)
 
 static slm_status parse_tensor_info(cursor *c, int64_t i, slm_gguf_tensor *t)
 {
-    const uint8_t *name;
+    const uint8_t *name = NULL;
     uint64_t len;
     snprintf(c->ctx, sizeof c->ctx, "tensor %" PRId64, i);
     slm_status st = read_str(c, "name", &name, &len);
@@ -856,8 +856,8 @@ slm_status slm_gguf_get_str(const slm_gguf *g, const char *key, const char **s, 
 
 slm_status slm_gguf_get_str_copy(const slm_gguf *g, const char *key, char *buf, size_t cap)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     slm_status st = slm_gguf_get_str(g, key, &s, &len);
     if (st != SLM_OK)
         return st;
@@ -912,7 +912,7 @@ static slm_status arr_elem(const slm_gguf *g, int64_t i, uint64_t j, const slm_g
 
 slm_status slm_gguf_arr_int(const slm_gguf *g, int64_t i, uint64_t j, int64_t *out)
 {
-    const slm_gguf_kv *kv;
+    const slm_gguf_kv *kv = NULL;
     const uint8_t *p = NULL;
     slm_status st = arr_elem(g, i, j, &kv, &p);
     if (st != SLM_OK)
@@ -924,7 +924,7 @@ slm_status slm_gguf_arr_int(const slm_gguf *g, int64_t i, uint64_t j, int64_t *o
 
 slm_status slm_gguf_arr_float(const slm_gguf *g, int64_t i, uint64_t j, double *out)
 {
-    const slm_gguf_kv *kv;
+    const slm_gguf_kv *kv = NULL;
     const uint8_t *p = NULL;
     slm_status st = arr_elem(g, i, j, &kv, &p);
     if (st != SLM_OK)
@@ -937,7 +937,7 @@ slm_status slm_gguf_arr_float(const slm_gguf *g, int64_t i, uint64_t j, double *
 
 slm_status slm_gguf_arr_bool(const slm_gguf *g, int64_t i, uint64_t j, bool *out)
 {
-    const slm_gguf_kv *kv;
+    const slm_gguf_kv *kv = NULL;
     const uint8_t *p = NULL;
     slm_status st = arr_elem(g, i, j, &kv, &p);
     if (st != SLM_OK)
@@ -951,7 +951,7 @@ slm_status slm_gguf_arr_bool(const slm_gguf *g, int64_t i, uint64_t j, bool *out
 slm_status slm_gguf_arr_str(const slm_gguf *g, int64_t i, uint64_t j, const char **s,
                             size_t *len)
 {
-    const slm_gguf_kv *kv;
+    const slm_gguf_kv *kv = NULL;
     const uint8_t *p = NULL;
     slm_status st = arr_elem(g, i, j, &kv, &p);
     if (st != SLM_OK)

@@ -135,7 +135,7 @@ slm_status slm_hparams_read(const slm_gguf *g, slm_hparams *hp)
     if ((st = arch_int(g, a, "attention.key_length", false, hp->n_embd / hp->n_head, 1, 1024,
                        &hp->head_dim)))
         return st;
-    int vlen;
+    int vlen = 0;
     if ((st = arch_int(g, a, "attention.value_length", false, hp->head_dim, 1, 1024, &vlen)))
         return st;
     if (vlen != hp->head_dim)

@@ -389,7 +389,7 @@ static slm_status step_check(const slm_step *s, int *n_bt)
 
 static slm_status begin(slm_vk_backend *be, const slm_step *s)
 {
-    int n_bt;
+    int n_bt = 0;
     if (be->lost)
         return slm_error(SLM_STATUS_DEVICE, "vulkan: the device was lost");
     if (be->in_step)
