@@ -65,6 +65,7 @@ extern const slm_dot_kernels slm_dot_scalar;
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 extern const slm_dot_kernels slm_dot_avx2;
 extern const slm_dot_kernels slm_dot_avx512;
+extern const slm_dot_kernels slm_dot_avx512vnni;
 #endif
 #if defined(__aarch64__)
 extern const slm_dot_kernels slm_dot_neon;

@@ -2,7 +2,7 @@
  * cpu_simd.h — which SIMD instruction sets the CPU kernels may use. Every
  * kernel has a scalar path that is always available; faster paths are chosen
  * at run time from the CPU's features (one binary for every x86-64 CPU), and
- * SLM_CPU_SIMD=scalar|avx2|avx512|neon forces one (tests run every level the
+ * SLM_CPU_SIMD=scalar|avx2|avx512|avx512vnni|neon forces one (tests run every level the
  * machine has).
  */
 #ifndef SLM_CPU_SIMD_H
@@ -17,6 +17,7 @@ typedef enum slm_simd {
     SLM_SIMD_AVX2 = 1,   /* AVX2 + FMA + F16C */
     SLM_SIMD_AVX512 = 2, /* AVX-512 F, BW, VL, DQ (plus the AVX2 set) */
     SLM_SIMD_NEON = 3,   /* AArch64 Advanced SIMD */
+    SLM_SIMD_AVX512_VNNI = 4, /* AVX512 plus VNNI byte dot products */
     SLM_SIMD_COUNT
 } slm_simd;
 

@@ -11,6 +11,9 @@
  * Rows are handled as in dot_avx2.c: a compile-time row count, each row its
  * own accumulators, summed in an order fixed by n alone. The quantizers
  * reproduce dot_scalar.c bit for bit.
+ *
+ * dot_avx512vnni.c compiles this file again with SLM_DOT_VNNI (and
+ * -mavx512vnni): the byte dot products become VPDPBUSD, the rest is shared.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -29,10 +32,22 @@ INLINE __m512 join_ps(float lo, float hi)
     return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
 }
 
+#ifdef SLM_DOT_VNNI
+/* unsigned × signed bytes, summed by fours into int32: one VPDPBUSD (AVX-512
+ * VNNI) instead of VPMADDUBSW + VPMADDWD; exact where the pair form could
+ * saturate int16, equal elsewhere. */
+INLINE __m512i dot_us(__m512i u, __m512i s)
+{
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+}
+#define SLM_DOT_TABLE slm_dot_avx512vnni
+#else
 INLINE __m512i dot_us(__m512i u, __m512i s)
 {
     return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
 }
+#define SLM_DOT_TABLE slm_dot_avx512
+#endif
 
 /* Signed × signed: |a| times b with a's sign moved onto b (b within ±127). */
 INLINE __m512i dot_ss(__m512i a, __m512i b)
@@ -432,7 +447,7 @@ static void quant_q8_k(const float *x, slm_block_q8_k *y, int64_t n)
     }
 }
 
-const slm_dot_kernels slm_dot_avx512 = {
+const slm_dot_kernels SLM_DOT_TABLE = {
     .dot =
         {
             [SLM_TYPE_F32] = dot_f32,

@@ -60,6 +60,7 @@ static const slm_dot_kernels *level_table(slm_simd simd)
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
     case SLM_SIMD_AVX2: return &slm_dot_avx2;
     case SLM_SIMD_AVX512: return &slm_dot_avx512;
+    case SLM_SIMD_AVX512_VNNI: return &slm_dot_avx512vnni;
 #endif
 #if defined(__aarch64__)
     case SLM_SIMD_NEON: return &slm_dot_neon;

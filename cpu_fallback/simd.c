@@ -70,6 +70,11 @@ static bool have_avx512(void)
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq") && os_saves(XCR0_ZMM);
 }
+
+static bool have_avx512vnni(void)
+{
+    return have_avx512() && __builtin_cpu_supports("avx512vnni");
+}
 #endif
 
 bool slm_simd_available(slm_simd level)
@@ -79,6 +84,7 @@ bool slm_simd_available(slm_simd level)
 #if defined(__x86_64__)
     case SLM_SIMD_AVX2: return have_avx2();
     case SLM_SIMD_AVX512: return have_avx512();
+    case SLM_SIMD_AVX512_VNNI: return have_avx512vnni();
 #endif
 #if defined(__aarch64__)
     case SLM_SIMD_NEON: return true; /* Advanced SIMD is mandatory on AArch64 */
@@ -89,7 +95,8 @@ bool slm_simd_available(slm_simd level)
 
 slm_simd slm_simd_best(void)
 {
-    static const slm_simd order[] = {SLM_SIMD_AVX512, SLM_SIMD_AVX2, SLM_SIMD_NEON};
+    static const slm_simd order[] = {SLM_SIMD_AVX512_VNNI, SLM_SIMD_AVX512, SLM_SIMD_AVX2,
+                                     SLM_SIMD_NEON};
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
         if (slm_simd_available(order[i]))
             return order[i];
@@ -101,6 +108,7 @@ static const char *const names[SLM_SIMD_COUNT] = {
     [SLM_SIMD_AVX2] = "avx2",
     [SLM_SIMD_AVX512] = "avx512",
     [SLM_SIMD_NEON] = "neon",
+    [SLM_SIMD_AVX512_VNNI] = "avx512vnni",
 };
 
 const char *slm_simd_name(slm_simd level)
