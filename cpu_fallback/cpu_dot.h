@@ -32,7 +32,11 @@
 #include "quant_blocks.h"
 #include "quant_decode.h"
 
-#define SLM_DOT_MAX_ROWS 4
+/* Activation rows one dot call may take: each level says how many it
+ * handles (max_rows below, at most SLM_DOT_MAX_ROWS); arrays are sized for
+ * the largest. */
+#define SLM_DOT_MAX_ROWS 8
+#define SLM_DOT_ROWS_DEFAULT 4
 
 typedef struct slm_act_q8_0 {
     float d;         /* f32 value of the f16-rounded scale (as Q8_0 stores it) */
@@ -40,7 +44,7 @@ typedef struct slm_act_q8_0 {
     int8_t qs[SLM_QK];
 } slm_act_q8_0;
 
-/* out[r] = Σ_e w[e]·x_r[e] for r < nr (1 ≤ nr ≤ SLM_DOT_MAX_ROWS), where
+/* out[r] = Σ_e w[e]·x_r[e] for r < nr (1 ≤ nr ≤ the level's max_rows), where
  * w is one weight row of n elements (n a multiple of the block size) and
  * x_r = (const char *)x + r·x_stride is activation row r in the format the
  * weight type needs (see above). */
@@ -58,6 +62,9 @@ typedef struct slm_dot_kernels {
     slm_dot_fn dot[SLM_TYPE_COUNT];
     slm_quant_q8_0_fn quant_q8_0; /* NULL: use the scalar one */
     slm_quant_q8_k_fn quant_q8_k;
+    /* activation rows per call of this level's own kernel of each type
+     * (0: SLM_DOT_ROWS_DEFAULT, as the scalar kernels take) */
+    unsigned char max_rows[SLM_TYPE_COUNT];
 } slm_dot_kernels;
 
 /* The scalar table: every supported type and both quantizers, no NULLs. */
@@ -128,6 +135,22 @@ static inline int slm_dot_k_min_sum(const uint8_t mn[8], const int16_t *bsums)
         case 2: impl(n, w, x, xs, 2, out); break;                                             \
         case 3: impl(n, w, x, xs, 3, out); break;                                             \
         default: impl(n, w, x, xs, 4, out); break;                                            \
+        }                                                                                     \
+    }
+
+/* The same for kernels that take up to eight activation rows. */
+#define SLM_DOT_DISPATCH8(name, impl)                                                         \
+    static void name(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out) \
+    {                                                                                         \
+        switch (nr) {                                                                         \
+        case 1: impl(n, w, x, xs, 1, out); break;                                             \
+        case 2: impl(n, w, x, xs, 2, out); break;                                             \
+        case 3: impl(n, w, x, xs, 3, out); break;                                             \
+        case 4: impl(n, w, x, xs, 4, out); break;                                             \
+        case 5: impl(n, w, x, xs, 5, out); break;                                             \
+        case 6: impl(n, w, x, xs, 6, out); break;                                             \
+        case 7: impl(n, w, x, xs, 7, out); break;                                             \
+        default: impl(n, w, x, xs, 8, out); break;                                            \
         }                                                                                     \
     }
 

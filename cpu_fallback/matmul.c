@@ -11,7 +11,7 @@
  *      precision for twice the arithmetic (SLM_CPU_ACT=q8x2);
  *   2. split the output rows of W into one contiguous range per thread; each
  *      thread walks its range in tiles of W_TILE weight rows, and for each
- *      tile runs the activation rows in groups of SLM_DOT_MAX_ROWS, so a tile
+ *      tile runs the activation rows in groups of the level's max_rows, so a tile
  *      of weights is read from memory once and then served from cache.
  * Every y element is produced by exactly one kernel call whose summation
  * order depends only on `in`, so results do not change with the thread count
@@ -79,11 +79,15 @@ slm_dot_kernels slm_dot_resolve(slm_simd level)
         k.quant_q8_0 = slm_dot_scalar.quant_q8_0;
     if (!k.quant_q8_k)
         k.quant_q8_k = slm_dot_scalar.quant_q8_k;
+    for (int t = 0; t < SLM_TYPE_COUNT; t++)
+        if (!k.max_rows[t] || k.dot[t] == slm_dot_scalar.dot[t])
+            k.max_rows[t] = SLM_DOT_ROWS_DEFAULT;
     return k;
 }
 
 typedef struct job {
     slm_act_kind act;
+    int group;        /* activation rows per dot call */
     slm_dot_fn dot;
     slm_quant_q8_0_fn quant_q8_0;
     slm_quant_q8_k_fn quant_q8_k;
@@ -174,9 +178,9 @@ static void multiply(void *ctx, int ith, int nth)
     int64_t lo = j->out * ith / nth, hi = j->out * (ith + 1) / nth;
     for (int64_t o0 = lo; o0 < hi; o0 += W_TILE) {
         int64_t o1 = o0 + W_TILE < hi ? o0 + W_TILE : hi;
-        for (int64_t r0 = 0; r0 < j->rows; r0 += SLM_DOT_MAX_ROWS) {
+        for (int64_t r0 = 0; r0 < j->rows; r0 += j->group) {
             int64_t left = j->rows - r0;
-            tile(j, o0, o1, r0, left < SLM_DOT_MAX_ROWS ? (int)left : SLM_DOT_MAX_ROWS);
+            tile(j, o0, o1, r0, left < j->group ? (int)left : j->group);
         }
     }
 }
@@ -203,7 +207,10 @@ void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type,
     if (out == 0 || rows == 0)
         return;
     const slm_dot_kernels *k = level_table(simd);
+    slm_dot_fn own = k->dot[type];
     job j = {
+        /* the level's own kernel takes its max_rows; a scalar fallback four */
+        .group = own && k->max_rows[type] ? k->max_rows[type] : SLM_DOT_ROWS_DEFAULT,
         .act = slm_act_kind_of(type),
         .dot = k->dot[type] ? k->dot[type] : slm_dot_scalar.dot[type],
         .quant_q8_0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0,
