@@ -185,6 +185,13 @@ int main(int argc, char **argv)
     int n_sh = sh == llama1b ? 4 : 5;
     slm_backend_params p;
     slm_backend_params_default(&p);
+    /* The library reads no environment: the kernel family scripts/gpu-check
+     * asks for with SLM_VK_MATMUL (direct or gpu) is passed on here. */
+    const char *fam = getenv("SLM_VK_MATMUL");
+    if (fam && !strcmp(fam, "direct"))
+        p.vk_matmul = 1;
+    else if (fam && !strcmp(fam, "gpu"))
+        p.vk_matmul = 2;
     if (slm_backend_open_by_name(backend, &p, &be))
         return fail("open");
     ops = be->ops;
