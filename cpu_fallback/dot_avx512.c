@@ -40,8 +40,17 @@ INLINE __m512i dot_us(__m512i u, __m512i s)
 {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
 }
+/* acc + the int16 pair products of a and b summed into int32: VPDPWSSD. */
+INLINE __m512i madd_acc(__m512i acc, __m512i a, __m512i b)
+{
+    return _mm512_dpwssd_epi32(acc, a, b);
+}
 #define SLM_DOT_TABLE slm_dot_avx512vnni
 #else
+INLINE __m512i madd_acc(__m512i acc, __m512i a, __m512i b)
+{
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+}
 INLINE __m512i dot_us(__m512i u, __m512i s)
 {
     return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
@@ -237,7 +246,7 @@ INLINE void qk45_impl(int64_t n, const uint8_t *w, size_t bbytes, int has_qh, co
             __m512i s16 = join_i(_mm256_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]));
             for (int r = 0; r < nr; r++) {
                 __m512i xv = _mm512_loadu_si512(a[r][ib].qs + 64 * c);
-                sumi[r] = _mm512_add_epi32(sumi[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, xv), s16));
+                sumi[r] = madd_acc(sumi[r], _mm512_maddubs_epi16(q, xv), s16);
             }
         }
         float d = h2f(hdr->d), dmin = h2f(hdr->dmin);
@@ -309,9 +318,9 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
             __m512i sa = q6_scales(sc2, 8 * h), sb = q6_scales(sc2, 8 * h + 4);
             for (int r = 0; r < nr; r++) {
                 const int8_t *xq = a[r][ib].qs + 128 * h;
-                __m512i pa = _mm512_madd_epi16(_mm512_maddubs_epi16(qa, _mm512_loadu_si512(xq)), sa);
-                __m512i pb = _mm512_madd_epi16(_mm512_maddubs_epi16(qb, _mm512_loadu_si512(xq + 64)), sb);
-                sumi[r] = _mm512_add_epi32(sumi[r], _mm512_add_epi32(pa, pb));
+                /* integer sums: the order of the two adds changes nothing */
+                sumi[r] = madd_acc(sumi[r], _mm512_maddubs_epi16(qa, _mm512_loadu_si512(xq)), sa);
+                sumi[r] = madd_acc(sumi[r], _mm512_maddubs_epi16(qb, _mm512_loadu_si512(xq + 64)), sb);
             }
         }
         float d = h2f(b[ib].d);
