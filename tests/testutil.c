@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include "backend_options.h"
+#include "cli.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -163,35 +164,14 @@ void *tu_read_file(const char *path, size_t *size)
 
 void tu_backend_params(slm_backend_params *bp)
 {
-    static const struct {
-        const char *env, *key;
-    } map[] = {
-        {"SLM_CPU_SIMD", "cpu.simd"},         {"SLM_CPU_ACT", "cpu.act"},
-        {"SLM_VK_DEVICE", "vulkan.device"},   {"SLM_VK_MAX_BUFFER", "vulkan.max_buffer"},
-        {"SLM_VK_MATVEC_ROWS", "vulkan.matvec_rows"}, {"SLM_VK_SPLIT_MIN", "vulkan.split_min"},
-        {"SLM_VK_CHUNK", "vulkan.chunk"},     {"SLM_VK_MATMUL", "vulkan.matmul"},
-    };
-    static char opts[1024], store[1024];
-    opts[0] = '\0';
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        const char *v = getenv(map[i].env);
-        if (v && *v)
-            snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s=%s,", map[i].key, v);
-    }
-    /* The compiled-pipeline cache where the slm command keeps it: lavapipe
-     * compiles every pipeline again without it. */
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg)
-        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.cache_dir=%s/slm,", xdg);
-    else if (home && *home)
-        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.cache_dir=%s/.cache/slm,",
-                 home);
-    const char *ns = getenv("SLM_VK_NO_SUBGROUP");
-    if (ns && !strcmp(ns, "1"))
-        snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "vulkan.subgroup=0");
+    /* The slm command's own mapping (tools/cli_env.c), so tests see the
+     * variables exactly as users of the command do — the compiled-pipeline
+     * cache included, which lavapipe would otherwise rebuild every time. */
+    static char opts[4096], why[256], store[4096];
     slm_backend_params_default(bp);
-    if (slm_backend_options_parse(opts, bp, store, sizeof store) != SLM_OK) {
-        fprintf(stderr, "bad backend environment: %s\n", slm_last_error());
+    if (slm_cli_env_options(opts, sizeof opts, why, sizeof why) ||
+        slm_backend_options_parse(opts, bp, store, sizeof store) != SLM_OK) {
+        fprintf(stderr, "bad backend environment: %s\n", opts[0] ? slm_last_error() : why);
         abort();
     }
 }
