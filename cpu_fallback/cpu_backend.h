@@ -155,7 +155,7 @@ slm_status slm_cpu_kv_create(slm_backend *be, const slm_kv_desc *desc, slm_kv **
 void slm_cpu_kv_free(slm_backend *be, slm_kv *kv);
 void slm_cpu_kv_store(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride,
                       slm_ref v, int v_stride);
-void slm_cpu_kv_copy(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
+void slm_cpu_kv_copy(slm_backend *be, slm_kv *kv, const slm_kv_copy *copies, int n);
 /* Checks the step's KV indices against kv once (begin_step): every slot in
  * the pool, every block id of every table in the pool, every position
  * covered by its sequence's table. Sets be->attn_pos. */

@@ -269,26 +269,22 @@ slm_status slm_cpu_kv_plan(slm_cpu_backend *be, const slm_kv *kv)
 /* ------------------------------------------------------------------------ */
 /* kv_copy                                                                   */
 
-void slm_cpu_kv_copy(slm_backend *b, slm_kv *kv, const int32_t *src, const int32_t *dst, int n)
+void slm_cpu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n)
 {
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!slm_cpu_op_ok(be, "kv_copy") || !slm_cpu_kv_planned(be, kv, "kv_copy"))
         return;
-    for (int i = 0; i < n; i++)
-        if (!src || !dst || src[i] < 0 || src[i] >= kv->d.n_blocks || dst[i] < 0 ||
-            dst[i] >= kv->d.n_blocks) {
-            slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                         "kv_copy: copy %d is block %d to %d in a pool of %d", i,
-                         src ? src[i] : -1, dst ? dst[i] : -1, kv->d.n_blocks);
-            return;
-        }
+    if (slm_kv_copies_check(copies, n, kv->d.n_blocks)) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s", slm_last_error());
+        return;
+    }
     /* In order: a later copy may read what an earlier one wrote. */
     for (int i = 0; i < n; i++)
         for (int l = 0; l < kv->d.n_layers; l++)
             for (int which = 0; which < 2; which++) {
                 uint8_t *base = which ? kv->v : kv->k;
                 uint8_t *layer = base + (size_t)l * kv->layer_bytes;
-                memmove(layer + (size_t)dst[i] * kv->block_bytes,
-                        layer + (size_t)src[i] * kv->block_bytes, kv->block_bytes);
+                memmove(layer + (size_t)copies[i].dst * kv->block_bytes,
+                        layer + (size_t)copies[i].src * kv->block_bytes, kv->block_bytes);
             }
 }

@@ -262,13 +262,9 @@ slm_status slm_cpu_rope_create(slm_backend *b, const slm_rope_params *p, slm_rop
 {
     (void)b;
     *out = NULL;
-    if (!p || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
-        p->n_rot % 2 != 0 || p->n_rot > 4096 || !(p->freq_base > 0) ||
-        !isfinite(p->freq_base) || !isfinite(p->freq_scale))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "cpu backend: rope: mode %d, n_rot %d, freq_base %g, freq_scale %g",
-                         p ? (int)p->mode : -1, p ? p->n_rot : 0,
-                         p ? (double)p->freq_base : 0.0, p ? (double)p->freq_scale : 0.0);
+    slm_status st = slm_rope_params_check(p, 4096, "cpu backend");
+    if (st)
+        return st;
     int half = p->n_rot / 2;
     slm_rope *r = malloc(sizeof *r + (size_t)half * sizeof(double));
     if (!r)

@@ -162,6 +162,10 @@ typedef struct slm_rope_params {
  * rope_create tabulates exactly this, once. */
 double slm_rope_inv_freq(const slm_rope_params *p, int i);
 
+/* SLM_OK when p is a RoPE rope_create can tabulate with at most max_rot
+ * rotated dimensions, else INVALID_ARGUMENT naming `who` and the values. */
+slm_status slm_rope_params_check(const slm_rope_params *p, int max_rot, const char *who);
+
 /* The KV pool's shape. Position p of a sequence lives in token slot
  * block_table[p / block_size] * block_size + p % block_size. */
 typedef struct slm_kv_desc {
@@ -172,6 +176,12 @@ typedef struct slm_kv_desc {
     int head_dim;
     slm_type type;   /* storage type of K and V: F32, F16 or Q8_0 */
 } slm_kv_desc;
+
+/* One KV block copy: every layer's K and V of block src into block dst. */
+typedef struct slm_kv_copy {
+    int32_t src;
+    int32_t dst;
+} slm_kv_copy;
 
 /* The largest step a caller will run (for reserve). */
 typedef struct slm_step_limits {
@@ -303,11 +313,10 @@ struct slm_backend_ops {
     /* x[i] *= s, i < count. NULL: not offered (the forward pass folds
      * scales into the ops that need them). */
     void (*scale)(slm_backend *be, slm_ref x, float s, size_t count);
-    /* Copies every layer's K and V of block src[i] to block dst[i], i < n,
-     * in order, before the ops recorded after it. NULL: not offered; the
-     * engine then fails a step whose plan needs a copy (a forked sequence)
-     * with UNSUPPORTED naming the backend. */
-    void (*kv_copy)(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
+    /* Performs copies[0..n) in order, before the ops recorded after it.
+     * NULL: not offered; the engine then fails a step whose plan needs a
+     * copy (a forked sequence) with UNSUPPORTED naming the backend. */
+    void (*kv_copy)(slm_backend *be, slm_kv *kv, const slm_kv_copy *copies, int n);
 };
 
 /* The backends compiled into this build. */
@@ -316,6 +325,10 @@ const slm_backend_ops *slm_backend_cpu(void);
 /* Whether a table can be used by this runtime: SLM_OK, or INTERNAL naming
  * the wrong api_version or the first mandatory slot left NULL. */
 slm_status slm_backend_ops_check(const slm_backend_ops *ops);
+
+/* SLM_OK when every copy's blocks lie in a pool of n_blocks, else
+ * INVALID_ARGUMENT naming the first that does not (the kv_copy ops' check). */
+slm_status slm_kv_copies_check(const slm_kv_copy *copies, int n, int n_blocks);
 
 /* submit then wait: a whole step for callers with nothing to overlap. */
 slm_status slm_backend_finish_step(slm_backend *be);

@@ -25,6 +25,18 @@ double slm_rope_inv_freq(const slm_rope_params *p, int i)
     return f;
 }
 
+slm_status slm_rope_params_check(const slm_rope_params *p, int max_rot, const char *who)
+{
+    if (!p || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
+        p->n_rot % 2 != 0 || p->n_rot > max_rot || !(p->freq_base > 0) ||
+        !isfinite(p->freq_base) || !isfinite(p->freq_scale))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "%s: rope: mode %d, n_rot %d (at most %d), freq_base %g, freq_scale %g",
+                         who, p ? (int)p->mode : -1, p ? p->n_rot : 0, max_rot,
+                         p ? (double)p->freq_base : 0.0, p ? (double)p->freq_scale : 0.0);
+    return SLM_OK;
+}
+
 /* The mandatory slots, by name, for the registry's check. */
 #define SLOT(name) {#name, offsetof(slm_backend_ops, name)}
 static const struct {
@@ -54,6 +66,18 @@ slm_status slm_backend_ops_check(const slm_backend_ops *ops)
         if (!fn)
             return slm_error(SLM_STATUS_INTERNAL, "backend '%s' leaves mandatory slot %s empty",
                              name, mandatory[i].name);
+    }
+    return SLM_OK;
+}
+
+slm_status slm_kv_copies_check(const slm_kv_copy *copies, int n, int n_blocks)
+{
+    for (int i = 0; i < n; i++) {
+        slm_kv_copy c = copies ? copies[i] : (slm_kv_copy){-1, -1};
+        if (c.src < 0 || c.src >= n_blocks || c.dst < 0 || c.dst >= n_blocks)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "kv_copy: copy %d is block %d to %d in a pool of %d", i, c.src,
+                             c.dst, n_blocks);
     }
     return SLM_OK;
 }

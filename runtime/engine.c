@@ -66,7 +66,6 @@ typedef struct ereq {
      * next step runs), and the result once the request has ended. */
     char *out;
     size_t out_len, out_cap;
-    bool ended;
     slm_result res;
     char err[256];
     struct ereq *next;     /* incoming queue, then the live list, then the ended list */
@@ -79,8 +78,6 @@ struct slm_engine {
     slm_forward *fwd;
     slm_kv *kv;
     float *logits; /* [max_running][n_vocab] */
-    int32_t *copy_src, *copy_dst; /* [copy_cap] a step's KV block copies */
-    int copy_cap;
     bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
@@ -328,7 +325,6 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
     if (r->sr)
         slm_sched_remove(e->sched, r->sr);
     r->sr = NULL;
-    r->ended = true;
     pthread_mutex_lock(&e->mu);
     for (ereq **pp = &e->live; *pp; pp = &(*pp)->next)
         if (*pp == r) {
@@ -473,20 +469,7 @@ static slm_status submit_plan(slm_engine *e, const slm_sched_plan *pl)
 {
     slm_step step;
     slm_sched_plan_step(pl, &step);
-    int32_t *src = e->copy_src, *dst = e->copy_dst;
-    int n = pl->n_copies;
-    if (n > e->copy_cap) {
-        src = dst = NULL; /* more copies than a step's blocks: a broken invariant */
-        n = -1;
-    }
-    for (int i = 0; i < n; i++) {
-        src[i] = pl->copies[i].src;
-        dst[i] = pl->copies[i].dst;
-    }
-    if (n < 0)
-        return slm_error(SLM_STATUS_INTERNAL, "engine: %d KV block copies in one step",
-                         pl->n_copies);
-    return slm_forward_submit(e->fwd, &step, e->logits, src, dst, n);
+    return slm_forward_submit(e->fwd, &step, e->logits, pl->copies, pl->n_copies);
 }
 
 /* Samples one token for every entry with a logit row (rows come in entry
@@ -505,7 +488,7 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
 }
 
 /* One step: plan, submit, deliver the last step's callbacks while the
- * device runs (e->p.overlap), wait, sample. Returns false when there was
+ * device runs (unless sequential), wait, sample. Returns false when there was
  * nothing to do. */
 static bool run_step(slm_engine *e)
 {
@@ -611,8 +594,6 @@ static void engine_free(slm_engine *e)
     if (e->kv)
         e->m->be->ops->kv_free(e->m->be, e->kv);
     free(e->logits);
-    free(e->copy_src);
-    free(e->copy_dst);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     atomic_fetch_sub(&e->m->n_engines, 1);
@@ -740,12 +721,8 @@ static slm_status engine_build(slm_engine *e)
     sp.max_context = ep->n_ctx;
     if (!st)
         st = slm_sched_create(&sp, &e->sched);
-    /* At most one copy-on-write per sequence in a step. */
-    e->copy_cap = ep->max_running;
     e->logits = malloc((size_t)ep->max_running * (size_t)e->n_vocab * sizeof(float));
-    e->copy_src = malloc((size_t)e->copy_cap * sizeof(int32_t));
-    e->copy_dst = malloc((size_t)e->copy_cap * sizeof(int32_t));
-    if (!st && (!e->logits || !e->copy_src || !e->copy_dst))
+    if (!st && !e->logits)
         st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for logits");
     return st;
 }

@@ -189,14 +189,13 @@ static void ffn_block(slm_forward *f, int l, int T)
 }
 
 /* The ops of one step, in order, for a step the backend has begun. */
-static void record(slm_forward *f, int T, int Lr, const int32_t *copy_src,
-                   const int32_t *copy_dst, int n_copies)
+static void record(slm_forward *f, int T, int Lr, const slm_kv_copy *copies, int n_copies)
 {
     slm_model *m = f->m;
     slm_backend *be = m->be;
     const slm_hparams *hp = &m->hp;
     if (n_copies > 0)
-        be->ops->kv_copy(be, f->kv, copy_src, copy_dst, n_copies);
+        be->ops->kv_copy(be, f->kv, copies, n_copies);
     be->ops->embed(be, m->tok_embd, f->x);
     for (int l = 0; l < hp->n_layer; l++) {
         attention_block(f, f->kv, l, T);
@@ -221,7 +220,7 @@ static slm_status remember(slm_forward *f, slm_status st)
 }
 
 slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logits,
-                              const int32_t *copy_src, const int32_t *copy_dst, int n_copies)
+                              const slm_kv_copy *copies, int n_copies)
 {
     slm_backend *be = f->m->be;
     int T = step->n_tokens, Lr = step->n_logit_rows;
@@ -242,7 +241,7 @@ slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logit
     f->submitted = true; /* begin_step opens the step even when it fails: wait closes it */
     slm_status st = be->ops->begin_step(be, &s);
     if (!st)
-        record(f, T, Lr, copy_src, copy_dst, n_copies);
+        record(f, T, Lr, copies, n_copies);
     slm_status sst = be->ops->submit(be);
     return remember(f, st ? st : sst);
 }
@@ -262,6 +261,6 @@ slm_status slm_forward_wait(slm_forward *f)
 
 slm_status slm_forward_run(slm_forward *f, const slm_step *step, float *logits)
 {
-    slm_forward_submit(f, step, logits, NULL, NULL, 0);
+    slm_forward_submit(f, step, logits, NULL, 0);
     return slm_forward_wait(f);
 }

@@ -41,7 +41,7 @@ int slm_forward_max_logit_rows(const slm_forward *f);
  * asynchronously; every submit must be followed by slm_forward_wait, which
  * returns the step's status (also a failure to begin or submit it). */
 slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logits,
-                              const int32_t *copy_src, const int32_t *copy_dst, int n_copies);
+                              const slm_kv_copy *copies, int n_copies);
 slm_status slm_forward_wait(slm_forward *f);
 
 /* submit + wait. */

@@ -38,6 +38,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "slm.h"
 
 typedef struct slm_kvcache slm_kvcache;
@@ -49,11 +50,8 @@ typedef struct slm_kvcache_stats {
     int free;   /* refcount 0, holding nothing reusable */
 } slm_kvcache_stats;
 
-/* A block copy the engine must perform before the step: dst := src. */
-typedef struct slm_kv_copy {
-    int32_t src;
-    int32_t dst;
-} slm_kv_copy;
+/* slm_kv_copy (a block copy the engine performs before the step, dst :=
+ * src) is backend.h's, so a plan's copies go to the kv_copy op as they are. */
 
 /* Creates a manager for n_blocks blocks of block_size tokens (both ≥ 1).
  * INVALID_ARGUMENT on bad sizes, OUT_OF_MEMORY if host memory runs out. */

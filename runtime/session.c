@@ -47,7 +47,9 @@ slm_status slm_session_create(slm_model *m, int n_ctx, int n_batch, slm_type kv_
      * vocabulary × 256 rows is 131 MB): fewer rows then, and evaluations
      * that want every row's logits run in chunks of that many tokens. */
     int rows = n_batch;
-    while (!st && (st = slm_forward_create(m, s->kv, n_batch, rows, &s->fwd, NULL)) == SLM_STATUS_UNSUPPORTED &&
+    while (!st &&
+           (st = slm_forward_create(m, s->kv, n_batch, rows, &s->fwd, NULL)) ==
+               SLM_STATUS_UNSUPPORTED &&
            rows > 1) {
         rows /= 2;
         st = SLM_OK;

@@ -1076,12 +1076,10 @@ static void run_step(world *w, const tok *toks, int n, int copy_from, int copy_t
              n_copy ? " after kv_copy" : "");
     begin_ok(c, &a->s, what);
     if (n_copy) {
-        int32_t src[MAXB], dst[MAXB];
-        for (int i = 0; i < n_copy; i++) {
-            src[i] = w->blocks[copy_from][i];
-            dst[i] = w->blocks[copy_to][i];
-        }
-        c->ops->kv_copy(c->be, w->kv, src, dst, n_copy);
+        slm_kv_copy copies[MAXB];
+        for (int i = 0; i < n_copy; i++)
+            copies[i] = (slm_kv_copy){w->blocks[copy_from][i], w->blocks[copy_to][i]};
+        c->ops->kv_copy(c->be, w->kv, copies, n_copy);
     }
     for (int l = 0; l < LAYERS; l++) {
         c->ops->kv_store(c->be, w->kv, l, at_float(qb[l], qw), (int)stride,

@@ -291,14 +291,11 @@ static slm_status vk_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **ou
 static slm_status vk_rope_create(slm_backend *b, const slm_rope_params *p, slm_rope **out)
 {
     *out = NULL;
-    if (!p || (p->mode != SLM_ROPE_NORM && p->mode != SLM_ROPE_NEOX) || p->n_rot < 2 ||
-        p->n_rot % 2 || p->n_rot > 1024 || !(p->freq_base > 0) || !isfinite(p->freq_base) ||
-        !isfinite(p->freq_scale))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "vulkan: rope: mode %d, n_rot %d, freq_base %g", p ? (int)p->mode : -1,
-                         p ? p->n_rot : 0, p ? (double)p->freq_base : 0.0);
+    float tab[512]; /* the table is built here: n_rot at most 2·512 */
+    slm_status st = slm_rope_params_check(p, 2 * 512, "vulkan");
+    if (st)
+        return st;
     int half = p->n_rot / 2;
-    float tab[512];
     for (int i = 0; i < half; i++)
         tab[i] = (float)slm_rope_inv_freq(p, i);
     slm_rope *r = calloc(1, sizeof *r);
@@ -306,7 +303,7 @@ static slm_status vk_rope_create(slm_backend *b, const slm_rope_params *p, slm_r
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "vulkan: out of host memory");
     r->n_rot = p->n_rot;
     r->mode = p->mode;
-    slm_status st = vk_buf_alloc(b, (size_t)half * sizeof(float), &r->buf);
+    st = vk_buf_alloc(b, (size_t)half * sizeof(float), &r->buf);
     if (!st)
         st = vk_upload(b, (slm_ref){r->buf, 0}, tab, (size_t)half * sizeof(float));
     if (st) {

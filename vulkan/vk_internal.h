@@ -251,7 +251,7 @@ void slm_vk_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
 void slm_vk_scale(slm_backend *be, slm_ref x, float s, size_t count);
 void slm_vk_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
 void slm_vk_logits(slm_backend *be, slm_ref x, int cols);
-void slm_vk_kv_copy(slm_backend *be, slm_kv *kv, const int32_t *src, const int32_t *dst, int n);
+void slm_vk_kv_copy(slm_backend *be, slm_kv *kv, const slm_kv_copy *copies, int n);
 /* The step's plan over kv (begin_step): slots, tables, positions checked;
  * the attention split chosen for n_heads query heads. */
 slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads);

@@ -570,17 +570,20 @@ void slm_vk_logits(slm_backend *b, slm_ref x, int cols)
 /* Every layer's K and V of block src[i] to dst[i]: the block's slots are
  * contiguous in each layer's K and V regions (slot-major rows). Copies run
  * one after another, so a later one may read an earlier one's destination. */
-void slm_vk_kv_copy(slm_backend *b, slm_kv *kv, const int32_t *src, const int32_t *dst, int n)
+void slm_vk_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n)
 {
     slm_vk_backend *be = slm_vk_be(b);
     if (!op_ok(be, "kv_copy") || !planned(be, kv, "kv_copy"))
         return;
+    if (slm_kv_copies_check(copies, n, kv->desc.n_blocks)) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s", slm_last_error());
+        return;
+    }
+    /* vkCmdCopyBuffer may not copy a range onto itself */
     for (int i = 0; i < n; i++)
-        if (!src || !dst || src[i] < 0 || src[i] >= kv->desc.n_blocks || dst[i] < 0 ||
-            dst[i] >= kv->desc.n_blocks || src[i] == dst[i]) {
-            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                        "kv_copy: copy %d is block %d to %d in a pool of %d", i, src ? src[i] : -1,
-                        dst ? dst[i] : -1, kv->desc.n_blocks);
+        if (copies[i].src == copies[i].dst) {
+            slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "kv_copy: copy %d is block %d onto itself",
+                        i, copies[i].src);
             return;
         }
     VkDeviceSize esize = kv->desc.type == SLM_TYPE_F16 ? 2 : 4;
@@ -591,11 +594,12 @@ void slm_vk_kv_copy(slm_backend *b, slm_kv *kv, const int32_t *src, const int32_
         for (int l = 0; l < kv->desc.n_layers; l++) {
             const slm_buf *lb = kv->layers[l];
             VkBufferCopy r[2];
-            for (int which = 0; which < 2; which++)
-                r[which] = (VkBufferCopy){
-                    .srcOffset = lb->off + which * region_bytes + (VkDeviceSize)src[i] * bbytes,
-                    .dstOffset = lb->off + which * region_bytes + (VkDeviceSize)dst[i] * bbytes,
-                    .size = bbytes};
+            for (int which = 0; which < 2; which++) {
+                VkDeviceSize base = lb->off + which * region_bytes;
+                r[which] = (VkBufferCopy){.srcOffset = base + (VkDeviceSize)copies[i].src * bbytes,
+                                          .dstOffset = base + (VkDeviceSize)copies[i].dst * bbytes,
+                                          .size = bbytes};
+            }
             VkBuffer buf = be->blocks[lb->block].buf;
             vkCmdCopyBuffer(be->cmd, buf, buf, 2, r);
         }
