@@ -152,12 +152,14 @@ static void cpu_close(slm_backend *b)
 /* The SIMD level and activation precision params ask for (NULL / 0: the
  * best level, one 8-bit term as llama.cpp does; cpu_act_terms 2 also
  * quantizes the rounding error: closer to f32, twice the integer work). */
-static slm_status knobs(const slm_backend_params *params, slm_simd *simd, int *terms)
+static slm_status knobs(const slm_backend_params *params, slm_simd *simd, int *terms, bool *pack)
 {
     *simd = slm_simd_best();
     *terms = 1;
+    *pack = true;
     if (params == NULL || params->size < sizeof *params)
         return SLM_OK;
+    *pack = params->cpu_pack >= 0;
     if (params->cpu_simd && *params->cpu_simd) {
         slm_status st = slm_simd_parse(params->cpu_simd, simd);
         if (st)
@@ -197,7 +199,8 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
     }
     slm_simd simd;
     int act_terms;
-    slm_status st = knobs(params, &simd, &act_terms);
+    bool pack;
+    slm_status st = knobs(params, &simd, &act_terms, &pack);
     if (st != SLM_OK)
         return st;
     slm_cpu_backend *be = calloc(1, sizeof(*be));
@@ -206,6 +209,7 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
     be->base.ops = slm_backend_cpu();
     be->simd = simd;
     be->act_terms = act_terms;
+    be->pack = pack;
     be->n_threads = n_threads;
     be->pool = slm_pool_create(n_threads);
     if (be->pool == NULL) {
@@ -215,9 +219,9 @@ static slm_status cpu_open(const slm_backend_params *params, slm_backend **out)
     }
     char name[160];
     cpu_name(name, sizeof name);
-    snprintf(be->desc, sizeof be->desc, "cpu: %s, %d thread%s, simd %s%s", name, n_threads,
+    snprintf(be->desc, sizeof be->desc, "cpu: %s, %d thread%s, simd %s%s%s", name, n_threads,
              n_threads == 1 ? "" : "s", slm_simd_name(simd),
-             act_terms == 2 ? ", activations q8x2" : "");
+             act_terms == 2 ? ", activations q8x2" : "", pack ? "" : ", no repacking");
     *out = &be->base;
     return SLM_OK;
 }
@@ -349,8 +353,10 @@ static slm_status cpu_download(slm_backend *b, void *dst, slm_ref src, size_t by
     return SLM_OK;
 }
 
-/* Wraps the caller's tensor without copying; `data` must outlive the
- * weight. Remembers the widest weight of each type for matmul scratch. */
+/* Wraps the caller's tensor (`data` must outlive the weight) and, where the
+ * SIMD level has packed kernels for its type, keeps a repacked copy for the
+ * matmul (embed still reads `data`). Remembers the widest weight of each
+ * type for matmul scratch. */
 static slm_status cpu_load_weight(slm_backend *b, slm_type type, int64_t rows, int64_t cols,
                                   const void *data, slm_weight **out)
 {
@@ -377,6 +383,13 @@ static slm_status cpu_load_weight(slm_backend *b, slm_type type, int64_t rows, i
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
     *w = (slm_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = row_bytes,
                       .data = data};
+    if (be->pack && slm_cpu_pack_available(be->simd, type) &&
+        (w->packed = slm_cpu_pack(be->simd, type, data, rows, cols)) == NULL) {
+        free(w);
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY,
+                         "cpu backend: out of memory repacking a %lld x %lld %s weight",
+                         (long long)rows, (long long)cols, ti->name);
+    }
     if (cols > be->max_cols[type])
         be->max_cols[type] = cols;
     *out = w;
@@ -386,6 +399,8 @@ static slm_status cpu_load_weight(slm_backend *b, slm_type type, int64_t rows, i
 static void cpu_weight_free(slm_backend *b, slm_weight *w)
 {
     (void)b;
+    if (w != NULL)
+        slm_cpu_packed_free(w->packed);
     free(w);
 }
 

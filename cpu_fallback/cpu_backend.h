@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "cpu_matmul.h"
 #include "cpu_pool.h"
 #include "cpu_simd.h"
 #include "status.h"
@@ -42,6 +43,7 @@ struct slm_weight {
     int64_t rows, cols;
     size_t row_bytes;    /* slm_type_row_bytes(type, cols) */
     const uint8_t *data; /* the caller's memory (zero copy), rows × row_bytes */
+    slm_cpu_packed *packed; /* the same weights repacked for the matmul, or NULL */
 };
 
 /* RoPE constants (rope_create): the inverse frequency of every rotated pair,
@@ -71,6 +73,7 @@ typedef struct slm_cpu_backend {
     slm_pool *pool;
     slm_simd simd;
     int act_terms; /* 1: Q8 activations; 2: plus their quantized residual (cpu.act=q8x2) */
+    bool pack;     /* repack weights at load where the level has packed kernels (cpu.pack) */
     int n_threads;
     char desc[256];
 

@@ -25,6 +25,7 @@
 
 #include "cpu_dot.h"
 #include "cpu_matmul.h"
+#include "cpu_packed.h"
 #include "status.h"
 
 /* Weight rows per tile: a 4096-wide Q4_0 row is 2.3 KB, so 16 rows stay in
@@ -101,6 +102,7 @@ typedef struct job {
     size_t act_stride;
     int terms;        /* 1, or 2: act_buf + act_term holds the residual term */
     size_t act_term;  /* bytes from the first term's rows to the second's */
+    const slm_cpu_packed *packed; /* W packed (slm_cpu_matmul_packed), else NULL */
 } job;
 
 /* The residual term of one row, block by block: q₁ is x's blocks (already
@@ -183,6 +185,81 @@ static void multiply(void *ctx, int ith, int nth)
             tile(j, o0, o1, r0, left < j->group ? (int)left : j->group);
         }
     }
+}
+
+/* y rows r0..r0+nc-1 of the 16 outputs from o0 (n of them), from a packed
+ * kernel's v[c·16 + i]. */
+static void store_group(const job *j, const float *v, int64_t o0, int n, int64_t r0, int nc)
+{
+    for (int c = 0; c < nc; c++) {
+        size_t at = (size_t)(r0 + c) * (size_t)j->out + (size_t)o0;
+        const float *vc = v + c * SLM_PACK_ROWS;
+        for (int i = 0; i < n; i++) /* add may alias y, as in tile() */
+            j->y[at + i] = j->add ? vc[i] + j->add[at + i] : vc[i];
+    }
+}
+
+/* Pool job 2 with packed W: thread ith owns the 16-row groups
+ * [G·ith/nth, G·(ith+1)/nth); each group meets every activation row in
+ * calls of the kernel's column count while it sits in L1/L2. */
+static void multiply_packed(void *ctx, int ith, int nth)
+{
+    const job *j = ctx;
+    const slm_cpu_packed *p = j->packed;
+    int64_t groups = (j->out + SLM_PACK_ROWS - 1) / SLM_PACK_ROWS;
+    int64_t lo = groups * ith / nth, hi = groups * (ith + 1) / nth;
+    float v[SLM_PACK_MAX_COLS * SLM_PACK_ROWS], v2[SLM_PACK_MAX_COLS * SLM_PACK_ROWS];
+    for (int64_t g = lo; g < hi; g++) {
+        const uint8_t *wg = p->data + (size_t)g * p->group_bytes;
+        int64_t o0 = g * SLM_PACK_ROWS;
+        int n = j->out - o0 < SLM_PACK_ROWS ? (int)(j->out - o0) : SLM_PACK_ROWS;
+        for (int64_t r0 = 0; r0 < j->rows; r0 += p->kernel_cols) {
+            int nc = j->rows - r0 < p->kernel_cols ? (int)(j->rows - r0) : p->kernel_cols;
+            const uint8_t *xa = j->act_buf + (size_t)r0 * j->act_stride;
+            p->kernel(j->in, wg, xa, j->act_stride, nc, v);
+            if (j->terms == 2) { /* fixed order: first term, then the residual's */
+                p->kernel(j->in, wg, xa + j->act_term, j->act_stride, nc, v2);
+                for (int e = 0; e < nc * SLM_PACK_ROWS; e++)
+                    v[e] += v2[e];
+            }
+            store_group(j, v, o0, n, r0, nc);
+        }
+    }
+}
+
+void slm_cpu_matmul_packed(slm_pool *pool, int act_terms, const slm_cpu_packed *w, const float *x,
+                           int64_t rows, const float *add, float *y, void *scratch)
+{
+    if (w == NULL || w->kernel == NULL || rows < 0 || act_terms < 1 ||
+        act_terms > SLM_CPU_MAX_ACT_TERMS) {
+        slm_assert_fail(__FILE__, __LINE__, "matmul: bad packed weight, rows or act_terms");
+        return;
+    }
+    if (rows == 0)
+        return;
+    if (scratch == NULL || (uintptr_t)scratch % SCRATCH_ALIGN != 0) {
+        slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
+        return;
+    }
+    const slm_dot_kernels *k = level_table(w->simd);
+    job j = {
+        .act = slm_act_kind_of(w->type),
+        .quant_q8_0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0,
+        .quant_q8_k = k->quant_q8_k ? k->quant_q8_k : slm_dot_scalar.quant_q8_k,
+        .out = w->rows,
+        .in = w->cols,
+        .rows = rows,
+        .x = x,
+        .add = add,
+        .y = y,
+        .act_buf = scratch,
+        .act_stride = act_row_bytes(w->type, w->cols),
+        .terms = act_terms,
+        .act_term = act_row_bytes(w->type, w->cols) * (size_t)rows,
+        .packed = w,
+    };
+    slm_pool_run(rows > 1 ? pool : NULL, quantize_rows, &j);
+    slm_pool_run(pool, multiply_packed, &j);
 }
 
 void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type, const void *w,

@@ -206,8 +206,11 @@ void slm_cpu_matmul_op(slm_backend *b, const slm_weight *w, slm_ref x, int rows,
                      be->mm_scratch_bytes);
         return;
     }
-    slm_cpu_matmul(be->pool, be->simd, be->act_terms, w->type, w->data, w->rows, w->cols, xp,
-                   rows, ap, yp, be->mm_scratch);
+    if (w->packed)
+        slm_cpu_matmul_packed(be->pool, be->act_terms, w->packed, xp, rows, ap, yp, be->mm_scratch);
+    else
+        slm_cpu_matmul(be->pool, be->simd, be->act_terms, w->type, w->data, w->rows, w->cols, xp,
+                       rows, ap, yp, be->mm_scratch);
 }
 
 /* ------------------------------------------------------------------------ */

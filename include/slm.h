@@ -86,7 +86,8 @@ typedef struct slm_model_params {
     void *progress_user;
     /* Backend tuning knobs as "key=value" pairs separated by commas or
      * spaces (NULL: none). Keys: cpu.simd (scalar|avx2|avx512|neon),
-     * cpu.act (q8|q8x2), vulkan.device (a device-name substring),
+     * cpu.act (q8|q8x2), cpu.pack (auto|off: repack weights for the
+     * CPU's packed kernels), vulkan.device (a device-name substring),
      * vulkan.subgroup (0|1), vulkan.max_buffer (bytes), vulkan.matvec_rows,
      * vulkan.split_min, vulkan.chunk, vulkan.matmul (direct|gpu),
      * vulkan.cache_dir (pipeline cache folder). An unknown key or a bad

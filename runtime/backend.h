@@ -98,6 +98,7 @@ typedef struct slm_backend_params {
      * slm_model_params.options string maps onto these (backend_options.c). */
     const char *cpu_simd;      /* CPU: "scalar", "avx2", "avx512", "neon" (must be available) */
     int cpu_act_terms;         /* CPU: activations quantized in 1 (q8) or 2 (q8x2) terms */
+    int cpu_pack;              /* CPU: 0 auto (repack weights where the level has packed kernels), -1 never */
     const char *vk_device;     /* Vulkan: first device whose name contains this */
     int vk_subgroup;           /* Vulkan: -1 never use subgroup reductions, 0 auto */
     uint64_t vk_max_buffer;    /* Vulkan: lower the bindable-buffer limit (tests) */

@@ -48,6 +48,10 @@ static slm_status apply(const char *key, const char *v, slm_backend_params *p)
         static const char *const acts[] = {"q8", "q8x2"};
         if (!(st = one_of(key, v, acts, 2, &k)))
             p->cpu_act_terms = k + 1;
+    } else if (!strcmp(key, "cpu.pack")) {
+        static const char *const packs[] = {"off", "auto"};
+        if (!(st = one_of(key, v, packs, 2, &k)))
+            p->cpu_pack = k ? 0 : -1;
     } else if (!strcmp(key, "vulkan.device")) {
         p->vk_device = v;
     } else if (!strcmp(key, "vulkan.subgroup")) {
@@ -73,7 +77,7 @@ static slm_status apply(const char *key, const char *v, slm_backend_params *p)
         p->cache_dir = v;
     } else {
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                       "unknown backend option '%s' (known: cpu.simd, cpu.act, vulkan.device, "
+                       "unknown backend option '%s' (known: cpu.simd, cpu.act, cpu.pack, vulkan.device, "
                        "vulkan.subgroup, vulkan.max_buffer, vulkan.matvec_rows, "
                        "vulkan.split_min, vulkan.chunk, vulkan.matmul, vulkan.cache_dir)",
                        key);

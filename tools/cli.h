@@ -85,7 +85,7 @@ const char *slm_cli_env_backend(void);
 
 /* Writes into buf[cap] the slm_model_params.options string the SLM_*
  * environment asks for ("" when none): SLM_CPU_SIMD → cpu.simd, SLM_CPU_ACT
- * → cpu.act, SLM_VK_DEVICE → vulkan.device, SLM_VK_NO_SUBGROUP (set, not
+ * → cpu.act, SLM_CPU_PACK → cpu.pack, SLM_VK_DEVICE → vulkan.device, SLM_VK_NO_SUBGROUP (set, not
  * "0") → vulkan.subgroup=0, SLM_VK_MAX_BUFFER → vulkan.max_buffer,
  * SLM_VK_MATVEC_ROWS → vulkan.matvec_rows, SLM_VK_SPLIT_MIN →
  * vulkan.split_min, SLM_VK_CHUNK → vulkan.chunk, SLM_VK_MATMUL →

@@ -19,6 +19,7 @@ static const struct {
 } direct[] = {
     {"SLM_CPU_SIMD", "cpu.simd"},
     {"SLM_CPU_ACT", "cpu.act"},
+    {"SLM_CPU_PACK", "cpu.pack"},
     {"SLM_VK_DEVICE", "vulkan.device"},
     {"SLM_VK_MAX_BUFFER", "vulkan.max_buffer"},
     {"SLM_VK_MATVEC_ROWS", "vulkan.matvec_rows"},

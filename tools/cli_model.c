@@ -107,6 +107,7 @@ const char *slm_cli_common_help =
     "  SLM_CPU_SIMD         scalar, avx2, avx512, avx512vnni or neon: the CPU kernels'\n"
     "                       instructions\n"
     "  SLM_CPU_ACT          q8 or q8x2: the CPU's activation precision\n"
+    "  SLM_CPU_PACK         off: keep the CPU's weights as stored (no 16-row repacking)\n"
     "  SLM_VK_DEVICE        the Vulkan device: its index or a substring of its name\n"
     "  SLM_VK_NO_SUBGROUP   any value but 0: Vulkan reductions without subgroups\n"
     "  SLM_VK_MAX_BUFFER    bytes: a lower limit on one Vulkan buffer\n"

@@ -1,0 +1,262 @@
+/*
+ * gemm16_avx2.c — AVX2 kernels for weights packed in 16-row groups
+ * (cpu_packed.h): Q4_0, Q4_1, Q4_K and Q6_K.
+ *
+ * A ymm register holds eight rows, so a group is done in two halves (rows
+ * 0–7, then 8–15), each lane one weight row. For every 4-element group of a
+ * block the eight rows' codes (unsigned bytes) meet the activation row's
+ * four int8 codes broadcast to every lane: VPMADDUBSW gives two-product
+ * int16 sums per lane, which are added as int16 over a whole 32-element
+ * block (4-bit codes: at most 8 × 2·15·127 = 30480, no overflow) or two
+ * words (6-bit: 2 × 2·63·127 = 32004), then widened once by VPMADDWD. One
+ * vector FMA then scales a block for eight outputs. What unsigned codes
+ * over-count (Q4_0: 8 per code, Q6_K: 32) is taken off with the activation
+ * block's sum, the K types' mins with its bsums.
+ *
+ * Within a lane the float sum runs over blocks in order, whatever the number
+ * of activation rows (nc): batch-invariant, like the row kernels.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "cpu_dot.h"
+#include "cpu_packed.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { ROWS = SLM_PACK_ROWS, HALF = 8, WORD = 4 * SLM_PACK_ROWS };
+
+/* Four bytes at p in every lane. */
+INLINE __m256i bcst32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+INLINE __m256i ld(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+/* 8 f16 values (one per row) as floats. */
+INLINE __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+/* 8 bytes (one per row) as int32, unsigned or signed. */
+INLINE __m256i u8x8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+INLINE __m256i i8x8(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+INLINE __m256i widen(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
+INLINE __m256i mubs(__m256i u, __m256i s) { return _mm256_maddubs_epi16(u, s); }
+INLINE __m256 fl(__m256i v) { return _mm256_cvtepi32_ps(v); }
+
+/* ---------------------------------------------------------------------- */
+/* 32-element blocks against slm_act_q8_0.                                */
+
+/* Rows 8·hf .. 8·hf+7 of the group; has_min: Q4_1 (d·dx·Σq·x + m·s), else
+ * Q4_0 (d·(dx·Σq·x − 8·s)). */
+INLINE void blk32_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
+                       int has_min, int hf)
+{
+    const size_t hdr = has_min ? 4 * ROWS : 2 * ROWS, bb = hdr + 4 * WORD;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const slm_act_q8_0 *a[SLM_PACK_MAX_COLS];
+    __m256 acc[SLM_PACK_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        a[c] = slm_dot_act_q8_0(x, xs, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    const uint8_t *blk = wg;
+    for (int64_t b = 0; b < n / SLM_QK; b++, blk += bb) {
+        __m256i s16[SLM_PACK_MAX_COLS];
+        for (int c = 0; c < nc; c++)
+            s16[c] = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) { /* word k: elements 4k.. (low) and 16+4k.. (high) */
+            __m256i v = ld(blk + hdr + WORD * k + 32 * hf);
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            for (int c = 0; c < nc; c++) {
+                const int8_t *xq = a[c][b].qs;
+                s16[c] = _mm256_add_epi16(s16[c], mubs(lo, bcst32(xq + 4 * k)));
+                s16[c] = _mm256_add_epi16(s16[c], mubs(hi, bcst32(xq + 16 + 4 * k)));
+            }
+        }
+        __m256 dw = halves8(blk + 16 * hf);
+        for (int c = 0; c < nc; c++) {
+            const slm_act_q8_0 *xb = &a[c][b];
+            __m256 f = fl(widen(s16[c]));
+            if (has_min) {
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(f, _mm256_set1_ps(xb->d)), dw, acc[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(xb->s), halves8(blk + 2 * ROWS + 16 * hf), acc[c]);
+            } else {
+                __m256 t = _mm256_fmsub_ps(f, _mm256_set1_ps(xb->d), _mm256_set1_ps(8.0f * xb->s));
+                acc[c] = _mm256_fmadd_ps(t, dw, acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_ps(out + c * ROWS + HALF * hf, acc[c]);
+}
+
+INLINE void q4_0_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
+{
+    blk32_half(n, w, x, xs, nc, out, 0, 0);
+    blk32_half(n, w, x, xs, nc, out, 0, 1);
+}
+INLINE void q4_1_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
+{
+    blk32_half(n, w, x, xs, nc, out, 1, 0);
+    blk32_half(n, w, x, xs, nc, out, 1, 1);
+}
+SLM_DOT_DISPATCH(gemm_q4_0, q4_0_impl)
+SLM_DOT_DISPATCH(gemm_q4_1, q4_1_impl)
+
+/* ---------------------------------------------------------------------- */
+/* K types against slm_block_q8_k. Each super-block's sum sb is added into */
+/* out (kept in memory: registers go to the per-column partial sums).     */
+
+INLINE void zero_out(float *out, int nc, int hf)
+{
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_ps(out + c * ROWS + HALF * hf, _mm256_setzero_ps());
+}
+
+INLINE void add_out(float *out, int c, int hf, __m256 sb, __m256 scale)
+{
+    float *o = out + c * ROWS + HALF * hf;
+    _mm256_storeu_ps(o, _mm256_fmadd_ps(sb, scale, _mm256_loadu_ps(o)));
+}
+
+/* Q4_K rows 8hf..: sb = Σ_j d·sc_j·Σq·x − dmin·Σ_j mn_j·Σx per super-block
+ * (sub-blocks j of 32), out += sb·dx. */
+INLINE void q4_k_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
+                      int hf)
+{
+    enum { SC = 4 * ROWS, MN = SC + 8 * ROWS, QW = MN + 8 * ROWS, BB = QW + 32 * WORD };
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const slm_block_q8_k *a[SLM_PACK_MAX_COLS];
+    for (int c = 0; c < nc; c++)
+        a[c] = slm_dot_act_q8_k(x, xs, c);
+    zero_out(out, nc, hf);
+    const uint8_t *blk = wg;
+    for (int64_t b = 0; b < n / SLM_QK_K; b++, blk += BB) {
+        __m256 sb[SLM_PACK_MAX_COLS];
+        __m256i ms[SLM_PACK_MAX_COLS];
+        for (int c = 0; c < nc; c++)
+            ms[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) { /* (mn_j, mn_j) int16 pairs × the two bsums of j */
+            __m256i m = u8x8(blk + MN + ROWS * j + HALF * hf);
+            m = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));
+            for (int c = 0; c < nc; c++)
+                ms[c] = _mm256_add_epi32(ms[c], _mm256_madd_epi16(m, bcst32(a[c][b].bsums + 2 * j)));
+        }
+        __m256 ndmin = _mm256_sub_ps(_mm256_setzero_ps(), halves8(blk + 2 * ROWS + 16 * hf));
+        __m256 dw = halves8(blk + 16 * hf);
+        for (int c = 0; c < nc; c++)
+            sb[c] = _mm256_mul_ps(fl(ms[c]), ndmin);
+        for (int j = 0; j < 8; j++) { /* chunk j/2's words; odd j: high nibbles */
+            __m256 scf = _mm256_mul_ps(fl(u8x8(blk + SC + ROWS * j + HALF * hf)), dw);
+            __m256i s16[SLM_PACK_MAX_COLS];
+            for (int c = 0; c < nc; c++)
+                s16[c] = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                __m256i v = ld(blk + QW + WORD * (8 * (j / 2) + k) + 32 * hf);
+                __m256i q = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(v, 4) : v, m4);
+                for (int c = 0; c < nc; c++)
+                    s16[c] = _mm256_add_epi16(s16[c], mubs(q, bcst32(a[c][b].qs + 32 * j + 4 * k)));
+            }
+            for (int c = 0; c < nc; c++)
+                sb[c] = _mm256_fmadd_ps(fl(widen(s16[c])), scf, sb[c]);
+        }
+        for (int c = 0; c < nc; c++)
+            add_out(out, c, hf, sb[c], _mm256_set1_ps(a[c][b].d));
+    }
+}
+
+/* The 6-bit codes of word k of quarter qq of half h (see q6_k_half). */
+INLINE __m256i q6_word(const uint8_t *ql, const uint8_t *qh, int h, int qq, int k, int hf)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256i l = ld(ql + WORD * (16 * h + (8 * qq + k) % 16) + 32 * hf);
+    __m256i hb = ld(qh + WORD * (8 * h + k) + 32 * hf);
+    l = _mm256_and_si256(qq >= 2 ? _mm256_srli_epi16(l, 4) : l, m4);
+    hb = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * qq), m2);
+    return _mm256_or_si256(l, _mm256_slli_epi16(hb, 4));
+}
+
+/* Q6_K rows 8hf..: sb = Σ_j sc_j·(Σq·x − 32·Σx) over the sixteen 16-element
+ * sub-blocks, out += sb·d·dx. Quarter qq of half h holds elements
+ * 128h + 32qq ..: ql word 16h + (8qq + k) % 16 (high nibbles for qq ≥ 2),
+ * qh word 8h + k shifted right by 2qq. */
+INLINE void q6_k_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
+                      int hf)
+{
+    enum { SC = 2 * ROWS, QL = SC + 16 * ROWS, QH = QL + 32 * WORD, BB = QH + 16 * WORD };
+    const slm_block_q8_k *a[SLM_PACK_MAX_COLS];
+    for (int c = 0; c < nc; c++)
+        a[c] = slm_dot_act_q8_k(x, xs, c);
+    zero_out(out, nc, hf);
+    const uint8_t *blk = wg;
+    for (int64_t b = 0; b < n / SLM_QK_K; b++, blk += BB) {
+        __m256 sb[SLM_PACK_MAX_COLS];
+        __m256i os[SLM_PACK_MAX_COLS];
+        for (int c = 0; c < nc; c++)
+            os[c] = _mm256_setzero_si256();
+        for (int p = 0; p < 8; p++) { /* (sc_2p, sc_2p+1) int16 pairs × bsums 2p, 2p+1 */
+            __m256i s0 = i8x8(blk + SC + ROWS * 2 * p + HALF * hf);
+            __m256i s1 = i8x8(blk + SC + ROWS * (2 * p + 1) + HALF * hf);
+            __m256i pr = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xFFFF)),
+                                         _mm256_slli_epi32(s1, 16));
+            for (int c = 0; c < nc; c++)
+                os[c] = _mm256_add_epi32(os[c], _mm256_madd_epi16(pr, bcst32(a[c][b].bsums + 2 * p)));
+        }
+        for (int c = 0; c < nc; c++)
+            sb[c] = _mm256_mul_ps(fl(os[c]), _mm256_set1_ps(-32.0f));
+        for (int h = 0; h < 2; h++)
+            for (int qq = 0; qq < 4; qq++)
+                for (int e = 0; e < 2; e++) { /* sub-block 8h + 2qq + e: words 4e..4e+3 */
+                    int j = 8 * h + 2 * qq + e;
+                    __m256 scf = fl(i8x8(blk + SC + ROWS * j + HALF * hf));
+                    __m256i s32[SLM_PACK_MAX_COLS];
+                    for (int c = 0; c < nc; c++)
+                        s32[c] = _mm256_setzero_si256();
+                    for (int k = 4 * e; k < 4 * e + 4; k += 2) {
+                        __m256i q0 = q6_word(blk + QL, blk + QH, h, qq, k, hf);
+                        __m256i q1 = q6_word(blk + QL, blk + QH, h, qq, k + 1, hf);
+                        for (int c = 0; c < nc; c++) {
+                            const int8_t *xq = a[c][b].qs + 128 * h + 32 * qq + 4 * k;
+                            __m256i p16 = _mm256_add_epi16(mubs(q0, bcst32(xq)), mubs(q1, bcst32(xq + 4)));
+                            s32[c] = _mm256_add_epi32(s32[c], widen(p16));
+                        }
+                    }
+                    for (int c = 0; c < nc; c++)
+                        sb[c] = _mm256_fmadd_ps(fl(s32[c]), scf, sb[c]);
+                }
+        for (int c = 0; c < nc; c++)
+            add_out(out, c, hf, sb[c], _mm256_mul_ps(halves8(blk + 16 * hf), _mm256_set1_ps(a[c][b].d)));
+    }
+}
+
+INLINE void q4_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
+{
+    q4_k_half(n, w, x, xs, nc, out, 0);
+    q4_k_half(n, w, x, xs, nc, out, 1);
+}
+INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
+{
+    q6_k_half(n, w, x, xs, nc, out, 0);
+    q6_k_half(n, w, x, xs, nc, out, 1);
+}
+SLM_DOT_DISPATCH(gemm_q4_k, q4_k_impl)
+SLM_DOT_DISPATCH(gemm_q6_k, q6_k_impl)
+
+const slm_gemm16_kernels slm_gemm16_avx2 = {
+    .fn =
+        {
+            [SLM_TYPE_Q4_0] = gemm_q4_0,
+            [SLM_TYPE_Q4_1] = gemm_q4_1,
+            [SLM_TYPE_Q4_K] = gemm_q4_k,
+            [SLM_TYPE_Q6_K] = gemm_q6_k,
+        },
+    /* activation rows per call: four keeps the partial sums of every row
+     * and the decoded codes within AVX2's sixteen registers */
+    .cols =
+        {
+            [SLM_TYPE_Q4_0] = 4,
+            [SLM_TYPE_Q4_1] = 4,
+            [SLM_TYPE_Q4_K] = 4,
+            [SLM_TYPE_Q6_K] = 4,
+        },
+};
