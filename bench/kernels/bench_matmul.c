@@ -1,9 +1,12 @@
 /*
  * bench_matmul.c — kernel lab harness for the CPU quantized matmul
  * (cpu_fallback/cpu_matmul.h): for every supported weight type × every SIMD
- * level this CPU has, at decode shape (rows = 1) and a small batch
- * (rows = 16), prints the time per call and the weight bytes streamed per
- * second, beside a measured single-pass read bandwidth of this machine.
+ * level this CPU has, at decode shape (rows = 1), a small batch (rows = 16)
+ * and a prefill chunk (rows = 64), prints the time per call and the weight
+ * bytes streamed per second, beside a measured single-pass read bandwidth
+ * of this machine. Where a level has packed kernels for the type
+ * (cpu_packed.h), the same weights repacked are timed too ("avx2+pack"), so
+ * the row kernels stay beside the packed ones and the gain stays measurable.
  *
  * Before timing, each level's result is checked against the scalar level
  * (max relative difference printed; they differ only in summation order).
@@ -155,6 +158,52 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return m > 0 ? d / m : d;
 }
 
+static void report(slm_type type, const char *level, const char *suffix, const weights *wt,
+                   int64_t rows, double per, double peak, double diff)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s%s", level, suffix);
+    double gbs = (double)wt->bytes / per / 1e9;
+    printf("%-7s %-11s rows=%-3lld %5lldx%-5lld %9.1f us  %7.2f GB/s  %5.1f%% of read bw"
+           "  %8.2f GFLOP/s  vs scalar %.1e\n",
+           slm_type_name(type), name, (long long)rows, (long long)wt->out, (long long)wt->in,
+           per * 1e6, gbs, 100.0 * gbs / peak, 2.0 * (double)(rows * wt->out * wt->in) / per / 1e9,
+           diff);
+    fflush(stdout);
+}
+
+/* The same weights packed (every copy, so reads stay cold), timed alike. */
+static void bench_packed(slm_pool *pool, slm_simd lvl, const weights *wt, const float *x,
+                         int64_t rows, float *y, const float *y0, void *scratch, double min_s,
+                         double peak)
+{
+    slm_cpu_packed **p = calloc((size_t)wt->copies, sizeof *p);
+    for (int c = 0; p && c < wt->copies; c++)
+        if ((p[c] = slm_cpu_pack(lvl, wt->type, wt->w + (size_t)c * wt->bytes, wt->out, wt->in)) ==
+            NULL) {
+            fprintf(stderr, "out of memory packing %s\n", slm_type_name(wt->type));
+            for (int k = 0; k < c; k++)
+                slm_cpu_packed_free(p[k]);
+            free(p);
+            return;
+        }
+    if (p == NULL)
+        return;
+    slm_cpu_matmul_packed(pool, 1, p[0], x, rows, NULL, y, scratch);
+    double diff = rel_diff(y, y0, (size_t)(rows * wt->out));
+    int calls = 0;
+    double t0 = now(), t;
+    do {
+        slm_cpu_matmul_packed(pool, 1, p[calls % wt->copies], x, rows, NULL, y, scratch);
+        calls++;
+        t = now() - t0;
+    } while (t < min_s || calls < 3);
+    report(wt->type, slm_simd_name(lvl), "+pack", wt, rows, t / calls, peak, diff);
+    for (int c = 0; c < wt->copies; c++)
+        slm_cpu_packed_free(p[c]);
+    free(p);
+}
+
 static void bench_shape(slm_pool *pool, slm_type type, int64_t out, int64_t in, int64_t rows,
                         double min_s, double peak)
 {
@@ -185,13 +234,10 @@ static void bench_shape(slm_pool *pool, slm_type type, int64_t out, int64_t in, 
             calls++;
             t = now() - t0;
         } while (t < min_s || calls < 3);
-        double per = t / calls, gbs = (double)wt.bytes / per / 1e9;
-        printf("%-7s %-7s rows=%-3lld %5lldx%-5lld %9.1f us  %7.2f GB/s  %5.1f%% of read bw"
-               "  %8.2f GFLOP/s  vs scalar %.1e\n",
-               slm_type_name(type), slm_simd_name((slm_simd)l), (long long)rows, (long long)out,
-               (long long)in, per * 1e6, gbs, 100.0 * gbs / peak,
-               2.0 * (double)(rows * out * in) / per / 1e9, diff);
-        fflush(stdout);
+        double per = t / calls;
+        report(type, slm_simd_name((slm_simd)l), "", &wt, rows, per, peak, diff);
+        if (slm_cpu_pack_available((slm_simd)l, type))
+            bench_packed(pool, (slm_simd)l, &wt, x, rows, y, y0, scratch, min_s, peak);
     }
     free(scratch);
     free(x);
@@ -216,7 +262,7 @@ int main(int argc, char **argv)
         SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS, SLM_TYPE_F16, SLM_TYPE_BF16, SLM_TYPE_F32,
     };
     static const int64_t shapes[][2] = {{576, 1536}, {4096, 4096}};
-    static const int64_t rows_set[] = {1, 16};
+    static const int64_t rows_set[] = {1, 16, 64};
     double peak = read_bandwidth(pool);
     printf("threads=%d  read bandwidth (sum over %zu MiB, best of 5): %.2f GB/s\n", threads,
            COLD_BYTES >> 20, peak);
@@ -225,7 +271,7 @@ int main(int argc, char **argv)
         if (filter && !strstr(filter, slm_type_name(types[t])))
             continue;
         for (int s = 0; s < 2; s++)
-            for (int r = 0; r < 2; r++)
+            for (int r = 0; r < 3; r++)
                 bench_shape(pool, types[t], shapes[s][0], shapes[s][1], rows_set[r], min_s, peak);
     }
     slm_pool_free(pool);
