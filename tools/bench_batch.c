@@ -96,9 +96,9 @@ static int check_pool(const slm_cli_batch *b, int block_size)
     char kv[256];
     slm_cli_describe_kv(&es, kv, sizeof kv);
     return slm_cli_fail(b->cmd, "--batch %d: %d sequences of %d + %d tokens need %lld KV blocks "
-                        "of %d tokens, but the %s; lower the count, -p or -n", b->n_seq,
-                        b->n_seq, b->n_prompt, b->n_gen, (long long)per_seq * b->n_seq,
-                        block_size, kv);
+                        "of %d tokens, more than the engine could take (%s); lower the count, "
+                        "-p or -n", b->n_seq, b->n_seq, b->n_prompt, b->n_gen,
+                        (long long)per_seq * b->n_seq, block_size, kv);
 }
 
 void slm_cli_batch_free(slm_cli_batch *b)
