@@ -2,7 +2,7 @@
  * cli.h — what the subcommands of the `slm` command share: the dispatch
  * table entry, the default model path, option helpers, the mapping of the
  * SLM_* environment onto the library's parameters, progress lines, model
- * loading and one generation through the engine.
+ * loading, one generation through the engine and a batch of them timed.
  *
  * NOTE: this header includes slm.h alone. `run`, `chat` and `serve` are
  * front-ends of the public API like any program that embeds slm; only
@@ -153,5 +153,30 @@ int slm_cli_generate(const char *cmd, slm_engine *e, const slm_request_params *p
  * cache when show_cached; generated tokens, their time and rate; the
  * backend. */
 void slm_cli_timings(const char *cmd, const slm_result *r, const char *backend, bool show_cached);
+
+/* ---- batched decode, timed (bench_batch.c) ------------------------------ */
+
+/* An engine that runs n_seq sequences of n_prompt random tokens and n_gen
+ * generated ones together, in lockstep (see bench_batch.c for how and for
+ * the exact definitions of the times). */
+typedef struct slm_cli_batch slm_cli_batch;
+
+/* One run's times, seconds on the engine's clock. */
+typedef struct slm_cli_batch_times {
+    double prefill_s; /* the step that took every prompt → the last first token */
+    double decode_s;  /* the last first token → the last sequence done */
+    int generated;    /* tokens generated over all sequences (n_seq × n_gen) */
+} slm_cli_batch_times;
+
+/* Opens the engine (max_running n_seq, one step for all prompts, a context
+ * of n_prompt + n_gen). Returns 0, or 1 after one error line: the engine
+ * could not open, or its KV pool cannot hold every sequence whole. */
+int slm_cli_batch_open(const char *cmd, slm_model *m, int n_seq, int n_prompt, int n_gen,
+                       slm_cli_batch **b);
+/* One run with fresh random prompts. Returns 0, or 1 after one error line
+ * (a request failed, stopped short, or the run was not in lockstep). */
+int slm_cli_batch_run(slm_cli_batch *b, slm_cli_batch_times *t);
+/* Closes the engine. Accepts NULL. */
+void slm_cli_batch_free(slm_cli_batch *b);
 
 #endif

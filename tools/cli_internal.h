@@ -11,7 +11,9 @@
  *     public API deliberately does not model;
  *   - `synth` writes GGUF files with the runtime's writer and quantizers;
  *   - `bench` times the forward pass itself (llama-bench's ppN/tgN, no
- *     sampling, no scheduler) and reports weight bytes per token.
+ *     sampling, no scheduler) and reports weight bytes per token. (Its
+ *     --batch mode is a front-end like `run`: bench_batch.c drives the
+ *     public engine and includes cli.h alone.)
  * Nothing else in tools/ includes this header.
  */
 #ifndef SLM_CLI_INTERNAL_H
