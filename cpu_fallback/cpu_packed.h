@@ -20,8 +20,6 @@
  *   Q4_1  d[16], m[16] (f16)                                  + 4 words
  *   Q4_K  d[16], dmin[16] (f16), sc[8][16], mn[8][16] (u8,
  *         the decoded 6-bit scales and mins)                  + 32 words
- *   Q6_K  d[16] (f16), sc[16][16] (i8)                        + 32 ql words
- *                                                             + 16 qh words
  * Every layout is the GGUF block's bytes rearranged (Q4_K's scales unpacked
  * from 12 to 16 bytes), so packing costs no precision and about no memory.
  *

@@ -1,6 +1,9 @@
 /*
  * gemm16_avx2.c — AVX2 kernels for weights packed in 16-row groups
- * (cpu_packed.h): Q4_0, Q4_1, Q4_K and Q6_K.
+ * (cpu_packed.h): Q4_0, Q4_1 and Q4_K. (A packed Q6_K kernel measured no
+ * faster than dot_avx2.c's in prefill and a third slower in decode — its
+ * 6-bit codes cost six operations per word to assemble, shared by only four
+ * activation rows — so Q6_K keeps the row kernel; bench/NOTES.md.)
  *
  * A ymm register holds eight rows, so a group is done in two halves (rows
  * 0–7, then 8–15), each lane one weight row. For every 4-element group of a
@@ -10,7 +13,7 @@
  * block (4-bit codes: at most 8 × 2·15·127 = 30480, no overflow) or two
  * words (6-bit: 2 × 2·63·127 = 32004), then widened once by VPMADDWD. One
  * vector FMA then scales a block for eight outputs. What unsigned codes
- * over-count (Q4_0: 8 per code, Q6_K: 32) is taken off with the activation
+ * over-count (Q4_0: 8 per code) is taken off with the activation
  * block's sum, the K types' mins with its bsums.
  *
  * Within a lane the float sum runs over blocks in order, whatever the number
@@ -39,9 +42,8 @@ INLINE __m256i bcst32(const void *p)
 INLINE __m256i ld(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 /* 8 f16 values (one per row) as floats. */
 INLINE __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-/* 8 bytes (one per row) as int32, unsigned or signed. */
+/* 8 bytes (one per row) as int32. */
 INLINE __m256i u8x8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
-INLINE __m256i i8x8(const uint8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 INLINE __m256i widen(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
 INLINE __m256i mubs(__m256i u, __m256i s) { return _mm256_maddubs_epi16(u, s); }
 INLINE __m256 fl(__m256i v) { return _mm256_cvtepi32_ps(v); }
@@ -170,83 +172,12 @@ INLINE void q4_k_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, in
     }
 }
 
-/* The 6-bit codes of word k of quarter qq of half h (see q6_k_half). */
-INLINE __m256i q6_word(const uint8_t *ql, const uint8_t *qh, int h, int qq, int k, int hf)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-    __m256i l = ld(ql + WORD * (16 * h + (8 * qq + k) % 16) + 32 * hf);
-    __m256i hb = ld(qh + WORD * (8 * h + k) + 32 * hf);
-    l = _mm256_and_si256(qq >= 2 ? _mm256_srli_epi16(l, 4) : l, m4);
-    hb = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * qq), m2);
-    return _mm256_or_si256(l, _mm256_slli_epi16(hb, 4));
-}
-
-/* Q6_K rows 8hf..: sb = Σ_j sc_j·(Σq·x − 32·Σx) over the sixteen 16-element
- * sub-blocks, out += sb·d·dx. Quarter qq of half h holds elements
- * 128h + 32qq ..: ql word 16h + (8qq + k) % 16 (high nibbles for qq ≥ 2),
- * qh word 8h + k shifted right by 2qq. */
-INLINE void q6_k_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
-                      int hf)
-{
-    enum { SC = 2 * ROWS, QL = SC + 16 * ROWS, QH = QL + 32 * WORD, BB = QH + 16 * WORD };
-    const slm_block_q8_k *a[SLM_PACK_MAX_COLS];
-    for (int c = 0; c < nc; c++)
-        a[c] = slm_dot_act_q8_k(x, xs, c);
-    zero_out(out, nc, hf);
-    const uint8_t *blk = wg;
-    for (int64_t b = 0; b < n / SLM_QK_K; b++, blk += BB) {
-        __m256 sb[SLM_PACK_MAX_COLS];
-        __m256i os[SLM_PACK_MAX_COLS];
-        for (int c = 0; c < nc; c++)
-            os[c] = _mm256_setzero_si256();
-        for (int p = 0; p < 8; p++) { /* (sc_2p, sc_2p+1) int16 pairs × bsums 2p, 2p+1 */
-            __m256i s0 = i8x8(blk + SC + ROWS * 2 * p + HALF * hf);
-            __m256i s1 = i8x8(blk + SC + ROWS * (2 * p + 1) + HALF * hf);
-            __m256i pr = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xFFFF)),
-                                         _mm256_slli_epi32(s1, 16));
-            for (int c = 0; c < nc; c++)
-                os[c] = _mm256_add_epi32(os[c], _mm256_madd_epi16(pr, bcst32(a[c][b].bsums + 2 * p)));
-        }
-        for (int c = 0; c < nc; c++)
-            sb[c] = _mm256_mul_ps(fl(os[c]), _mm256_set1_ps(-32.0f));
-        for (int h = 0; h < 2; h++)
-            for (int qq = 0; qq < 4; qq++)
-                for (int e = 0; e < 2; e++) { /* sub-block 8h + 2qq + e: words 4e..4e+3 */
-                    int j = 8 * h + 2 * qq + e;
-                    __m256 scf = fl(i8x8(blk + SC + ROWS * j + HALF * hf));
-                    __m256i s32[SLM_PACK_MAX_COLS];
-                    for (int c = 0; c < nc; c++)
-                        s32[c] = _mm256_setzero_si256();
-                    NO_UNROLL
-                    for (int k = 4 * e; k < 4 * e + 4; k += 2) {
-                        __m256i q0 = q6_word(blk + QL, blk + QH, h, qq, k, hf);
-                        __m256i q1 = q6_word(blk + QL, blk + QH, h, qq, k + 1, hf);
-                        for (int c = 0; c < nc; c++) {
-                            const int8_t *xq = a[c][b].qs + 128 * h + 32 * qq + 4 * k;
-                            __m256i p16 = _mm256_add_epi16(mubs(q0, bcst32(xq)), mubs(q1, bcst32(xq + 4)));
-                            s32[c] = _mm256_add_epi32(s32[c], widen(p16));
-                        }
-                    }
-                    for (int c = 0; c < nc; c++)
-                        sb[c] = _mm256_fmadd_ps(fl(s32[c]), scf, sb[c]);
-                }
-        for (int c = 0; c < nc; c++)
-            add_out(out, c, hf, sb[c], _mm256_mul_ps(halves8(blk + 16 * hf), _mm256_set1_ps(a[c][b].d)));
-    }
-}
-
 INLINE void q4_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
 {
     q4_k_half(n, w, x, xs, nc, out, 0);
     q4_k_half(n, w, x, xs, nc, out, 1);
 }
-INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
-{
-    q6_k_half(n, w, x, xs, nc, out, 0);
-    q6_k_half(n, w, x, xs, nc, out, 1);
-}
 SLM_DOT_DISPATCH(gemm_q4_k, q4_k_impl)
-SLM_DOT_DISPATCH(gemm_q6_k, q6_k_impl)
 
 const slm_gemm16_kernels slm_gemm16_avx2 = {
     .fn =
@@ -254,7 +185,6 @@ const slm_gemm16_kernels slm_gemm16_avx2 = {
             [SLM_TYPE_Q4_0] = gemm_q4_0,
             [SLM_TYPE_Q4_1] = gemm_q4_1,
             [SLM_TYPE_Q4_K] = gemm_q4_k,
-            [SLM_TYPE_Q6_K] = gemm_q6_k,
         },
     /* activation rows per call: four keeps the partial sums of every row
      * and the decoded codes within AVX2's sixteen registers */
@@ -263,6 +193,5 @@ const slm_gemm16_kernels slm_gemm16_avx2 = {
             [SLM_TYPE_Q4_0] = 4,
             [SLM_TYPE_Q4_1] = 4,
             [SLM_TYPE_Q4_K] = 4,
-            [SLM_TYPE_Q6_K] = 4,
         },
 };

@@ -21,7 +21,6 @@ size_t slm_pack_block_bytes(slm_type type)
     case SLM_TYPE_Q4_0: return HALVES + WORDS_AT(4);
     case SLM_TYPE_Q4_1: return 2 * HALVES + WORDS_AT(4);
     case SLM_TYPE_Q4_K: return 2 * HALVES + 16 * SLM_PACK_ROWS + WORDS_AT(32);
-    case SLM_TYPE_Q6_K: return HALVES + 16 * SLM_PACK_ROWS + WORDS_AT(48);
     default: return 0;
     }
 }
@@ -84,21 +83,6 @@ static void pack_q4_k(uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
     put_words(dst, qs, 32);
 }
 
-static void pack_q6_k(uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
-{
-    const uint8_t *ql[SLM_PACK_ROWS], *qh[SLM_PACK_ROWS];
-    dst = put_halves(dst, blk, offsetof(slm_block_q6_k, d));
-    for (int j = 0; j < 16; j++)
-        for (int i = 0; i < SLM_PACK_ROWS; i++)
-            *dst++ = (uint8_t)((const slm_block_q6_k *)blk[i])->scales[j];
-    for (int i = 0; i < SLM_PACK_ROWS; i++) {
-        ql[i] = ((const slm_block_q6_k *)blk[i])->ql;
-        qh[i] = ((const slm_block_q6_k *)blk[i])->qh;
-    }
-    dst = put_words(dst, ql, 32);
-    put_words(dst, qh, 16);
-}
-
 /* One packed block from the same block of 16 rows. */
 static void pack_block(slm_type type, uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
 {
@@ -107,7 +91,6 @@ static void pack_block(slm_type type, uint8_t *dst, const uint8_t *const blk[SLM
                                       : offsetof(slm_block_q4_0, qs);
     switch (type) {
     case SLM_TYPE_Q4_K: pack_q4_k(dst, blk); return;
-    case SLM_TYPE_Q6_K: pack_q6_k(dst, blk); return;
     default: break;
     }
     for (int i = 0; i < SLM_PACK_ROWS; i++)
