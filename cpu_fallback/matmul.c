@@ -9,10 +9,12 @@
  *      again into a second row of blocks, x ≈ q₁ + q₂, and every output is
  *      the sum of two integer dot products: ~7 more bits of activation
  *      precision for twice the arithmetic (SLM_CPU_ACT=q8x2);
- *   2. split the output rows of W into one contiguous range per thread; each
- *      thread walks its range in tiles of W_TILE weight rows, and for each
- *      tile runs the activation rows in groups of the level's max_rows, so a tile
- *      of weights is read from memory once and then served from cache.
+ *   2. the threads claim runs of tiles of W_TILE weight rows (a shared
+ *      counter: a thread slowed by other work on its core takes fewer), and
+ *      for each tile run the activation rows in groups of the level's
+ *      max_rows, so a tile of weights is read from memory once and then
+ *      served from cache. Packed weights (cpu_packed.h) go the same way in
+ *      16-row groups.
  * Every y element is produced by exactly one kernel call whose summation
  * order depends only on `in`, so results do not change with the thread count
  * or the number of rows (batch invariance).
@@ -20,6 +22,7 @@
  * Not responsible for: validating shapes from files (the backend binding does
  * that; here a violated precondition is a bug and trips SLM_ASSERT).
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -103,7 +106,30 @@ typedef struct job {
     int terms;        /* 1, or 2: act_buf + act_term holds the residual term */
     size_t act_term;  /* bytes from the first term's rows to the second's */
     const slm_cpu_packed *packed; /* W packed (slm_cpu_matmul_packed), else NULL */
+    atomic_llong next;            /* the next unclaimed unit of pool job 2 */
 } job;
+
+/* Units (weight tiles or 16-row groups) per claim: about eight claims per
+ * thread, so a thread slowed by its core's other work (a shared VM, a busy
+ * neighbour) takes fewer while the rest take more, instead of everyone
+ * waiting for it at the end of the op. */
+static int64_t claim_size(int64_t units, int nth)
+{
+    int64_t c = units / ((int64_t)nth * 8);
+    return c < 1 ? 1 : c;
+}
+
+/* Claims the next `chunk` of `units` units into [*lo, *hi); false when none
+ * are left. Which thread computes a unit never changes a result. */
+static bool claim(job *j, int64_t units, int64_t chunk, int64_t *lo, int64_t *hi)
+{
+    int64_t at = atomic_fetch_add_explicit(&j->next, chunk, memory_order_relaxed);
+    if (at >= units)
+        return false;
+    *lo = at;
+    *hi = at + chunk < units ? at + chunk : units;
+    return true;
+}
 
 /* The residual term of one row, block by block: q₁ is x's blocks (already
  * quantized), q₂ the blocks of x − q₁. */
@@ -173,18 +199,21 @@ static void tile(const job *j, int64_t o0, int64_t o1, int64_t r0, int nr)
     }
 }
 
-/* Pool job 2: thread ith owns weight rows [out·ith/nth, out·(ith+1)/nth). */
+/* Pool job 2: threads claim runs of W_TILE-row tiles. */
 static void multiply(void *ctx, int ith, int nth)
 {
-    const job *j = ctx;
-    int64_t lo = j->out * ith / nth, hi = j->out * (ith + 1) / nth;
-    for (int64_t o0 = lo; o0 < hi; o0 += W_TILE) {
-        int64_t o1 = o0 + W_TILE < hi ? o0 + W_TILE : hi;
-        for (int64_t r0 = 0; r0 < j->rows; r0 += j->group) {
-            int64_t left = j->rows - r0;
-            tile(j, o0, o1, r0, left < j->group ? (int)left : j->group);
+    (void)ith;
+    job *j = ctx;
+    int64_t tiles = (j->out + W_TILE - 1) / W_TILE, lo, hi;
+    int64_t chunk = claim_size(tiles, nth);
+    while (claim(j, tiles, chunk, &lo, &hi))
+        for (int64_t o0 = lo * W_TILE; o0 < hi * W_TILE && o0 < j->out; o0 += W_TILE) {
+            int64_t o1 = o0 + W_TILE < j->out ? o0 + W_TILE : j->out;
+            for (int64_t r0 = 0; r0 < j->rows; r0 += j->group) {
+                int64_t left = j->rows - r0;
+                tile(j, o0, o1, r0, left < j->group ? (int)left : j->group);
+            }
         }
-    }
 }
 
 /* y rows r0..r0+nc-1 of the 16 outputs from o0 (n of them), from a packed
@@ -199,32 +228,34 @@ static void store_group(const job *j, const float *v, int64_t o0, int n, int64_t
     }
 }
 
-/* Pool job 2 with packed W: thread ith owns the 16-row groups
- * [G·ith/nth, G·(ith+1)/nth); each group meets every activation row in
- * calls of the kernel's column count while it sits in L1/L2. */
+/* Pool job 2 with packed W: threads claim runs of 16-row groups; each group
+ * meets every activation row in calls of the kernel's column count while it
+ * sits in L1/L2. */
 static void multiply_packed(void *ctx, int ith, int nth)
 {
-    const job *j = ctx;
+    (void)ith;
+    job *j = ctx;
     const slm_cpu_packed *p = j->packed;
-    int64_t groups = (j->out + SLM_PACK_ROWS - 1) / SLM_PACK_ROWS;
-    int64_t lo = groups * ith / nth, hi = groups * (ith + 1) / nth;
+    int64_t groups = (j->out + SLM_PACK_ROWS - 1) / SLM_PACK_ROWS, lo, hi;
+    int64_t chunk = claim_size(groups, nth);
     float v[SLM_PACK_MAX_COLS * SLM_PACK_ROWS], v2[SLM_PACK_MAX_COLS * SLM_PACK_ROWS];
-    for (int64_t g = lo; g < hi; g++) {
-        const uint8_t *wg = p->data + (size_t)g * p->group_bytes;
-        int64_t o0 = g * SLM_PACK_ROWS;
-        int n = j->out - o0 < SLM_PACK_ROWS ? (int)(j->out - o0) : SLM_PACK_ROWS;
-        for (int64_t r0 = 0; r0 < j->rows; r0 += p->kernel_cols) {
-            int nc = j->rows - r0 < p->kernel_cols ? (int)(j->rows - r0) : p->kernel_cols;
-            const uint8_t *xa = j->act_buf + (size_t)r0 * j->act_stride;
-            p->kernel(j->in, wg, xa, j->act_stride, nc, v);
-            if (j->terms == 2) { /* fixed order: first term, then the residual's */
-                p->kernel(j->in, wg, xa + j->act_term, j->act_stride, nc, v2);
-                for (int e = 0; e < nc * SLM_PACK_ROWS; e++)
-                    v[e] += v2[e];
+    while (claim(j, groups, chunk, &lo, &hi))
+        for (int64_t g = lo; g < hi; g++) {
+            const uint8_t *wg = p->data + (size_t)g * p->group_bytes;
+            int64_t o0 = g * SLM_PACK_ROWS;
+            int n = j->out - o0 < SLM_PACK_ROWS ? (int)(j->out - o0) : SLM_PACK_ROWS;
+            for (int64_t r0 = 0; r0 < j->rows; r0 += p->kernel_cols) {
+                int nc = j->rows - r0 < p->kernel_cols ? (int)(j->rows - r0) : p->kernel_cols;
+                const uint8_t *xa = j->act_buf + (size_t)r0 * j->act_stride;
+                p->kernel(j->in, wg, xa, j->act_stride, nc, v);
+                if (j->terms == 2) { /* fixed order: first term, then the residual's */
+                    p->kernel(j->in, wg, xa + j->act_term, j->act_stride, nc, v2);
+                    for (int e = 0; e < nc * SLM_PACK_ROWS; e++)
+                        v[e] += v2[e];
+                }
+                store_group(j, v, o0, n, r0, nc);
             }
-            store_group(j, v, o0, n, r0, nc);
         }
-    }
 }
 
 void slm_cpu_matmul_packed(slm_pool *pool, int act_terms, const slm_cpu_packed *w, const float *x,
@@ -258,6 +289,7 @@ void slm_cpu_matmul_packed(slm_pool *pool, int act_terms, const slm_cpu_packed *
         .act_term = act_row_bytes(w->type, w->cols) * (size_t)rows,
         .packed = w,
     };
+    atomic_init(&j.next, 0);
     slm_pool_run(rows > 1 ? pool : NULL, quantize_rows, &j);
     slm_pool_run(pool, multiply_packed, &j);
 }
@@ -305,6 +337,7 @@ void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type,
         .terms = act_terms,
         .act_term = act_row_bytes(type, in) * (size_t)rows,
     };
+    atomic_init(&j.next, 0);
     if (j.act != SLM_ACT_F32) {
         if (scratch == NULL || (uintptr_t)scratch % SCRATCH_ALIGN != 0) {
             slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
