@@ -1,9 +1,8 @@
 /*
  * dot_avx2.c — AVX2 + FMA + F16C kernels of the CPU matmul (compiled with
  * those flags by CMake because of the file name; chosen at run time only on
- * CPUs that have them). Covers Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K,
- * Q5_K, Q6_K, F32, F16, BF16 and both activation quantizers; Q2_K, Q3_K and
- * IQ4_XS use dot_scalar.c.
+ * CPUs that have them). Covers every supported type (Q2_K … Q6_K, IQ4_XS,
+ * the 32-element types, F32, F16, BF16) and both activation quantizers.
  *
  * Each kernel is written once for a compile-time row count (1..4) through an
  * always-inlined body, so every activation row keeps its accumulators in
@@ -327,6 +326,128 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
 SLM_DOT_DISPATCH(dot_q6_k, q6_k_impl)
 
 /* ---------------------------------------------------------------------- */
+/* Q2_K, Q3_K, IQ4_XS: 32 codes per register (two 16-element scale groups, */
+/* one per 128-bit lane), scaled in the VPMADDWD that widens them.        */
+
+/* [sc[g] × 8 | sc[g+1] × 8] as int16: the scales of one register's two
+ * groups. */
+INLINE __m256i pair_scales(int g0, int g1)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)g0)),
+                                   _mm_set1_epi16((short)g1), 1);
+}
+
+/* Σ_e code·x over one register, each group times its scale (s16 pairs):
+ * unsigned codes u ≤ 7 keep the maddubs pairs far from saturating. */
+INLINE __m256i scaled_dot(__m256i u, __m256i x, __m256i s16)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), s16);
+}
+
+/* Q2_K / Q3_K share the 2-bit planes: register (h, j) holds elements
+ * 128h + 32j .. + 31, bit pair j of bytes qs[32h ..]. Q2_K: w = d·sc·q −
+ * dmin·mn (q 0..3); Q3_K: w = d·(sc − 32)·(q + 4·hbit − 4), with the −4
+ * taken off through the bsums like Q6_K's −32. */
+INLINE void q23_k_impl(int64_t n, const void *w, int q3, const void *x, size_t xs, int nr,
+                       float *out)
+{
+    const size_t bytes = q3 ? sizeof(slm_block_q3_k) : sizeof(slm_block_q2_k);
+    const slm_block_q8_k *a[SLM_DOT_MAX_ROWS];
+    __m256 acc[SLM_DOT_MAX_ROWS];
+    for (int r = 0; r < nr; r++) {
+        a[r] = slm_dot_act_q8_k(x, xs, r);
+        acc[r] = _mm256_setzero_ps();
+    }
+    const __m256i m2 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    const uint8_t *wp = w;
+    for (int64_t ib = 0; ib < n / SLM_QK_K; ib++, wp += bytes) {
+        const slm_block_q2_k *b2 = (const slm_block_q2_k *)wp;
+        const slm_block_q3_k *b3 = (const slm_block_q3_k *)wp;
+        int16_t sc[16], mn[16];
+        for (int g = 0; g < 16; g++) {
+            sc[g] = (int16_t)(q3 ? slm_qd_q3k_scale(b3->scales, g) - 32 : b2->scales[g] & 0xF);
+            mn[g] = (int16_t)(q3 ? 4 * sc[g] : b2->scales[g] >> 4); /* what Σx is taken times */
+        }
+        __m256i mnv = _mm256_loadu_si256((const __m256i *)mn);
+        const uint8_t *qs = q3 ? b3->qs : b2->qs;
+        __m256i hm = q3 ? _mm256_loadu_si256((const __m256i *)b3->hmask) : _mm256_setzero_si256();
+        __m256i sumi[SLM_DOT_MAX_ROWS];
+        int msum[SLM_DOT_MAX_ROWS];
+        for (int r = 0; r < nr; r++) {
+            sumi[r] = _mm256_setzero_si256();
+            msum[r] = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[r][ib].bsums), mnv));
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i u = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m2);
+                if (q3) /* the high bit of element 128h + 32j + l is bit 4h + j of hmask[l] */
+                    u = _mm256_or_si256(u, _mm256_slli_epi16(
+                                               _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1), 2));
+                int g = 8 * h + 2 * j;
+                __m256i s16 = pair_scales(sc[g], sc[g + 1]);
+                for (int r = 0; r < nr; r++) {
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(a[r][ib].qs + 128 * h + 32 * j));
+                    sumi[r] = _mm256_add_epi32(sumi[r], scaled_dot(u, xv, s16));
+                }
+            }
+        }
+        float d = h2f(q3 ? b3->d : b2->d), dmin = q3 ? d : h2f(b2->dmin);
+        for (int r = 0; r < nr; r++) {
+            float dx = a[r][ib].d;
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            acc[r] = _mm256_sub_ps(acc[r], _mm256_setr_ps(dmin * dx * (float)msum[r], 0, 0, 0, 0, 0, 0, 0));
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        out[r] = hsum_ps(acc[r]);
+}
+
+INLINE void q2_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)
+{
+    q23_k_impl(n, w, 0, x, xs, nr, out);
+}
+INLINE void q3_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)
+{
+    q23_k_impl(n, w, 1, x, xs, nr, out);
+}
+SLM_DOT_DISPATCH(dot_q2_k, q2_k_impl)
+SLM_DOT_DISPATCH(dot_q3_k, q3_k_impl)
+
+/* IQ4_XS: per 32-element sub-block, code-book values (signed, |v| ≤ 127)
+ * times x by the sign trick, scaled by the sub-block's (ls − 32). */
+INLINE void iq4_xs_impl(int64_t n, const void *w, const void *x, size_t xs, int nr, float *out)
+{
+    const slm_block_iq4_xs *b = w;
+    const slm_block_q8_k *a[SLM_DOT_MAX_ROWS];
+    __m256 acc[SLM_DOT_MAX_ROWS];
+    for (int r = 0; r < nr; r++) {
+        a[r] = slm_dot_act_q8_k(x, xs, r);
+        acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < n / SLM_QK_K; ib++) {
+        __m256i sumi[SLM_DOT_MAX_ROWS];
+        for (int r = 0; r < nr; r++)
+            sumi[r] = _mm256_setzero_si256();
+        for (int s = 0; s < 8; s++) {
+            __m256i q = iq4_nl_lookup(b[ib].qs + 16 * s);
+            int ls = slm_qd_iq4xs_scale(b[ib].scales_l, b[ib].scales_h, s) - 32;
+            __m256i s16 = _mm256_set1_epi16((short)ls), aq = _mm256_sign_epi8(q, q);
+            for (int r = 0; r < nr; r++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(a[r][ib].qs + 32 * s));
+                sumi[r] = _mm256_add_epi32(sumi[r], scaled_dot(aq, _mm256_sign_epi8(xv, q), s16));
+            }
+        }
+        float d = h2f(b[ib].d);
+        for (int r = 0; r < nr; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[r][ib].d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+    }
+    for (int r = 0; r < nr; r++)
+        out[r] = hsum_ps(acc[r]);
+}
+SLM_DOT_DISPATCH(dot_iq4_xs, iq4_xs_impl)
+
+/* ---------------------------------------------------------------------- */
 /* Float weights: 16 elements per step in two accumulators, then 8, then  */
 /* a scalar tail.                                                         */
 
@@ -489,6 +610,9 @@ const slm_dot_kernels slm_dot_avx2 = {
             [SLM_TYPE_F32] = dot_f32,
             [SLM_TYPE_F16] = dot_f16,
             [SLM_TYPE_BF16] = dot_bf16,
+            [SLM_TYPE_Q2_K] = dot_q2_k,
+            [SLM_TYPE_Q3_K] = dot_q3_k,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs,
             [SLM_TYPE_Q4_0] = dot_q4_0,
             [SLM_TYPE_Q4_1] = dot_q4_1,
             [SLM_TYPE_Q8_0] = dot_q8_0,
