@@ -73,12 +73,27 @@ static const slm_dot_kernels *level_table(slm_simd simd)
     }
 }
 
+/* Where a level's table has no kernel of a type: the AVX-512 levels take
+ * AVX2's (every AVX-512 CPU has AVX2), everything else the scalar one. */
+static const slm_dot_kernels *fallback_table(slm_simd simd)
+{
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+    if (simd == SLM_SIMD_AVX512 || simd == SLM_SIMD_AVX512_VNNI)
+        return &slm_dot_avx2;
+#endif
+    (void)simd;
+    return &slm_dot_scalar;
+}
+
 slm_dot_kernels slm_dot_resolve(slm_simd level)
 {
     slm_dot_kernels k = *level_table(level);
+    const slm_dot_kernels *f = fallback_table(level);
     for (int t = 0; t < SLM_TYPE_COUNT; t++)
-        if (!k.dot[t])
-            k.dot[t] = slm_dot_scalar.dot[t];
+        if (!k.dot[t]) {
+            k.dot[t] = f->dot[t] ? f->dot[t] : slm_dot_scalar.dot[t];
+            k.max_rows[t] = f->dot[t] ? f->max_rows[t] : 0;
+        }
     if (!k.quant_q8_0)
         k.quant_q8_0 = slm_dot_scalar.quant_q8_0;
     if (!k.quant_q8_k)
@@ -315,15 +330,14 @@ void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type,
     }
     if (out == 0 || rows == 0)
         return;
-    const slm_dot_kernels *k = level_table(simd);
-    slm_dot_fn own = k->dot[type];
+    /* NOTE: a copy of the level's table (a few hundred bytes) per call */
+    slm_dot_kernels k = slm_dot_resolve(simd);
     job j = {
-        /* the level's own kernel takes its max_rows; a scalar fallback four */
-        .group = own && k->max_rows[type] ? k->max_rows[type] : SLM_DOT_ROWS_DEFAULT,
+        .group = k.max_rows[type],
         .act = slm_act_kind_of(type),
-        .dot = k->dot[type] ? k->dot[type] : slm_dot_scalar.dot[type],
-        .quant_q8_0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0,
-        .quant_q8_k = k->quant_q8_k ? k->quant_q8_k : slm_dot_scalar.quant_q8_k,
+        .dot = k.dot[type],
+        .quant_q8_0 = k.quant_q8_0,
+        .quant_q8_k = k.quant_q8_k,
         .w = w,
         .w_row_bytes = slm_type_row_bytes((int)type, in),
         .out = out,

@@ -49,9 +49,8 @@ bool slm_cpu_pack_available(slm_simd simd, slm_type type)
 static uint8_t *put_words(uint8_t *dst, const uint8_t *const src[SLM_PACK_ROWS], int nw)
 {
     for (int k = 0; k < nw; k++)
-        for (int i = 0; i < SLM_PACK_ROWS; i++)
-            for (int j = 0; j < 4; j++)
-                *dst++ = src[i][4 * k + j];
+        for (int i = 0; i < SLM_PACK_ROWS; i++, dst += 4)
+            memcpy(dst, src[i] + 4 * k, 4);
     return dst;
 }
 
