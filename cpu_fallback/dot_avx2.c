@@ -287,6 +287,9 @@ INLINE void q6_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nr
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     for (int64_t ib = 0; ib < n / SLM_QK_K; ib++) {
+        /* ~2 KB ahead, as gemm16_avx2.c does: decode streams these from DRAM */
+        for (int o = 0; o < (int)sizeof *b; o += 64)
+            _mm_prefetch((const char *)(b + ib + 10) + o, _MM_HINT_T0);
         __m256i sumi[SLM_DOT_MAX_ROWS];
         __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[ib].scales));
         for (int r = 0; r < nr; r++) {
