@@ -5,7 +5,9 @@
  * percentiles, priced with a hardware profile (cost_model.c:
  * bench/hardware/NAME.conf, picked from the backend's device name unless
  * --hardware says), and reported as a Markdown table on stdout and, when
- * asked, JSON and Markdown files (cost_report.c). "Goodput" is the level
+ * asked, JSON and Markdown files (cost_report.c) and SVG charts
+ * (cost_chart.c); --compare puts two JSON reports side by side
+ * (cost_compare.c). "Goodput" is the level
  * with the highest output throughput — and so the lowest cost — whose p99
  * TTFT and p99 time per output token meet the targets.
  *
@@ -28,9 +30,10 @@
 typedef struct {
     slm_cli_common c;
     int levels[MAX_LEVELS], n_levels;
-    long n_in, n_out, requests, seed;
+    long n_in, n_out, requests, seed, kv_bytes_max;
     bool chat;
-    const char *hardware, *hardware_dir, *json, *md;
+    const char *hardware, *hardware_dir, *json, *md, *svg;
+    const char *compare[2]; /* --compare A B: no sweep */
     double usd_per_kwh, utilization, ttft_ms, tpot_ms;
 } cost_opts;
 
@@ -54,6 +57,8 @@ static void help(void)
         "                       this project's choice, not fitted to a published trace\n"
         "  --requests N         requests per level (default 4 x level, at least 8)\n"
         "  --seed N             the workload's seed: same seed, same requests (default 1)\n"
+        "  --kv-bytes-max N     cap the KV pool at N bytes (default: sized from memory);\n"
+        "                       a level whose users do not fit stops the sweep\n"
         "  --hardware NAME      a profile in the profiles folder by file name or name, or a\n"
         "                       profile file (default: the one whose match strings fit the\n"
         "                       backend's device name; none fits: no prices)\n"
@@ -64,7 +69,12 @@ static void help(void)
         "  --ttft-target MS     p99 time-to-first-token target (default 1000)\n"
         "  --tpot-target MS     p99 time-per-output-token target (default 100)\n"
         "  --json FILE          write the JSON report (the run's facts, one object per level)\n"
-        "  --md FILE            write the Markdown report (also printed on stdout)\n\n"
+        "  --md FILE            write the Markdown report (also printed on stdout)\n"
+        "  --svg PREFIX         write PREFIX-throughput.svg (output tok/s vs users) and,\n"
+        "                       when priced, PREFIX-cost.svg ($/M output tokens vs p99\n"
+        "                       TPOT, with lines at the hosted prices $0.5, $5, $7 /Mtok)\n"
+        "  --compare A B        instead of a sweep: two --json reports side by side, with\n"
+        "                       B/A ratios, for each level both have\n\n"
         "Per level: output tok/s (all users), per-user tok/s (1000 / median TPOT), input\n"
         "tok/s, requests/s; TTFT (submit to first token), TPOT ((end - first token) /\n"
         "(tokens - 1)) and end-to-end latency at p50/p90/p99; peak KV blocks in use;\n"
@@ -105,6 +115,8 @@ static bool value_opt(cost_opts *o, const char *a, const char *v, bool *known)
         return slm_cli_int("cost", a, v, 1, 1 << 20, &o->n_out);
     if (!strcmp(a, "--requests"))
         return slm_cli_int("cost", a, v, 1, 1 << 20, &o->requests);
+    if (!strcmp(a, "--kv-bytes-max"))
+        return slm_cli_int("cost", a, v, 1, 0x7fffffffffffffffL, &o->kv_bytes_max);
     if (!strcmp(a, "--seed"))
         return slm_cli_int("cost", a, v, 0, 0x7fffffffL, &o->seed);
     if (!strcmp(a, "--mix")) {
@@ -123,6 +135,7 @@ static bool value_opt(cost_opts *o, const char *a, const char *v, bool *known)
                        : !strcmp(a, "--hardware-dir") ? &o->hardware_dir
                        : !strcmp(a, "--json")         ? &o->json
                        : !strcmp(a, "--md")           ? &o->md
+                       : !strcmp(a, "--svg")          ? &o->svg
                                                       : NULL;
     *known = dst != NULL;
     if (dst)
@@ -152,6 +165,12 @@ static int parse(int argc, char **argv, cost_opts *o)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             help();
             return -1;
+        }
+        if (!strcmp(a, "--compare")) {
+            if (i + 2 >= argc)
+                return slm_cli_fail("cost", "--compare takes two report files");
+            o->compare[0] = argv[++i], o->compare[1] = argv[++i];
+            continue;
         }
         if (i + 1 >= argc)
             return slm_cli_fail("cost", "unknown or incomplete option '%s' (see slm cost --help)",
@@ -260,7 +279,8 @@ static int sweep(const cost_opts *o, slm_model *m, const slm_cost_request *reqs,
     int n = 0;
     for (int k = 0; k < o->n_levels; k++) {
         int rc = slm_cost_run_level("cost", m, reqs, requests_at(o, o->levels[k]), o->levels[k],
-                                    (uint64_t)o->seed, &lv[n], stopped, cap);
+                                    (uint64_t)o->seed, (uint64_t)o->kv_bytes_max, &lv[n],
+                                    stopped, cap);
         if (rc == 2) {
             fprintf(stderr, "slm cost: stopping the sweep: %s\n", stopped);
             break;
@@ -306,6 +326,8 @@ static int report(const cost_opts *o, slm_cost_run *run, slm_cost_level *lv, int
         return 1;
     if (o->json && slm_cost_write_json("cost", o->json, run, lv, n))
         return 1;
+    if (o->svg && slm_cost_write_svg("cost", o->svg, run, lv, n))
+        return 1;
     return 0;
 }
 
@@ -315,6 +337,8 @@ int slm_cmd_cost(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (o.compare[0])
+        return slm_cost_compare("cost", o.compare[0], o.compare[1]);
     slm_model *m;
     if (slm_cli_load("cost", &o.c, &m, NULL))
         return 1;

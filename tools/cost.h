@@ -131,7 +131,8 @@ typedef struct slm_cost_level {
     bool meets_targets;
 } slm_cost_level;
 
-/* Runs reqs[0..n) through a fresh engine on m, keeping `level` of them in
+/* Runs reqs[0..n) through a fresh engine on m (its KV pool capped at
+ * kv_bytes_max bytes, 0: sized from memory), keeping `level` of them in
  * flight (closed loop: each one done lets the next in), prompts of random
  * tokens drawn from seed and the request's index, greedy, end-of-sequence
  * ignored. Fills out. Returns 0; 2 when the engine cannot take the level
@@ -140,7 +141,8 @@ typedef struct slm_cost_level {
  * sweep to stop on; 1 after an error line on any other failure. A progress
  * line is redrawn on a terminal's stderr. */
 int slm_cost_run_level(const char *cmd, slm_model *m, const slm_cost_request *reqs, int n,
-                       int level, uint64_t seed, slm_cost_level *out, char *why, size_t cap);
+                       int level, uint64_t seed, uint64_t kv_bytes_max, slm_cost_level *out,
+                       char *why, size_t cap);
 
 /* ---- reports (cost_report.c) -------------------------------------------- */
 
@@ -169,6 +171,18 @@ int slm_cost_write_json(const char *cmd, const char *path, const slm_cost_run *r
                         const slm_cost_level *lv, int n);
 int slm_cost_write_md(const char *cmd, const char *path, const slm_cost_run *r,
                       const slm_cost_level *lv, int n);
+
+/* Writes PREFIX-throughput.svg (output tok/s, all users and per user, vs
+ * the level) and, when the levels are priced, PREFIX-cost.svg ($/M output
+ * tokens vs p99 TPOT, reference lines at $0.5, $5 and $7 per Mtok)
+ * (cost_chart.c). Returns 0, or 1 after an error line. */
+int slm_cost_write_svg(const char *cmd, const char *prefix, const slm_cost_run *r,
+                       const slm_cost_level *lv, int n);
+
+/* `slm cost --compare A.json B.json`: the levels both reports have, side
+ * by side with B/A ratios, on stdout (cost_compare.c). Returns 0, or 1
+ * after an error line (a file that is not a cost report). */
+int slm_cost_compare(const char *cmd, const char *a, const char *b);
 
 /* ---- sha256 (sha256.c) --------------------------------------------------- */
 

@@ -118,7 +118,7 @@ int slm_cost_write_json(const char *cmd, const char *path, const slm_cost_run *r
         "levels", levels);
     json_object_set_new(root, "goodput_level",
                         r->goodput >= 0 ? json_integer(lv[r->goodput].level) : json_null());
-    int rc = root && json_dump_file(root, path, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) == 0 ? 0 : -1;
+    int rc = root && json_dump_file(root, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) == 0 ? 0 : -1;
     json_decref(root);
     if (rc)
         return slm_cli_fail(cmd, "cannot write %s", path);

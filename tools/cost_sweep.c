@@ -253,10 +253,12 @@ static int summarize(const loop *L, double wall_s, slm_cost_level *o, char *why,
 }
 
 /* Opens the engine for the level; 2 (why set) when it cannot take it. */
-static int open_engine(loop *L, slm_model *m, int n_ctx, int longest, char *why, size_t cap)
+static int open_engine(loop *L, slm_model *m, int n_ctx, int longest, uint64_t kv_bytes_max,
+                       char *why, size_t cap)
 {
     slm_engine_params ep;
     slm_engine_params_default(&ep);
+    ep.kv_bytes_max = kv_bytes_max;
     ep.n_ctx = n_ctx;
     ep.max_running = L->level;
     ep.max_waiting = L->level + 1;
@@ -280,7 +282,8 @@ static int open_engine(loop *L, slm_model *m, int n_ctx, int longest, char *why,
 }
 
 int slm_cost_run_level(const char *cmd, slm_model *m, const slm_cost_request *reqs, int n,
-                       int level, uint64_t seed, slm_cost_level *out, char *why, size_t cap)
+                       int level, uint64_t seed, uint64_t kv_bytes_max, slm_cost_level *out,
+                       char *why, size_t cap)
 {
     memset(out, 0, sizeof *out);
     out->level = level, out->n_requests = n, out->power_w = -1;
@@ -303,7 +306,7 @@ int slm_cost_run_level(const char *cmd, slm_model *m, const slm_cost_request *re
     L.tokens = malloc((size_t)max_in * sizeof *L.tokens);
     L.out = calloc((size_t)n, sizeof *L.out);
     int rc = !L.tokens || !L.out ? slm_cli_fail(cmd, "out of memory")
-                                 : open_engine(&L, m, longest, longest, why, cap);
+                                 : open_engine(&L, m, longest, longest, kv_bytes_max, why, cap);
     slm_engine_stats before, after;
     double wall = 0, j0 = rapl_joules(), j1;
     if (!rc)
