@@ -99,12 +99,18 @@ static void tick_y(FILE *f, const axis *y, double v, const char *label)
 }
 
 /* The axes' frame, their ticks and titles. Log axes tick each decade (and
- * the 2 and 5 between on the x axis, which spans few decades). */
-static void frame(FILE *f, const axis *x, const axis *y, const char *xt, const char *yt)
+ * the 2 and 5 between on the x axis, which spans few decades), unless
+ * xticks[n_xticks] gives the x ticks (the levels themselves). */
+static void frame(FILE *f, const axis *x, const axis *y, const char *xt, const char *yt,
+                  const double *xticks, int n_xticks)
 {
     char buf[32];
     const axis *ax[2] = {x, y};
-    for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < n_xticks; i++) {
+        snprintf(buf, sizeof buf, "%g", xticks[i]);
+        tick_x(f, x, xticks[i], buf);
+    }
+    for (int k = n_xticks ? 1 : 0; k < 2; k++) {
         const axis *a = ax[k];
         if (a->log) {
             for (double d = a->lo; d <= a->hi * 1.0001; d *= 10)
@@ -178,15 +184,16 @@ static int throughput_chart(const char *cmd, const char *path, const slm_cost_ru
         x.lo = fmin(x.lo, xs[i]), x.hi = fmax(x.hi, xs[i]);
         y.hi = fmax(y.hi, fmax(agg[i], user[i]));
     }
-    fit_axis(&x);
+    /* The levels double: ticks at each, a little room at both ends. */
+    x.lo /= 1.25, x.hi *= 1.25;
     fit_axis(&y);
     FILE *f = fopen(path, "w");
     if (!f)
         return slm_cli_fail(cmd, "cannot write %s", path);
     char title[256];
-    snprintf(title, sizeof title, "Output throughput vs concurrency (%s)", r->workload);
+    snprintf(title, sizeof title, "Output throughput vs concurrency (%s workload)", r->workload);
     header(f, title);
-    frame(f, &x, &y, "concurrent users (requests in flight)", "output tokens per second");
+    frame(f, &x, &y, "concurrent users (requests in flight)", "output tokens per second", xs, n);
     series(f, &x, &y, xs, agg, NULL, n, "#1f77b4", "all users");
     series(f, &x, &y, xs, user, NULL, n, "#ff7f0e", "per user");
     legend(f, 0, "#1f77b4", false, "all users (tok/s)");
@@ -220,7 +227,7 @@ static int cost_chart(const char *cmd, const char *path, const slm_cost_run *r,
     char title[256];
     snprintf(title, sizeof title, "Cost vs latency on %s (labels: users)", r->hw->name);
     header(f, title);
-    frame(f, &x, &y, "p99 time per output token (ms)", "$ per million output tokens");
+    frame(f, &x, &y, "p99 time per output token (ms)", "$ per million output tokens", NULL, 0);
     static const char *ref_color[] = {"#2ca02c", "#d62728", "#9467bd"};
     for (int k = 0; k < 3; k++) {
         fprintf(f, "<g class=\"reference\"><line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" "
