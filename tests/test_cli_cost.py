@@ -169,6 +169,7 @@ def test_option_errors():
     one_error(["--utilization", "0"], "--utilization")
     one_error(["--mix", "chat", "--in", "8"], "--mix chat")
     one_error(["--mix", "code"], "--mix")
+    one_error(["--out", "1"], "--out")
     one_error(["--frobnicate", "1"], "--frobnicate")
     rc, out, err = slm(["cost", "--help"])
     check(rc == 0 and out.startswith("usage: slm cost") and "--levels" in out and

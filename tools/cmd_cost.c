@@ -111,8 +111,8 @@ static bool value_opt(cost_opts *o, const char *a, const char *v, bool *known)
         return slm_cli_int_list("cost", a, v, 1, 4096, o->levels, MAX_LEVELS, &o->n_levels);
     if (!strcmp(a, "--in"))
         return slm_cli_int("cost", a, v, 1, 1 << 20, &o->n_in);
-    if (!strcmp(a, "--out"))
-        return slm_cli_int("cost", a, v, 1, 1 << 20, &o->n_out);
+    if (!strcmp(a, "--out")) /* 2: time per output token needs a second one */
+        return slm_cli_int("cost", a, v, 2, 1 << 20, &o->n_out);
     if (!strcmp(a, "--requests"))
         return slm_cli_int("cost", a, v, 1, 1 << 20, &o->requests);
     if (!strcmp(a, "--kv-bytes-max"))
