@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -74,9 +73,7 @@ static void on_gate(void *user, const slm_result *r)
 static void on_seq_done(void *user, const slm_result *r)
 {
     batch_seq *q = user;
-    q->res = *r;
-    snprintf(q->error, sizeof q->error, "%s", r->error ? r->error : "");
-    q->res.error = q->error; /* r->error lives only during this call */
+    slm_cli_keep_result(&q->res, q->error, sizeof q->error, r);
     pthread_mutex_lock(&q->sync->mu);
     if (--q->sync->left == 0)
         pthread_cond_broadcast(&q->sync->cv);
@@ -152,25 +149,6 @@ int slm_cli_batch_open(const char *cmd, slm_model *m, int n_seq, int n_prompt, i
     }
     *out = b;
     return 0;
-}
-
-/* The engine publishes its counters after a step's callbacks, so the last
- * on_done can come before them: waits (a few seconds at most) until they
- * show the engine idle. */
-static int idle_stats(slm_cli_batch *b, slm_engine_stats *es)
-{
-    double end = slm_cli_now() + 5;
-    for (;;) {
-        *es = (slm_engine_stats){.size = sizeof *es};
-        if (slm_engine_get_stats(b->e, es))
-            return slm_cli_fail(b->cmd, "%s", slm_last_error());
-        if (es->running == 0 && es->waiting == 0)
-            return 0;
-        if (slm_cli_now() > end)
-            return slm_cli_fail(b->cmd, "the engine did not go idle after the batch");
-        struct timespec d = {0, 200 * 1000};
-        nanosleep(&d, NULL);
-    }
 }
 
 /* Submits the one-token gate and returns once its on_done holds the engine
@@ -268,7 +246,8 @@ int slm_cli_batch_run(slm_cli_batch *b, slm_cli_batch_times *t)
     for (size_t i = 0; i < (size_t)b->n_seq * (size_t)b->n_prompt; i++)
         b->tokens[i] = rand() % b->n_vocab;
     slm_engine_stats before, after;
-    if (idle_stats(b, &before) || hold_gate(b) || submit_all(b) || idle_stats(b, &after) ||
+    if (slm_cli_wait_idle(b->cmd, b->e, &before) || hold_gate(b) || submit_all(b) ||
+        slm_cli_wait_idle(b->cmd, b->e, &after) ||
         check_run(b, after.steps - before.steps))
         return 1;
     double first = 0, done = 0;

@@ -32,6 +32,7 @@ int slm_cmd_chat(int argc, char **argv);
 int slm_cmd_bench(int argc, char **argv);
 int slm_cmd_synth(int argc, char **argv);
 int slm_cmd_serve(int argc, char **argv);
+int slm_cmd_cost(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -57,6 +58,16 @@ int slm_cli_fail(const char *cmd, const char *fmt, ...);
 bool slm_cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi,
                  long *out);
 
+/* Parses a comma-separated list of integers in lo..hi ("1,8,32") into
+ * out[max], its length into *n; false (and a message) on a bad item or
+ * more than max of them. */
+bool slm_cli_int_list(const char *cmd, const char *opt, const char *text, long lo, long hi,
+                      int *out, int max, int *n);
+
+/* Keeps an slm_result past its on_done call: copies *src into *dst and its
+ * error message (valid only during the call) into error[cap]. */
+void slm_cli_keep_result(slm_result *dst, char *error, size_t cap, const slm_result *src);
+
 /* Parses a number option value (strtod syntax, finite); false (and a
  * message) when the text is not one. */
 bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *out);
@@ -72,6 +83,15 @@ extern const char *slm_cli_sampling_help;
 
 /* Seconds on the monotonic clock, for the timings every subcommand prints. */
 double slm_cli_now(void);
+
+/* Waits (a few seconds at most) until the engine's counters show it idle
+ * (no request running or waiting) and leaves them in *es: the engine
+ * publishes its counters after a step's callbacks, so the last on_done can
+ * come before them. Returns 0, or 1 after an error line. */
+int slm_cli_wait_idle(const char *cmd, slm_engine *e, slm_engine_stats *es);
+
+/* The CPU's model name from /proc/cpuinfo ("unknown" when not there). */
+void slm_cli_cpu_name(char *buf, size_t cap);
 
 /* One line saying how the engine sized its KV pool and from which numbers
  * (the measured memory, the workspace, the cap), for startup lines. */

@@ -1,6 +1,7 @@
 /*
  * cli_util.c — helpers every subcommand of `slm` uses: error lines and
- * strict option parsing (a typo in a number is an error, not a zero).
+ * strict option parsing (a typo in a number is an error, not a zero),
+ * waiting for an engine to go idle, the CPU's name.
  */
 #include <errno.h>
 #include <math.h>
@@ -37,6 +38,38 @@ bool slm_cli_int(const char *cmd, const char *opt, const char *text, long lo, lo
     }
     *out = v;
     return true;
+}
+
+bool slm_cli_int_list(const char *cmd, const char *opt, const char *text, long lo, long hi,
+                      int *out, int max, int *n)
+{
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf) {
+        slm_cli_fail(cmd, "%s: list too long", opt);
+        return false;
+    }
+    *n = 0;
+    for (char *item = buf, *next; item; item = next) {
+        next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
+        long v;
+        if (*n == max) {
+            slm_cli_fail(cmd, "%s: at most %d values", opt, max);
+            return false;
+        }
+        if (!slm_cli_int(cmd, opt, item, lo, hi, &v))
+            return false;
+        out[(*n)++] = (int)v;
+    }
+    return true;
+}
+
+void slm_cli_keep_result(slm_result *dst, char *error, size_t cap, const slm_result *src)
+{
+    *dst = *src;
+    snprintf(error, cap, "%s", src->error ? src->error : "");
+    dst->error = error;
 }
 
 bool slm_cli_float(const char *cmd, const char *opt, const char *text, float *out)
@@ -103,6 +136,39 @@ double slm_cli_now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int slm_cli_wait_idle(const char *cmd, slm_engine *e, slm_engine_stats *es)
+{
+    double end = slm_cli_now() + 5;
+    for (;;) {
+        *es = (slm_engine_stats){.size = sizeof *es};
+        if (slm_engine_get_stats(e, es))
+            return slm_cli_fail(cmd, "%s", slm_last_error());
+        if (es->running == 0 && es->waiting == 0)
+            return 0;
+        if (slm_cli_now() > end)
+            return slm_cli_fail(cmd, "the engine did not go idle after its requests finished");
+        struct timespec d = {0, 200 * 1000};
+        nanosleep(&d, NULL);
+    }
+}
+
+void slm_cli_cpu_name(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && !strncmp(line, "model name", 10)) {
+            snprintf(buf, cap, "%s", colon + 2);
+            buf[strcspn(buf, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
 }
 
 /* Bytes as a short human figure ("368.0 MiB"). */

@@ -176,23 +176,6 @@ static int bench_batch(slm_model *m, const bench_opts *o, int n_seq, bench_resul
     return 0;
 }
 
-static void cpu_name(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (colon && !strncmp(line, "model name", 10)) {
-            snprintf(buf, cap, "%s", colon + 2);
-            buf[strcspn(buf, "\n")] = '\0';
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-}
-
 static void json_str(const char *s)
 {
     putchar('"');
@@ -212,7 +195,7 @@ static void print_json(const slm_model *m, const bench_opts *o, const bench_resu
 {
     char host[256] = "unknown", cpu[256];
     gethostname(host, sizeof host);
-    cpu_name(cpu, sizeof cpu);
+    slm_cli_cpu_name(cpu, sizeof cpu);
     printf("{\"machine\": ");
     json_str(host);
     printf(", \"cpu\": ");
@@ -231,28 +214,6 @@ static void print_json(const slm_model *m, const bench_opts *o, const bench_resu
     for (int i = 0; i < r->n_samples; i++)
         printf("%s%.3f", i ? ", " : "", r->samples[i]);
     printf("]}\n");
-}
-
-/* --batch LIST: comma-separated counts of sequences, each 1..4096 (the
- * engine's max_running). */
-static int parse_batch(const char *opt, const char *text, bench_opts *o)
-{
-    char buf[256];
-    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
-        return slm_cli_fail("bench", "%s: list too long", opt);
-    o->n_batch = 0;
-    for (char *item = buf, *next; item; item = next) {
-        next = strchr(item, ',');
-        if (next)
-            *next++ = '\0';
-        long v;
-        if (o->n_batch == MAX_BATCHES)
-            return slm_cli_fail("bench", "%s: at most %d counts", opt, MAX_BATCHES);
-        if (!slm_cli_int("bench", opt, item, 1, 4096, &v))
-            return 1;
-        o->batch[o->n_batch++] = (int)v;
-    }
-    return 0;
 }
 
 /* The batched tests' own defaults and limits, once every option is read. */
@@ -303,7 +264,9 @@ static int parse(int argc, char **argv, bench_opts *o)
                 return 1;
             o->reps = (int)v;
         } else if (!strcmp(a, "--batch") && val) {
-            if (parse_batch(a, argv[++i], o))
+            /* 4096: the engine's max_running */
+            if (!slm_cli_int_list("bench", a, argv[++i], 1, 4096, o->batch, MAX_BATCHES,
+                                  &o->n_batch))
                 return 1;
         } else if (!strcmp(a, "--json")) {
             o->json = true;
