@@ -106,6 +106,10 @@ typedef struct slm_backend_params {
     int vk_chunk;              /* Vulkan: dispatches per submitted chunk of a step */
     int vk_matmul;             /* Vulkan: 0 auto, 1 "direct" (register-tiled), 2 "gpu" (shared-memory tiled) */
     const char *cache_dir;     /* a folder for compiled-pipeline caches (NULL: none) */
+    int cuda_device;           /* CUDA: 1 + the index of the device to use (0: device_index decides) */
+    int cuda_matvec_rows;      /* CUDA: matmul of up to this many rows uses the int8 matrix-vector
+                                * kernel, more rows cuBLAS (0: the default, -1: always cuBLAS) */
+    int cuda_split_min;        /* CUDA: context length from which decode attention splits (0: 512) */
 } slm_backend_params;
 
 /* Fills p with the defaults (size set, every knob zero, device chosen). */
@@ -321,6 +325,9 @@ struct slm_backend_ops {
 
 /* The backends compiled into this build. */
 const slm_backend_ops *slm_backend_cpu(void);
+#ifdef SLM_HAVE_CUDA
+const slm_backend_ops *slm_backend_cuda(void); /* cuda/backend_cuda.cu */
+#endif
 
 /* Whether a table can be used by this runtime: SLM_OK, or INTERNAL naming
  * the wrong api_version or the first mandatory slot left NULL. */
