@@ -230,38 +230,18 @@ bool slm_cpu_kv_planned(slm_cpu_backend *be, const slm_kv *kv, const char *op)
     return false;
 }
 
-/* A failure for begin_step (returned; begin_step records it for wait). */
-#define PLAN_FAIL(...) slm_error(SLM_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
-
-static slm_status plan_tables(const slm_cpu_backend *be, const slm_kv *kv)
-{
-    for (int s = 0; s < be->n_seqs; s++) {
-        const int32_t *table = be->block_tables + be->bt_start[s];
-        for (int b = 0; b < be->bt_len[s]; b++)
-            if (table[b] < 0 || table[b] >= kv->d.n_blocks)
-                return PLAN_FAIL("sequence %d block %d has id %d, outside the pool's %d blocks",
-                                 s, b, table[b], kv->d.n_blocks);
-    }
-    return SLM_OK;
-}
-
+/* Checks the step's copied arrays against the pool (slm_step_kv_check)
+ * and counts the attention work: Σ (position + 1) over the tokens. */
 slm_status slm_cpu_kv_plan(slm_cpu_backend *be, const slm_kv *kv)
 {
-    int64_t n_slots = (int64_t)kv->d.n_blocks * kv->d.block_size, work = 0;
-    slm_status st = plan_tables(be, kv);
-    for (int t = 0; t < be->n_tokens && !st; t++) {
-        int seq = be->seq_of_token[t], pos = be->positions[t];
-        if (be->kv_slot[t] < 0 || be->kv_slot[t] >= n_slots)
-            return PLAN_FAIL("token %d has KV slot %d outside the pool's %lld slots", t,
-                             be->kv_slot[t], (long long)n_slots);
-        if (seq < 0 || pos < 0)
-            return PLAN_FAIL("token %d has no sequence or position", t);
-        int64_t need = (int64_t)pos / kv->d.block_size + 1;
-        if (need > be->bt_len[seq])
-            return PLAN_FAIL("token %d at position %d needs %lld blocks; sequence %d has %d", t,
-                             pos, (long long)need, seq, be->bt_len[seq]);
-        work += (int64_t)pos + 1;
-    }
+    slm_step view = {.n_tokens = be->n_tokens, .positions = be->positions,
+                     .seq_of_token = be->seq_of_token, .kv_slot = be->kv_slot,
+                     .n_seqs = be->n_seqs, .block_table_start = be->bt_start,
+                     .block_table_len = be->bt_len, .block_tables = be->block_tables};
+    slm_status st = slm_step_kv_check(&view, kv->d.n_blocks, kv->d.block_size);
+    int64_t work = 0;
+    for (int t = 0; t < be->n_tokens && !st; t++)
+        work += (int64_t)be->positions[t] + 1;
     be->attn_pos = work;
     return st;
 }

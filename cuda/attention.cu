@@ -13,8 +13,9 @@
  *
  * Flash-decoding: a step of few tokens with long contexts splits each
  * context into up to ATTN_SPLIT_MAX parts (planned in begin_step; a token
- * with a shorter context than the step's longest gets some empty parts); each part writes (m, l, acc[hd]) to the
- * workspace and a second kernel merges the parts (slm_cu_osm_merge).
+ * with a shorter context than the step's longest gets some empty parts);
+ * each part writes (m, l, acc[hd]) to the workspace and a second kernel
+ * merges the parts (slm_cu_osm_merge).
  *
  * Not done yet: one K/V read shared by a GQA group's heads, FlashAttention-2
  * tiles for prefill, sliding windows. Compiled, host-tested logic only
@@ -70,9 +71,8 @@ __global__ void attend(attn_args a)
 {
     int lane = threadIdx.x;
     int t = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads, s = blockIdx.y;
-    int n_pos = a.pos[t] + 1;
-    int chunk = (n_pos + a.n_split - 1) / a.n_split;
-    int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
+    int p0, p1;
+    slm_cu_split_range(a.pos[t] + 1, a.n_split, s, &p0, &p1);
     const float *q = a.q + t * a.q_stride + (int64_t)h * a.hd;
     float qr[PER_LANE], acc[PER_LANE];
     for (int k = 0; k < PER_LANE; k++) {

@@ -247,7 +247,8 @@ static slm_status cu_open(const slm_backend_params *params, slm_backend **out)
     be->device = device;
     int mv = params ? params->cuda_matvec_rows : 0;
     be->matvec_rows = mv == 0 ? MATVEC_ROWS_DEFAULT : mv < 0 ? 0 : mv;
-    be->split_min = params && params->cuda_split_min > 0 ? params->cuda_split_min : ATTN_SPLIT_MIN;
+    be->split_min = params && params->cuda_split_min > 0 ? params->cuda_split_min
+                                                         : ATTN_SPLIT_MIN;
     if ((st = cu_setup(be))) {
         cu_close(&be->base);
         return st;
@@ -256,7 +257,10 @@ static slm_status cu_open(const slm_backend_params *params, slm_backend **out)
     return SLM_OK;
 }
 
-static const char *cu_describe(slm_backend *b) { return b ? slm_cu_be(b)->desc : "cuda: (not open)"; }
+static const char *cu_describe(slm_backend *b)
+{
+    return b ? slm_cu_be(b)->desc : "cuda: (not open)";
+}
 
 static bool weight_type_ok(slm_type t)
 {
@@ -557,7 +561,7 @@ static slm_status cu_rope_create(slm_backend *b, const slm_rope_params *p, slm_r
     r->n_rot = p->n_rot;
     st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&r->inv_freq, (size_t)(half ? half : 1) * sizeof(double)));
+        st = CU_STATUS(cudaMalloc((void **)&r->inv_freq, (size_t)(half ? half : 1) * 8));
     if (!st)
         st = copy_sync(be, r->inv_freq, tab, (size_t)half * sizeof(double), cudaMemcpyHostToDevice);
     if (st) {
@@ -649,86 +653,32 @@ static slm_status cu_reserve(slm_backend *b, const slm_step_limits *lim, size_t 
 /* ------------------------------------------------------------------------ */
 /* steps                                                                     */
 
-/* Sizes and cross-references of the step; the number of block ids its
- * tables use in *n_bt. */
-static slm_status check_step(const slm_step *s, int *n_bt)
-{
-    if (s->n_tokens < 0 || s->n_seqs < 0 || s->n_logit_rows < 0)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "step has negative counts (%d tokens, %d sequences, %d logit rows)",
-                         s->n_tokens, s->n_seqs, s->n_logit_rows);
-    int64_t top = 0;
-    for (int i = 0; i < s->n_seqs; i++) {
-        if (!s->block_table_start || !s->block_table_len)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "step has %d sequences but no block tables", s->n_seqs);
-        int64_t a = s->block_table_start[i], l = s->block_table_len[i];
-        if (a < 0 || l < 0 || a + l > INT32_MAX)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "sequence %d has block table start %lld length %lld", i,
-                             (long long)a, (long long)l);
-        top = a + l > top ? a + l : top;
-    }
-    if (top > 0 && !s->block_tables)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "step has block tables but no block ids");
-    for (int t = 0; t < s->n_tokens; t++) {
-        if (s->seq_of_token && (s->seq_of_token[t] < 0 || s->seq_of_token[t] >= s->n_seqs))
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d belongs to sequence %d of %d",
-                             t, s->seq_of_token[t], s->n_seqs);
-        if (s->positions && s->positions[t] < 0)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d has position %d", t,
-                             s->positions[t]);
-    }
-    for (int i = 0; i < s->n_logit_rows; i++)
-        if (!s->logit_rows || s->logit_rows[i] < 0 || s->logit_rows[i] >= s->n_tokens)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "logit row %d is not a token of the step",
-                             i);
-    *n_bt = (int)top;
-    return SLM_OK;
-}
-
 static void put(int32_t *dst, const int32_t *src, int n)
 {
     for (int i = 0; i < n; i++)
         dst[i] = src ? src[i] : -1;
 }
 
-/* Every index attention and kv_store follow lies in the pool (as the CPU's
- * slm_cpu_kv_plan checks). */
+/* Every index attention and kv_store follow lies in the pool, checked on
+ * the step's image (slm_step_kv_check). */
 static slm_status plan_kv(slm_cu_backend *be, const slm_kv *kv)
 {
-    const int32_t *bt = slm_cu_host(be, ST_BT), *start = slm_cu_host(be, ST_BT_START);
-    const int32_t *len = slm_cu_host(be, ST_BT_LEN), *slot = slm_cu_host(be, ST_SLOT);
-    const int32_t *seq = slm_cu_host(be, ST_SEQ), *pos = slm_cu_host(be, ST_POS);
-    for (int s = 0; s < be->n_seqs; s++)
-        for (int b = 0; b < len[s]; b++)
-            if (bt[start[s] + b] < 0 || bt[start[s] + b] >= kv->d.n_blocks)
-                return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                                 "sequence %d block %d has id %d, outside the pool's %d blocks",
-                                 s, b, bt[start[s] + b], kv->d.n_blocks);
-    int64_t n_slots = (int64_t)kv->d.n_blocks * kv->d.block_size;
-    for (int t = 0; t < be->n_tokens; t++) {
-        if (slot[t] < 0 || slot[t] >= n_slots)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "token %d has KV slot %d outside the pool's %lld slots", t, slot[t],
-                             (long long)n_slots);
-        if (seq[t] < 0 || pos[t] < 0)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d has no sequence or position",
-                             t);
-        int64_t need = (int64_t)pos[t] / kv->d.block_size + 1;
-        if (need > len[seq[t]])
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "token %d at position %d needs %lld blocks; sequence %d has %d", t,
-                             pos[t], (long long)need, seq[t], len[seq[t]]);
-    }
-    return SLM_OK;
+    slm_step view = {};
+    view.n_tokens = be->n_tokens;
+    view.positions = slm_cu_host(be, ST_POS);
+    view.seq_of_token = slm_cu_host(be, ST_SEQ);
+    view.kv_slot = slm_cu_host(be, ST_SLOT);
+    view.n_seqs = be->n_seqs;
+    view.block_table_start = slm_cu_host(be, ST_BT_START);
+    view.block_table_len = slm_cu_host(be, ST_BT_LEN);
+    view.block_tables = slm_cu_host(be, ST_BT);
+    return slm_step_kv_check(&view, kv->d.n_blocks, kv->d.block_size);
 }
 
 static slm_status begin(slm_cu_backend *be, const slm_step *s)
 {
     int n_bt = 0;
-    slm_status st = s ? check_step(s, &n_bt)
-                      : slm_error(SLM_STATUS_INVALID_ARGUMENT, "begin_step: no step");
+    slm_status st = slm_step_check(s, &n_bt);
     if (st)
         return st;
     size_t n = (size_t)s->n_tokens, ns = (size_t)s->n_seqs;

@@ -12,8 +12,8 @@
  *     the K types, made exactly as slm_quantize_row_ref makes them;
  *   - the int8 dot product of 32 weights with 32 activations for every
  *     quantized type (dp4a on the device, the same sum on the host);
- *   - the online-softmax update and the merge of split (flash-decoding)
- *     partial results.
+ *   - the online-softmax update, the parts a split (flash-decoding) context
+ *     is cut into, and the merge of their partial results.
  * Kernels (matvec.cu, matmul.cu, attention.cu, ops.cu) stay thin around
  * these: they pick indices, load, reduce across lanes and store.
  *
@@ -272,6 +272,29 @@ SLM_CU_HD bool slm_cu_absmax_first(float va, int ia, float vb, int ib)
     return a > b || (a == b && ia < ib);
 }
 
+/* A lane's own candidate among its n values x[0..n), which are elements
+ * base.. of the block: the first of largest magnitude. */
+SLM_CU_HD void slm_cu_absmax_local(const float *x, int n, int base, float *v, int *i)
+{
+    *v = x[0];
+    *i = base;
+    for (int k = 1; k < n; k++)
+        if (fabsf(x[k]) > fabsf(*v)) {
+            *v = x[k];
+            *i = base + k;
+        }
+}
+
+/* One step of a lane's butterfly reduction of (value, index) pairs: keeps
+ * the partner's pair when it wins. */
+SLM_CU_HD void slm_cu_absmax_step(float *v, int *i, float ov, int oi)
+{
+    if (slm_cu_absmax_first(ov, oi, *v, *i)) {
+        *v = ov;
+        *i = oi;
+    }
+}
+
 /* Q8_0: the scale of a block whose signed absmax is best, and the code of x. */
 SLM_CU_HD float slm_cu_q8_0_scale(float best) { return fabsf(best) / 127.0f; }
 SLM_CU_HD float slm_cu_q8_0_inv(float d) { return d != 0.0f ? 1.0f / d : 0.0f; }
@@ -494,6 +517,15 @@ SLM_CU_HD float slm_cu_dot256(int type, const uint8_t *b, const slm_cu_q8k *a, i
 
 /* ------------------------------------------------------------------------ */
 /* online softmax and the merge of split results                             */
+
+/* Positions [*p0, *p1) of part s of n_split of a context of n_pos: equal
+ * parts of ceil(n_pos / n_split), the last ones shorter or empty. */
+SLM_CU_HD void slm_cu_split_range(int n_pos, int n_split, int s, int *p0, int *p1)
+{
+    int chunk = (n_pos + n_split - 1) / n_split;
+    *p0 = s * chunk < n_pos ? s * chunk : n_pos;
+    *p1 = *p0 + chunk < n_pos ? *p0 + chunk : n_pos;
+}
 
 /* The running state of one query head: max score m, Σ exp(s − m) l; the
  * output accumulator (Σ exp(s − m)·v, unnormalized) lives beside it. */

@@ -46,10 +46,7 @@ __device__ __forceinline__ float warp_absmax_first(float v, int i)
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, v, o);
         int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (slm_cu_absmax_first(ov, oi, v, i)) {
-            v = ov;
-            i = oi;
-        }
+        slm_cu_absmax_step(&v, &i, ov, oi);
     }
     return v;
 }
@@ -79,15 +76,11 @@ __global__ void quantize_q8k(const float *x, int64_t in, slm_cu_q8k *out)
     int lane = threadIdx.x;
     int64_t b = blockIdx.x, r = blockIdx.y;
     const float *xb = x + r * in + b * 256 + 8 * lane;
-    float v[8], best = xb[0];
-    int bi = 8 * lane;
-    for (int k = 0; k < 8; k++) {
+    float v[8], best;
+    int bi;
+    for (int k = 0; k < 8; k++)
         v[k] = xb[k];
-        if (fabsf(v[k]) > fabsf(best)) {
-            best = v[k];
-            bi = 8 * lane + k;
-        }
-    }
+    slm_cu_absmax_local(v, 8, 8 * lane, &best, &bi);
     best = warp_absmax_first(best, bi);
     float is = slm_cu_q8k_iscale(best);
     slm_cu_q8k *o = out + r * (in / 256) + b;

@@ -221,7 +221,8 @@ static void store_one(slm_cu_backend *be, const slm_kv *kv, uint8_t *base, const
 {
     const int32_t *slot = slm_cu_dev(be, ST_SLOT);
     if (kv->d.type == SLM_TYPE_Q8_0) {
-        dim3 grid((unsigned)be->n_tokens, (unsigned)kv->d.n_kv_heads, (unsigned)(kv->padded_dim / 32));
+        dim3 grid((unsigned)be->n_tokens, (unsigned)kv->d.n_kv_heads,
+                  (unsigned)(kv->padded_dim / 32));
         store_q8_0<<<grid, 32, 0, be->stream>>>(*kv, base, src, stride, slot);
     } else {
         dim3 grid((unsigned)be->n_tokens, (unsigned)kv->d.n_kv_heads);

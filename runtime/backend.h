@@ -333,6 +333,19 @@ const slm_backend_ops *slm_backend_cuda(void); /* cuda/backend_cuda.cu */
  * the wrong api_version or the first mandatory slot left NULL. */
 slm_status slm_backend_ops_check(const slm_backend_ops *ops);
 
+/* The begin_step checks every backend makes, with one wording.
+ * slm_step_check: counts ≥ 0, block tables present for the sequences and
+ * within int32, each token's sequence and position (when given) valid, each
+ * logit row a token of the step; *n_bt gets the number of block ids the
+ * tables use. slm_step_kv_check: what the KV ops follow lies in a pool of
+ * n_blocks blocks of block_size tokens (every table's block ids, each
+ * token's slot, enough blocks in its sequence's table for its position; a
+ * missing array fails; call it on a step slm_step_check passed). Both SLM_OK
+ * or INVALID_ARGUMENT naming the first fault; s may point at a backend's
+ * own copies of the arrays. */
+slm_status slm_step_check(const slm_step *s, int *n_bt);
+slm_status slm_step_kv_check(const slm_step *s, int n_blocks, int block_size);
+
 /* SLM_OK when every copy's blocks lie in a pool of n_blocks, else
  * INVALID_ARGUMENT naming the first that does not (the kv_copy ops' check). */
 slm_status slm_kv_copies_check(const slm_kv_copy *copies, int n, int n_blocks);

@@ -11,11 +11,14 @@
  *                   field can hold), at ragged block counts;
  *   activations     slm_cu_quant_q8a / q8k byte for byte against
  *                   slm_quantize_row_ref's Q8_0 / Q8_K (ties, zeros, signs);
- *                   the Q8_0 KV row rounding against ref_kv_round;
+ *                   the quantize kernels' warp reduction of the scale,
+ *                   emulated lane by lane with their own steps; the Q8_0 KV
+ *                   row rounding against ref_kv_round;
  *   dot products    every quantized type's int8 dot against a double sum of
  *                   the decoded weights times the decoded activations,
  *                   within 4e-6 of Σ|w·x| (f32 scale products only);
- *   softmax         the online update over random split points, merged in
+ *   softmax         the parts a split context is cut into (cover it once);
+ *                   the online update over random split points, merged in
  *                   random order with empty parts, against ref_attention.
  * One case feeds the checker a wrong decoding and expects it to object, so
  * these comparisons can fail.
@@ -215,6 +218,73 @@ static void q8k_matches_q8_k(void **state)
         assert_memory_equal(a.bsums, ref.bsums, sizeof ref.bsums);
         assert_true(same_float(a.d, ref.d));
     }
+}
+
+/* The warp reduction of quantize_q8a / quantize_q8k, emulated lane by lane
+ * with the kernels' own steps (slm_cu_absmax_local, then five butterfly
+ * rounds of slm_cu_absmax_step, every lane reading its partner's pair from
+ * before the round as __shfl_xor_sync does): every lane ends with the
+ * serial scan's signed absmax, whatever the ties. */
+static float warp_absmax(const float *x, int per_lane, int lane_out)
+{
+    float v[32], nv[32];
+    int id[32], ni[32];
+    for (int l = 0; l < 32; l++)
+        slm_cu_absmax_local(x + per_lane * l, per_lane, per_lane * l, &v[l], &id[l]);
+    for (int o = 16; o > 0; o >>= 1) {
+        for (int l = 0; l < 32; l++) {
+            nv[l] = v[l];
+            ni[l] = id[l];
+            slm_cu_absmax_step(&nv[l], &ni[l], v[l ^ o], id[l ^ o]);
+        }
+        memcpy(v, nv, sizeof v);
+        memcpy(id, ni, sizeof id);
+    }
+    for (int l = 1; l < 32; l++)
+        if (!same_float(v[l], v[0]) || id[l] != id[0])
+            fail_msg("lanes 0 and %d disagree", l);
+    return v[lane_out];
+}
+
+static void warp_absmax_is_serial(void **state)
+{
+    (void)state;
+    for (int it = 0; it < 3000; it++) {
+        int per_lane = it % 2 ? 8 : 1, n = 32 * per_lane;
+        float x[256];
+        fill_acts(x, n);
+        if (it % 3 == 0) /* many ties of both signs at the top */
+            for (int k = 0; k < 6; k++)
+                x[tu_int(0, n - 1)] = tu_int(0, 1) ? 3.0f : -3.0f;
+        float serial = x[0];
+        for (int i = 1; i < n; i++)
+            if (fabsf(x[i]) > fabsf(serial))
+                serial = x[i];
+        float got = warp_absmax(x, per_lane, tu_int(0, 31));
+        if (!same_float(got, serial))
+            fail_msg("warp absmax %g, serial %g (%d per lane)", (double)got, (double)serial,
+                     per_lane);
+    }
+}
+
+/* The parts of a split context cover it once, in order, for any split. */
+static void split_ranges_cover(void **state)
+{
+    (void)state;
+    for (int n_pos = 1; n_pos < 300; n_pos += tu_int(1, 7))
+        for (int n_split = 1; n_split <= 32; n_split++) {
+            int next = 0;
+            for (int s = 0; s < n_split; s++) {
+                int p0, p1;
+                slm_cu_split_range(n_pos, n_split, s, &p0, &p1);
+                assert_true(p0 <= p1);
+                if (p0 < p1) {
+                    assert_int_equal(p0, next);
+                    next = p1;
+                }
+            }
+            assert_int_equal(next, n_pos);
+        }
 }
 
 /* A Q8_0 KV row (kv_store's coding: blocks of 32, the tail zero-padded)
@@ -448,6 +518,8 @@ int main(void)
         cmocka_unit_test(checker_catches_wrong_result),
         cmocka_unit_test(q8a_matches_q8_0),
         cmocka_unit_test(q8k_matches_q8_k),
+        cmocka_unit_test(warp_absmax_is_serial),
+        cmocka_unit_test(split_ranges_cover),
         cmocka_unit_test(q8_0_kv_rows),
         cmocka_unit_test(dot_every_quant_type),
         cmocka_unit_test(dot_checker_fails),
