@@ -23,14 +23,6 @@
 #include "fp16.h"
 #include "quant_blocks.h"
 
-static bool mul_ok(size_t a, size_t b, size_t *out)
-{
-    if (a != 0 && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
-    return true;
-}
-
 /* Creates a pool of desc->n_blocks blocks for every layer, zero-filled
  * (calloc, so untouched pages cost nothing until written). Fails with
  * UNSUPPORTED for a storage type other than F32/F16/Q8_0, INVALID_ARGUMENT
@@ -42,37 +34,20 @@ slm_status slm_cpu_kv_create(slm_backend *b, const slm_kv_desc *desc, slm_kv **o
     *out = NULL;
     slm_cpu_backend *be = slm_cpu_be(b);
     const slm_kv_desc *d = desc;
-    if (d->type != SLM_TYPE_F32 && d->type != SLM_TYPE_F16 && d->type != SLM_TYPE_Q8_0)
-        return slm_error(SLM_STATUS_UNSUPPORTED,
-                         "cpu backend: KV cache type %s is not supported (f32, f16, q8_0)",
-                         slm_type_name((int)d->type));
-    if (d->n_layers < 1 || d->n_blocks < 1 || d->block_size < 1 || d->n_kv_heads < 1 ||
-        d->head_dim < 1 || (int64_t)d->n_blocks * d->block_size > INT32_MAX)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "cpu backend: KV pool of %d layers, %d blocks of %d tokens, %d heads of "
-                         "%d",
-                         d->n_layers, d->n_blocks, d->block_size, d->n_kv_heads, d->head_dim);
+    slm_kv_layout lay;
+    slm_status st = slm_kv_layout_of(d, &lay);
+    if (st)
+        return slm_error(st, "cpu backend: %s", slm_last_error());
     slm_kv *kv = calloc(1, sizeof(*kv));
     if (kv == NULL)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
     kv->d = *d;
-    size_t hd = (size_t)d->head_dim;
-    switch (d->type) {
-    case SLM_TYPE_F32: kv->row_bytes = hd * 4, kv->padded_dim = d->head_dim; break;
-    case SLM_TYPE_F16: kv->row_bytes = hd * 2, kv->padded_dim = d->head_dim; break;
-    default:
-        kv->row_bytes = (hd + SLM_QK - 1) / SLM_QK * sizeof(slm_block_q8_0);
-        kv->padded_dim = (int)((hd + SLM_QK - 1) / SLM_QK * SLM_QK);
-        break;
-    }
-    size_t total;
-    if (!mul_ok(kv->row_bytes, (size_t)d->block_size, &kv->head_block_bytes) ||
-        !mul_ok(kv->head_block_bytes, (size_t)d->n_kv_heads, &kv->block_bytes) ||
-        !mul_ok(kv->block_bytes, (size_t)d->n_blocks, &kv->layer_bytes) ||
-        !mul_ok(kv->layer_bytes, (size_t)d->n_layers, &total)) {
-        free(kv);
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: KV pool size overflows");
-    }
+    kv->row_bytes = lay.row_bytes;
+    kv->head_block_bytes = lay.head_block_bytes;
+    kv->block_bytes = lay.block_bytes;
+    kv->layer_bytes = lay.layer_bytes;
+    kv->padded_dim = lay.padded_dim;
+    size_t total = lay.total_bytes;
     kv->k = calloc(1, total);
     kv->v = kv->k ? calloc(1, total) : NULL;
     if (kv->v == NULL) {

@@ -471,51 +471,32 @@ static void cu_kv_free(slm_backend *b, slm_kv *kv)
     free(kv);
 }
 
-static bool mul_ok(size_t a, size_t b, size_t *out)
-{
-    if (a && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
-    return true;
-}
-
-/* A zeroed pool of the CPU's layout; F32, F16 or Q8_0; heads up to 256. */
+/* A zeroed pool of the CPU's layout (slm_kv_layout_of): F32, F16 or Q8_0;
+ * heads up to ATTN_MAX_HEAD (attention keeps a head in one warp). */
 static slm_status cu_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **out)
 {
     slm_cu_backend *be = slm_cu_be(b);
     if (!d || !out)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cuda: kv_create: missing argument");
     *out = NULL;
-    if (d->type != SLM_TYPE_F32 && d->type != SLM_TYPE_F16 && d->type != SLM_TYPE_Q8_0)
-        return slm_error(SLM_STATUS_UNSUPPORTED,
-                         "cuda: KV cache type %s is not supported (f32, f16, q8_0)",
-                         slm_type_name(d->type));
-    if (d->n_layers < 1 || d->n_blocks < 1 || d->block_size < 1 || d->n_kv_heads < 1 ||
-        d->head_dim < 1 || d->head_dim > ATTN_MAX_HEAD ||
-        (int64_t)d->n_blocks * d->block_size > INT32_MAX)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "cuda: KV pool of %d layers, %d blocks of %d tokens, %d heads of %d "
-                         "(heads up to %d)",
-                         d->n_layers, d->n_blocks, d->block_size, d->n_kv_heads, d->head_dim,
-                         ATTN_MAX_HEAD);
+    slm_kv_layout lay;
+    slm_status st = slm_kv_layout_of(d, &lay);
+    if (st)
+        return slm_error(st, "cuda: %s", slm_last_error());
+    if (d->head_dim > ATTN_MAX_HEAD)
+        return slm_error(SLM_STATUS_UNSUPPORTED, "cuda: KV heads of %d (up to %d)",
+                         d->head_dim, ATTN_MAX_HEAD);
     slm_kv *kv = (slm_kv *)calloc(1, sizeof *kv);
     if (!kv)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cuda: out of host memory");
     kv->d = *d;
-    size_t hd = (size_t)d->head_dim;
-    kv->padded_dim = d->type == SLM_TYPE_Q8_0 ? (int)((hd + 31) / 32 * 32) : d->head_dim;
-    kv->row_bytes = d->type == SLM_TYPE_F32   ? hd * 4
-                    : d->type == SLM_TYPE_F16 ? hd * 2
-                                              : (size_t)kv->padded_dim / 32 * 34;
-    size_t total;
-    if (!mul_ok(kv->row_bytes, (size_t)d->block_size, &kv->head_block_bytes) ||
-        !mul_ok(kv->head_block_bytes, (size_t)d->n_kv_heads, &kv->block_bytes) ||
-        !mul_ok(kv->block_bytes, (size_t)d->n_blocks, &kv->layer_bytes) ||
-        !mul_ok(kv->layer_bytes, (size_t)d->n_layers, &total)) {
-        free(kv);
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cuda: KV pool size overflows");
-    }
-    slm_status st = CU_STATUS(cudaSetDevice(be->device));
+    kv->padded_dim = lay.padded_dim;
+    kv->row_bytes = lay.row_bytes;
+    kv->head_block_bytes = lay.head_block_bytes;
+    kv->block_bytes = lay.block_bytes;
+    kv->layer_bytes = lay.layer_bytes;
+    size_t total = lay.total_bytes;
+    st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
         st = CU_STATUS(cudaMalloc((void **)&kv->k, total));
     if (!st)

@@ -38,7 +38,7 @@ struct slm_weight {
     uint8_t *dev; /* rows × row_bytes, as in the file */
 };
 
-/* Layout as the CPU's (cpu_fallback/kv.c): K and V each
+/* Layout as the CPU's (slm_kv_layout_of): K and V each
  * [layer][block][kv_head][slot][row], so one head's rows of one block are
  * contiguous. Q8_0 rows are padded_dim/32 blocks, the tail coded as zeros. */
 struct slm_kv {

@@ -181,6 +181,25 @@ typedef struct slm_kv_desc {
     slm_type type;   /* storage type of K and V: F32, F16 or Q8_0 */
 } slm_kv_desc;
 
+/* The byte layout of a paged KV pool as the CPU and CUDA backends store it:
+ * K and V each [layer][block][kv_head][slot][row], so the rows one KV head
+ * reads from one block are contiguous; a row is head_dim values as F32, F16
+ * or Q8_0 blocks (padded_dim / 32 of them, the tail coded as zeros, so any
+ * head_dim works). */
+typedef struct slm_kv_layout {
+    int padded_dim;          /* head_dim rounded up to the storage block (32 for Q8_0) */
+    size_t row_bytes;        /* one head's row of one token */
+    size_t head_block_bytes; /* block_size rows */
+    size_t block_bytes;      /* n_kv_heads head blocks */
+    size_t layer_bytes;      /* n_blocks blocks */
+    size_t total_bytes;      /* n_layers layers: the size of K, and of V */
+} slm_kv_layout;
+
+/* Fills *out for d: SLM_OK; UNSUPPORTED naming a storage type other than
+ * F32, F16 or Q8_0; INVALID_ARGUMENT for a size below 1, more than
+ * INT32_MAX token slots, or a byte count that overflows. */
+slm_status slm_kv_layout_of(const slm_kv_desc *d, slm_kv_layout *out);
+
 /* One KV block copy: every layer's K and V of block src into block dst. */
 typedef struct slm_kv_copy {
     int32_t src;

@@ -2,13 +2,15 @@
  * backend_common.c — what every backend and every caller of backend.h
  * shares: default parameters, the one RoPE frequency formula, the check the
  * registry applies to a table (version, mandatory slots), the checks of a
- * step every begin_step makes, and the submit-then-wait shorthand for
- * callers with nothing to overlap.
+ * step every begin_step makes, the paged KV layout of the CPU and CUDA
+ * pools, and the submit-then-wait shorthand for callers with nothing to
+ * overlap.
  */
 #include <math.h>
 #include <string.h>
 
 #include "backend.h"
+#include "quant_blocks.h"
 #include "status.h"
 
 void slm_backend_params_default(slm_backend_params *p)
@@ -142,6 +144,42 @@ slm_status slm_step_kv_check(const slm_step *s, int n_blocks, int block_size)
                              "token %d at position %d needs %lld blocks; sequence %d has %d", t,
                              pos, (long long)need, seq, s->block_table_len[seq]);
     }
+    return SLM_OK;
+}
+
+static bool mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
+slm_status slm_kv_layout_of(const slm_kv_desc *d, slm_kv_layout *out)
+{
+    if (d->type != SLM_TYPE_F32 && d->type != SLM_TYPE_F16 && d->type != SLM_TYPE_Q8_0)
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "KV cache type %s is not supported (f32, f16, q8_0)",
+                         slm_type_name((int)d->type));
+    if (d->n_layers < 1 || d->n_blocks < 1 || d->block_size < 1 || d->n_kv_heads < 1 ||
+        d->head_dim < 1 || (int64_t)d->n_blocks * d->block_size > INT32_MAX)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "KV pool of %d layers, %d blocks of %d tokens, %d heads of %d",
+                         d->n_layers, d->n_blocks, d->block_size, d->n_kv_heads, d->head_dim);
+    size_t hd = (size_t)d->head_dim, blocks = (hd + SLM_QK - 1) / SLM_QK;
+    slm_kv_layout l = {.padded_dim = d->head_dim};
+    if (d->type == SLM_TYPE_F32)
+        l.row_bytes = hd * 4;
+    else if (d->type == SLM_TYPE_F16)
+        l.row_bytes = hd * 2;
+    else
+        l.row_bytes = blocks * sizeof(slm_block_q8_0), l.padded_dim = (int)(blocks * SLM_QK);
+    if (!mul_ok(l.row_bytes, (size_t)d->block_size, &l.head_block_bytes) ||
+        !mul_ok(l.head_block_bytes, (size_t)d->n_kv_heads, &l.block_bytes) ||
+        !mul_ok(l.block_bytes, (size_t)d->n_blocks, &l.layer_bytes) ||
+        !mul_ok(l.layer_bytes, (size_t)d->n_layers, &l.total_bytes))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "KV pool size overflows");
+    *out = l;
     return SLM_OK;
 }
 
