@@ -99,6 +99,24 @@ static slm_status cu_status(cudaError_t e, const char *call)
 }
 #define CU_STATUS(call) cu_status((call), #call)
 
+/* cudaMalloc of `bytes` for `what` on the current device; a failure names
+ * what, the bytes asked and the device's free and total memory then (so a
+ * model that does not fit says by how much). */
+static slm_status dev_alloc(void **p, size_t bytes, const char *what)
+{
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
+    if (e == cudaSuccess)
+        return SLM_OK;
+    cudaGetLastError(); /* clear it: an allocation failure is not sticky */
+    size_t free_b = 0, total = 0;
+    cudaMemGetInfo(&free_b, &total);
+    *p = NULL;
+    return slm_error(status_of(e),
+                     "cuda: cudaMalloc of %zu bytes for %s: %s (%.1f of %.1f MiB free)", bytes,
+                     what, cudaGetErrorString(e), (double)free_b / (1 << 20),
+                     (double)total / (1 << 20));
+}
+
 bool slm_cu_op_ok(slm_cu_backend *be, const char *op)
 {
     if (!be->opened) {
@@ -342,10 +360,10 @@ static slm_status cu_buf_alloc(slm_backend *b, size_t bytes, slm_buf **out)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cuda: out of host memory");
     slm_status st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&buf->dev, bytes ? bytes : 1));
+        st = dev_alloc((void **)&buf->dev, bytes, "a buffer");
     if (st) {
         free(buf);
-        return slm_error(st, "cuda: a %zu-byte buffer: %s", bytes, slm_last_error());
+        return st;
     }
     buf->size = bytes;
     *out = buf;
@@ -447,7 +465,7 @@ static slm_status cu_load_weight(slm_backend *b, slm_type type, int64_t rows, in
     size_t bytes = row_bytes * (size_t)rows;
     slm_status st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&w->dev, bytes));
+        st = dev_alloc((void **)&w->dev, bytes, "the weight");
     if (!st)
         st = copy_sync(be, w->dev, data, bytes, cudaMemcpyHostToDevice);
     if (st) {
@@ -498,16 +516,16 @@ static slm_status cu_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **ou
     size_t total = lay.total_bytes;
     st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&kv->k, total));
+        st = dev_alloc((void **)&kv->k, total, "the KV pool's K");
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&kv->v, total));
+        st = dev_alloc((void **)&kv->v, total, "the KV pool's V");
     if (!st)
         st = CU_STATUS(cudaMemset(kv->k, 0, total));
     if (!st)
         st = CU_STATUS(cudaMemset(kv->v, 0, total));
     if (st) {
         cu_kv_free(b, kv);
-        return slm_error(st, "cuda: a KV pool of 2 x %zu bytes: %s", total, slm_last_error());
+        return st;
     }
     *out = kv;
     return SLM_OK;
@@ -542,7 +560,7 @@ static slm_status cu_rope_create(slm_backend *b, const slm_rope_params *p, slm_r
     r->n_rot = p->n_rot;
     st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&r->inv_freq, (size_t)(half ? half : 1) * 8));
+        st = dev_alloc((void **)&r->inv_freq, (size_t)half * sizeof(double), "a RoPE table");
     if (!st)
         st = copy_sync(be, r->inv_freq, tab, (size_t)half * sizeof(double), cudaMemcpyHostToDevice);
     if (st) {
@@ -564,9 +582,9 @@ static slm_status grow_ws(slm_cu_backend *be, size_t need)
     cudaFree(be->ws);
     be->ws = NULL;
     be->ws_bytes = 0;
-    slm_status st = CU_STATUS(cudaMalloc((void **)&be->ws, need));
+    slm_status st = dev_alloc((void **)&be->ws, need, "the workspace");
     if (st)
-        return slm_error(st, "cuda: %zu bytes of workspace: %s", need, slm_last_error());
+        return st;
     be->ws_bytes = need;
     return SLM_OK;
 }
@@ -583,7 +601,7 @@ static slm_status grow_step(slm_cu_backend *be, size_t ints)
     be->step_cap = 0;
     slm_status st = CU_STATUS(cudaMallocHost((void **)&be->h_step, ints * sizeof(int32_t)));
     if (!st)
-        st = CU_STATUS(cudaMalloc((void **)&be->d_step, ints * sizeof(int32_t)));
+        st = dev_alloc((void **)&be->d_step, ints * sizeof(int32_t), "the step's arrays");
     if (!st)
         be->step_cap = ints;
     return st;
