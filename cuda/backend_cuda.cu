@@ -28,6 +28,7 @@
 
 /* Rows up to which matmul uses the int8 matrix-vector kernel by default. */
 #define MATVEC_ROWS_DEFAULT 8
+#define BLAS_WS_BYTES ((size_t)32 << 20)
 
 /* ------------------------------------------------------------------------ */
 /* errors                                                                    */
@@ -98,6 +99,16 @@ static slm_status cu_status(cudaError_t e, const char *call)
     return slm_error(status_of(e), "cuda: %s: %s", name, cudaGetErrorString(e));
 }
 #define CU_STATUS(call) cu_status((call), #call)
+
+static slm_status blas_status(cublasStatus_t s, const char *call)
+{
+    if (s == CUBLAS_STATUS_SUCCESS)
+        return SLM_OK;
+    char name[96];
+    call_name(call, name, sizeof name);
+    return slm_error(SLM_STATUS_DEVICE, "cuda: %s: %s", name, cublasGetStatusString(s));
+}
+#define BLAS_STATUS(call) blas_status((call), #call)
 
 /* cudaMalloc of `bytes` for `what` on the current device; a failure names
  * what, the bytes asked and the device's free and total memory then (so a
@@ -180,6 +191,7 @@ static void cu_close(slm_backend *b)
         cudaStreamSynchronize(be->copy);
     if (be->blas)
         cublasDestroy(be->blas);
+    cudaFree(be->blas_ws);
     cudaFree(be->ws);
     cudaFree(be->d_step);
     cudaFreeHost(be->h_step);
@@ -228,11 +240,15 @@ static slm_status cu_setup(slm_cu_backend *be)
         st = CU_STATUS(cudaEventCreateWithFlags(&be->copy_done, cudaEventDisableTiming));
     if (st)
         return st;
-    cublasStatus_t bs = cublasCreate(&be->blas);
-    if (bs == CUBLAS_STATUS_SUCCESS)
-        bs = cublasSetStream(be->blas, be->stream);
-    if (bs != CUBLAS_STATUS_SUCCESS)
-        return slm_error(SLM_STATUS_DEVICE, "cuda: cublasCreate: %s", cublasGetStatusString(bs));
+    /* cuBLAS would allocate its workspace at the first GEMM; given one here
+     * (32 MiB, NVIDIA's advice for Hopper, more than others need) it does
+     * not, and a step can be captured as a graph later. */
+    if ((st = dev_alloc(&be->blas_ws, BLAS_WS_BYTES, "cuBLAS's workspace")))
+        return st;
+    if ((st = BLAS_STATUS(cublasCreate(&be->blas))) ||
+        (st = BLAS_STATUS(cublasSetStream(be->blas, be->stream))) ||
+        (st = BLAS_STATUS(cublasSetWorkspace(be->blas, be->blas_ws, BLAS_WS_BYTES))))
+        return st;
     cudaDeviceProp prop;
     if ((st = CU_STATUS(cudaGetDeviceProperties(&prop, be->device))))
         return st;

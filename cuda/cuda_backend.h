@@ -74,6 +74,7 @@ typedef struct slm_cu_backend {
     cudaStream_t copy;   /* uploads, downloads, the logits copy */
     cudaEvent_t ops_done, copy_done;
     cublasHandle_t blas;
+    void *blas_ws;   /* cuBLAS's workspace, given at open so no GEMM allocates */
     int matvec_rows; /* matmul rows up to which the int8 kernel runs */
     int split_min;   /* contexts from this length split (attention.cu) */
 

@@ -140,6 +140,8 @@ void slm_cu_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm
                     rows, (long long)w->cols, slm_type_name(w->type), need, be->ws_bytes);
         return;
     }
+    if (rows == 0)
+        return;
     if (rows <= be->matvec_rows)
         slm_cu_matvec(be, w, xp, rows, ap, yp);
     else

@@ -151,8 +151,6 @@ void slm_cu_matvec(slm_cu_backend *be, const slm_weight *w, const float *x, int 
                    const float *add, float *y)
 {
     dim3 block(32, WARPS), grid((unsigned)((w->rows + WARPS - 1) / WARPS), (unsigned)rows);
-    if (rows == 0)
-        return;
     int be_elems = slm_type_get(w->type)->block_elems;
     if (be_elems == 1) {
         matvec_f<<<grid, block, 0, be->stream>>>(w->type, w->dev, w->row_bytes, w->rows, w->cols,
