@@ -198,8 +198,6 @@ static void cu_close(slm_backend *b)
     cudaFreeHost(be->pinned);
     if (be->ops_done)
         cudaEventDestroy(be->ops_done);
-    if (be->copy_done)
-        cudaEventDestroy(be->copy_done);
     if (be->stream)
         cudaStreamDestroy(be->stream);
     if (be->copy)
@@ -236,8 +234,6 @@ static slm_status cu_setup(slm_cu_backend *be)
         st = CU_STATUS(cudaStreamCreateWithFlags(&be->copy, cudaStreamNonBlocking));
     if (!st)
         st = CU_STATUS(cudaEventCreateWithFlags(&be->ops_done, cudaEventDisableTiming));
-    if (!st)
-        st = CU_STATUS(cudaEventCreateWithFlags(&be->copy_done, cudaEventDisableTiming));
     if (st)
         return st;
     /* cuBLAS would allocate its workspace at the first GEMM; given one here
@@ -748,7 +744,6 @@ static slm_status cu_begin_step(slm_backend *b, const slm_step *s)
     be->logits_staged = false;
     be->logits_src = NULL;
     be->opened = true;
-    be->in_step = true;
     slm_status st = begin(be, s);
     if (st) {
         char why[sizeof be->err_msg];
@@ -765,7 +760,6 @@ static slm_status cu_submit(slm_backend *b)
     slm_cu_backend *be = slm_cu_be(b);
     if (!be->opened)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cuda: submit without begin_step");
-    be->in_step = false;
     return be->err ? slm_error(be->err, "cuda: %s", be->err_msg) : SLM_OK;
 }
 
@@ -779,7 +773,7 @@ static slm_status cu_wait(slm_backend *b)
     cudaSetDevice(be->device);
     CU_CHECK(be, cudaStreamSynchronize(be->stream));
     CU_CHECK(be, cudaStreamSynchronize(be->copy));
-    be->opened = be->in_step = false;
+    be->opened = false;
     be->plan_kv = NULL;
     if (be->err)
         return slm_error(be->err, "cuda: %s", be->err_msg);

@@ -72,14 +72,14 @@ typedef struct slm_cu_backend {
     char desc[384];
     cudaStream_t stream; /* every op, in call order */
     cudaStream_t copy;   /* uploads, downloads, the logits copy */
-    cudaEvent_t ops_done, copy_done;
+    cudaEvent_t ops_done; /* the point in the op stream the copy stream waits for */
     cublasHandle_t blas;
     void *blas_ws;   /* cuBLAS's workspace, given at open so no GEMM allocates */
     int matvec_rows; /* matmul rows up to which the int8 kernel runs */
     int split_min;   /* contexts from this length split (attention.cu) */
 
     /* the step */
-    bool in_step, opened;
+    bool opened; /* from begin_step to wait */
     slm_status err;
     char err_msg[512];
     int32_t *h_step; /* pinned image of the step's arrays */
