@@ -29,9 +29,11 @@
  * continuation equal to the CPU's for at least 6 of the prompts — the Vulkan
  * issue's terms (ctest: test_gpu_vulkan_reference; on lavapipe measured
  * 100% agreement, KL ~1e-7, 10 of 10 continuations equal, in under 4 min).
- * CUDA (test_gpu_cuda_reference) decodes with the CPU's q8 activation
- * coding, so it is held to the q8 floors against transformers and its peer
- * is the CPU with one activation term; not yet run on a GPU.
+ * CUDA runs twice: with SLM_CUDA_MATVEC_ROWS=-1 every matmul goes through
+ * cuBLAS on f16 copies, held to these same terms (test_gpu_cuda_reference);
+ * with its defaults small matmuls (decode) code activations in 8 bits as
+ * the CPU's q8 does, so it is held to the q8 floors, against transformers
+ * and the peer alike (test_gpu_cuda_reference_int8). Not yet run on a GPU.
  */
 #include <math.h>
 #include <stdio.h>
@@ -128,14 +130,12 @@ typedef struct {
     slm_session *cpu_s;
 } fixture;
 
-/* Opens the CPU peer: two-term activations, or for CUDA one term (its
- * int8 decode kernels code activations exactly as the CPU's q8 does, so
- * that is the peer whose decode tokens it should repeat); false on failure. */
+/* Opens the CPU peer with two-term activations; false on failure. */
 static bool open_peer(fixture *fx)
 {
     slm_backend_params bp;
     tu_backend_params(&bp);
-    bp.cpu_act_terms = strcmp(fx->be->ops->name, "cuda") ? 2 : 1;
+    bp.cpu_act_terms = 2;
     return !slm_backend_open_by_name("cpu", &bp, &fx->cpu_be) &&
            !slm_model_load(MODEL, fx->cpu_be, NULL, NULL, &fx->cpu_m) &&
            !slm_session_create(fx->cpu_m, 256, 64, SLM_TYPE_F16, &fx->cpu_s);
@@ -167,9 +167,11 @@ static int setup(void **state)
         return -1;
     }
     const char *act = getenv("SLM_CPU_ACT");
-    /* CUDA decodes with 8-bit activations (matvec.cu), as the CPU's q8 */
-    const char *name = fx->be->ops->name;
-    fx->exact = (strcmp(name, "cpu") && strcmp(name, "cuda")) || (act && !strcmp(act, "q8x2"));
+    /* CUDA's small matmuls (decode) code activations in 8 bits as the
+     * CPU's q8 does, unless SLM_CUDA_MATVEC_ROWS=-1 sends all to cuBLAS */
+    const char *name = fx->be->ops->name, *mv = getenv("SLM_CUDA_MATVEC_ROWS");
+    bool int8 = !strcmp(name, "cuda") && !(mv && !strcmp(mv, "-1"));
+    fx->exact = (strcmp(name, "cpu") && !int8) || (act && !strcmp(act, "q8x2"));
     printf("backend: %s (%s)\n", fx->be->ops->describe(fx->be),
            fx->exact ? "the issue's thresholds" : "measured floors of 8-bit activations");
     if (strcmp(fx->be->ops->name, "cpu") != 0) {
@@ -177,7 +179,7 @@ static int setup(void **state)
             fprintf(stderr, "setup failed: CPU peer: %s\n", slm_last_error());
             return -1;
         }
-        printf("peer: %s\n", fx->cpu_be->ops->describe(fx->cpu_be));
+        printf("peer: %s (SLM_CPU_ACT=q8x2)\n", fx->cpu_be->ops->describe(fx->cpu_be));
     }
     *state = fx;
     return 0;
@@ -249,7 +251,7 @@ static void test_teacher_forced(void **state)
         double pr = (double)peer_agree / total, pk = peer_kl / total;
         printf("against the CPU (q8x2) over %ld positions: argmax agreement %.2f%%, "
                "mean KL %.2e nats\n", total, 100 * pr, pk);
-        assert_true(pr >= 0.99);
+        assert_true(pr >= (fx->exact ? 0.99 : 0.96));
         assert_true(pk < 0.01);
     }
     double rate = (double)agree / total, mean_kl = kl_sum / total;
@@ -338,7 +340,7 @@ static void test_greedy(void **state)
         assert_true(same >= 2);
     if (fx->cpu_s) {
         printf("greedy continuations equal to the CPU's: %d of %u\n", same_peer, r->n_prompts);
-        assert_true(same_peer >= 6);
+        assert_true(same_peer >= (fx->exact ? 6 : 2));
     }
 }
 
