@@ -243,6 +243,14 @@ SLM_CU_HD float slm_cu_deq(int type, const uint8_t *b, int e)
     }
 }
 
+/* Element c of a weight row of `type` (block elements and bytes given):
+ * the block it sits in, decoded (embed and the f16 dequantization). */
+SLM_CU_HD float slm_cu_deq_row(int type, int block, int block_bytes, const uint8_t *row,
+                               int64_t c)
+{
+    return slm_cu_deq(type, row + (size_t)(c / block) * (size_t)block_bytes, (int)(c % block));
+}
+
 /* ------------------------------------------------------------------------ */
 /* activations quantized for the int8 dot products                           */
 
@@ -513,6 +521,19 @@ SLM_CU_HD float slm_cu_dot256(int type, const uint8_t *b, const slm_cu_q8k *a, i
     }
     default: return 0.0f;
     }
+}
+
+/* Part p (elements 32p..32p+31) of a weight row of `type` times the same
+ * elements of the row's activation blocks (slm_cu_q8a per 32 for the
+ * 32-element types, slm_cu_q8k per 256 for the K types): the matrix-vector
+ * kernel's lanes sum these over p. */
+SLM_CU_HD float slm_cu_dot_part(int type, int block, int block_bytes, const uint8_t *row,
+                                const void *act, int64_t p)
+{
+    if (block == 32)
+        return slm_cu_dot32(type, row + (size_t)p * block_bytes, (const slm_cu_q8a *)act + p);
+    return slm_cu_dot256(type, row + (size_t)(p / 8) * block_bytes,
+                         (const slm_cu_q8k *)act + p / 8, (int)(p % 8));
 }
 
 /* ------------------------------------------------------------------------ */

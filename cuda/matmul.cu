@@ -60,9 +60,9 @@ __global__ void dequant_f16(int type, const uint8_t *w, size_t row_bytes, int bl
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n * cols)
         return;
-    int64_t r = i / cols, c = i % cols;
-    const uint8_t *b = w + (size_t)(o0 + r) * row_bytes + (size_t)(c / block) * block_bytes;
-    y[i] = __float2half_rn(slm_cu_deq(type, b, (int)(c % block)));
+    int64_t r = i / cols;
+    y[i] = __float2half_rn(
+        slm_cu_deq_row(type, block, block_bytes, w + (size_t)(o0 + r) * row_bytes, i % cols));
 }
 
 static void gemm(slm_cu_backend *be, const slm_weight *w, const float *x, int rows,

@@ -108,16 +108,13 @@ __global__ void matvec_q(const uint8_t *w, size_t row_bytes, int64_t out, int64_
         return;
     const uint8_t *wr = w + (size_t)o * row_bytes;
     int64_t parts = in / 32;
+    /* row r's activation blocks: parts q8a, or parts/8 q8k (equal bytes per
+     * row either way only for q8a, so the pointer steps by type) */
+    const void *ar = BLOCK == 32 ? (const void *)((const slm_cu_q8a *)act + r * parts)
+                                 : (const void *)((const slm_cu_q8k *)act + r * (in / 256));
     float s = 0.0f;
-    for (int64_t p = lane; p < parts; p += 32) {
-        if (BLOCK == 32) {
-            const slm_cu_q8a *a = (const slm_cu_q8a *)act + r * parts + p;
-            s += slm_cu_dot32(TYPE, wr + (size_t)p * BLOCK_BYTES, a);
-        } else {
-            const slm_cu_q8k *a = (const slm_cu_q8k *)act + r * (in / 256) + p / 8;
-            s += slm_cu_dot256(TYPE, wr + (size_t)(p / 8) * BLOCK_BYTES, a, (int)(p % 8));
-        }
-    }
+    for (int64_t p = lane; p < parts; p += 32)
+        s += slm_cu_dot_part(TYPE, BLOCK, BLOCK_BYTES, wr, ar, p);
     s = warp_sum(s);
     if (lane == 0)
         y[r * out + o] = s + (add ? add[r * out + o] : 0.0f);
@@ -132,10 +129,10 @@ __global__ void matvec_f(int type, const uint8_t *w, size_t row_bytes, int64_t o
     if (o >= out)
         return;
     const uint8_t *wr = w + (size_t)o * row_bytes;
-    size_t esz = type == SLM_TYPE_F32 ? 4 : 2;
+    int esz = type == SLM_TYPE_F32 ? 4 : 2;
     float s = 0.0f;
     for (int64_t i = lane; i < in; i += 32)
-        s += slm_cu_deq(type, wr + (size_t)i * esz, 0) * x[r * in + i];
+        s += slm_cu_deq_row(type, 1, esz, wr, i) * x[r * in + i];
     s = warp_sum(s);
     if (lane == 0)
         y[r * out + o] = s + (add ? add[r * out + o] : 0.0f);

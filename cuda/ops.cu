@@ -29,9 +29,8 @@ __global__ void embed_rows(int type, const uint8_t *w, size_t row_bytes, int blo
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (int64_t)n * cols)
         return;
-    int64_t t = i / cols, c = i % cols;
-    const uint8_t *b = w + (size_t)ids[t] * row_bytes + (size_t)(c / block) * block_bytes;
-    y[i] = slm_cu_deq(type, b, (int)(c % block));
+    y[i] = slm_cu_deq_row(type, block, block_bytes, w + (size_t)ids[i / cols] * row_bytes,
+                          i % cols);
 }
 
 void slm_cu_embed(slm_backend *b, const slm_weight *table, slm_ref y)

@@ -14,9 +14,11 @@
  *                   the quantize kernels' warp reduction of the scale,
  *                   emulated lane by lane with their own steps; the Q8_0 KV
  *                   row rounding against ref_kv_round;
- *   dot products    every quantized type's int8 dot against a double sum of
- *                   the decoded weights times the decoded activations,
- *                   within 4e-6 of Σ|w·x| (f32 scale products only);
+ *   dot products    every quantized type's int8 dot, summed over a row as
+ *                   the matrix-vector kernel's lanes sum it (slm_cu_dot_part
+ *                   per part, a butterfly across lanes), against a double
+ *                   sum of the decoded weights times the decoded
+ *                   activations, within 4e-6 of Σ|w·x| (f32 products only);
  *   softmax         the parts a split context is cut into (cover it once);
  *                   the online update over random split points, merged in
  *                   random order with empty parts, against ref_attention.
@@ -119,8 +121,7 @@ static int64_t deq_mismatches(slm_type type, slm_type as, const uint8_t *raw, in
     assert_true(slm_dequantize_row((int)type, raw, ref, n));
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
-        const uint8_t *blk = raw + (size_t)(i / ti->block_elems) * (size_t)ti->block_bytes;
-        float got = slm_cu_deq((int)as, blk, (int)(i % ti->block_elems));
+        float got = slm_cu_deq_row((int)as, (int)ti->block_elems, (int)ti->block_bytes, raw, i);
         if (!same_float(got, ref[i])) {
             if (bad++ == 0 && as == type)
                 fprintf(stderr, "%s element %lld: %a, reference %a\n", ti->name, (long long)i,
@@ -347,20 +348,27 @@ static double dot_ratio(slm_type type, const uint8_t *w, const float *x, int64_t
             }
             mag += 3 * wmax * xsum;
         }
-    float got = 0;
+    /* the row's activation blocks, then matvec_q's sum: lane l takes parts
+     * l, l+32, ...; the lanes' sums meet in a butterfly */
+    void *act = xmalloc((size_t)n / 32 * sizeof(slm_cu_q8a)); /* ≥ n / 256 q8k */
     for (int64_t b = 0; b < n / ti->block_elems; b++) {
-        const uint8_t *blk = w + (size_t)b * ti->block_bytes;
-        if (k) {
-            slm_cu_q8k a;
-            slm_cu_quant_q8k(x + b * 256, &a);
-            for (int p = 0; p < 8; p++)
-                got += slm_cu_dot256((int)type, blk, &a, p);
-        } else {
-            slm_cu_q8a a;
-            slm_cu_quant_q8a(x + b * 32, &a);
-            got += slm_cu_dot32((int)type, blk, &a);
-        }
+        if (k)
+            slm_cu_quant_q8k(x + b * 256, (slm_cu_q8k *)act + b);
+        else
+            slm_cu_quant_q8a(x + b * 32, (slm_cu_q8a *)act + b);
     }
+    float lane[32] = {0}, next[32];
+    for (int l = 0; l < 32; l++)
+        for (int64_t p = l; p < n / 32; p += 32)
+            lane[l] += slm_cu_dot_part((int)type, (int)ti->block_elems, (int)ti->block_bytes, w,
+                                       act, p);
+    for (int o = 16; o > 0; o >>= 1) {
+        for (int l = 0; l < 32; l++)
+            next[l] = lane[l] + lane[l ^ o];
+        memcpy(lane, next, sizeof lane);
+    }
+    float got = lane[0];
+    free(act);
     free(wd);
     free(xd);
     free(xq);
