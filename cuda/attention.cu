@@ -57,16 +57,6 @@ typedef struct attn_args {
     float *part; /* [token][head][split][m, l, acc[hd]] when n_split > 1 */
 } attn_args;
 
-__device__ __forceinline__ float kv_elem(int type, const uint8_t *row, int i)
-{
-    if (type == SLM_TYPE_F32)
-        return ((const float *)row)[i];
-    if (type == SLM_TYPE_F16)
-        return slm_cu_f16_to_f32(((const uint16_t *)row)[i]);
-    const uint8_t *b = row + (size_t)(i / 32) * 34; /* Q8_0 */
-    return slm_cu_f16_to_f32(slm_cu_ld16(b)) * (float)(int8_t)b[2 + i % 32];
-}
-
 __global__ void attend(attn_args a)
 {
     int lane = threadIdx.x;
@@ -90,7 +80,7 @@ __global__ void attend(attn_args a)
         for (int k = 0; k < PER_LANE; k++) {
             int i = lane + 32 * k;
             if (i < a.hd)
-                d += qr[k] * kv_elem(a.kv_type, a.k + off, i);
+                d += qr[k] * slm_cu_kv_elem(a.kv_type, a.k + off, i);
         }
         for (int o = 16; o > 0; o >>= 1)
             d += __shfl_xor_sync(0xffffffffu, d, o);
@@ -99,7 +89,7 @@ __global__ void attend(attn_args a)
         for (int k = 0; k < PER_LANE; k++) {
             int i = lane + 32 * k;
             if (i < a.hd)
-                acc[k] = acc[k] * corr + w * kv_elem(a.kv_type, a.v + off, i);
+                acc[k] = acc[k] * corr + w * slm_cu_kv_elem(a.kv_type, a.v + off, i);
         }
     }
     if (a.n_split == 1) {

@@ -12,6 +12,7 @@
  *     the K types, made exactly as slm_quantize_row_ref makes them;
  *   - the int8 dot product of 32 weights with 32 activations for every
  *     quantized type (dp4a on the device, the same sum on the host);
+ *   - the decoding of a stored K/V element;
  *   - the online-softmax update, the parts a split (flash-decoding) context
  *     is cut into, and the merge of their partial results.
  * Kernels (matvec.cu, matmul.cu, attention.cu, ops.cu) stay thin around
@@ -534,6 +535,20 @@ SLM_CU_HD float slm_cu_dot_part(int type, int block, int block_bytes, const uint
         return slm_cu_dot32(type, row + (size_t)p * block_bytes, (const slm_cu_q8a *)act + p);
     return slm_cu_dot256(type, row + (size_t)(p / 8) * block_bytes,
                          (const slm_cu_q8k *)act + p / 8, (int)(p % 8));
+}
+
+/* ------------------------------------------------------------------------ */
+/* the KV pool                                                               */
+
+/* Element i of a stored K or V row (F32, F16, or Q8_0 blocks of 34 bytes). */
+SLM_CU_HD float slm_cu_kv_elem(int type, const uint8_t *row, int i)
+{
+    if (type == SLM_TYPE_F32)
+        return ((const float *)row)[i];
+    if (type == SLM_TYPE_F16)
+        return slm_cu_f16_to_f32(((const uint16_t *)row)[i]);
+    const uint8_t *b = row + (size_t)(i / 32) * 34;
+    return slm_cu_f16_to_f32(slm_cu_ld16(b)) * (float)(int8_t)b[2 + i % 32];
 }
 
 /* ------------------------------------------------------------------------ */

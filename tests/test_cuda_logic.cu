@@ -289,7 +289,8 @@ static void split_ranges_cover(void **state)
 }
 
 /* A Q8_0 KV row (kv_store's coding: blocks of 32, the tail zero-padded)
- * decodes to what ref_kv_round says the pool holds. */
+ * holds what ref_kv_round says the pool holds; so do the CPU's Q8_0 and
+ * F16 rows read back with attention's slm_cu_kv_elem. */
 static void q8_0_kv_rows(void **state)
 {
     (void)state;
@@ -310,6 +311,18 @@ static void q8_0_kv_rows(void **state)
             if (!same_float(got[i], want[i]))
                 fail_msg("Q8_0 KV row of %d, element %d: %g, reference %g", hd, i,
                          (double)got[i], (double)want[i]);
+        uint8_t row[9 * 34];
+        float padded[288] = {0};
+        memcpy(padded, src, (size_t)hd * sizeof(float));
+        assert_true(slm_quantize_row_ref(SLM_TYPE_Q8_0, padded, row, (hd + 31) / 32 * 32));
+        for (int i = 0; i < hd; i++)
+            assert_true(same_float(slm_cu_kv_elem(SLM_TYPE_Q8_0, row, i), want[i]));
+        uint16_t h[288];
+        ref_kv_round(SLM_TYPE_F16, src, want, hd);
+        for (int i = 0; i < hd; i++)
+            h[i] = slm_f32_to_f16(src[i]);
+        for (int i = 0; i < hd; i++)
+            assert_true(same_float(slm_cu_kv_elem(SLM_TYPE_F16, (const uint8_t *)h, i), want[i]));
     }
 }
 
