@@ -420,48 +420,6 @@ static bool grow_scratch(void **p, size_t *have, size_t need)
     return true;
 }
 
-/* Checks the step's sizes and cross-references; returns the number of
- * block ids its tables use in *n_bt. */
-static slm_status check_step(const slm_step *s, int *n_bt_out)
-{
-    if (s->n_tokens < 0 || s->n_seqs < 0 || s->n_logit_rows < 0)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "step has negative counts (%d tokens, %d sequences, %d logit rows)",
-                         s->n_tokens, s->n_seqs, s->n_logit_rows);
-    if (s->n_seqs > 0 && (s->block_table_start == NULL || s->block_table_len == NULL))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "step has %d sequences but no block tables",
-                         s->n_seqs);
-    if (s->n_logit_rows > 0 && s->logit_rows == NULL)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "step has %d logit rows but no array",
-                         s->n_logit_rows);
-    int64_t n_bt = 0;
-    for (int i = 0; i < s->n_seqs; i++) {
-        int64_t start = s->block_table_start[i], len = s->block_table_len[i];
-        if (start < 0 || len < 0 || start + len > INT32_MAX)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "sequence %d has block table start %lld length %lld", i,
-                             (long long)start, (long long)len);
-        if (start + len > n_bt)
-            n_bt = start + len;
-    }
-    if (n_bt > 0 && s->block_tables == NULL)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "step has block tables but no block ids");
-    for (int t = 0; t < s->n_tokens && s->seq_of_token; t++)
-        if (s->seq_of_token[t] < 0 || s->seq_of_token[t] >= s->n_seqs)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d belongs to sequence %d of %d",
-                             t, s->seq_of_token[t], s->n_seqs);
-    for (int t = 0; t < s->n_tokens && s->positions; t++)
-        if (s->positions[t] < 0)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d has position %d", t,
-                             s->positions[t]);
-    for (int i = 0; i < s->n_logit_rows; i++)
-        if (s->logit_rows[i] < 0 || s->logit_rows[i] >= s->n_tokens)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT, "logit row %d is token %d of %d", i,
-                             s->logit_rows[i], s->n_tokens);
-    *n_bt_out = (int)n_bt;
-    return SLM_OK;
-}
-
 /* Copies src[0..n) into dst, or fills it with -1 when the step omits it. */
 static void copy_i32(int32_t *dst, const int32_t *src, int n)
 {
@@ -569,8 +527,7 @@ static slm_status cpu_begin_step(slm_backend *b, const slm_step *s)
     be->err_msg[0] = '\0';
     be->n_tokens = be->n_seqs = be->n_bt = be->n_logit = 0;
     int n_bt = 0;
-    slm_status st = s ? check_step(s, &n_bt)
-                      : slm_error(SLM_STATUS_INVALID_ARGUMENT, "begin_step: no step");
+    slm_status st = slm_step_check(s, &n_bt);
     if (st == SLM_OK)
         st = copy_step(be, s, n_bt);
     if (st == SLM_OK)

@@ -23,14 +23,6 @@
 #include "fp16.h"
 #include "quant_blocks.h"
 
-static bool mul_ok(size_t a, size_t b, size_t *out)
-{
-    if (a != 0 && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
-    return true;
-}
-
 /* Creates a pool of desc->n_blocks blocks for every layer, zero-filled
  * (calloc, so untouched pages cost nothing until written). Fails with
  * UNSUPPORTED for a storage type other than F32/F16/Q8_0, INVALID_ARGUMENT
@@ -42,37 +34,20 @@ slm_status slm_cpu_kv_create(slm_backend *b, const slm_kv_desc *desc, slm_kv **o
     *out = NULL;
     slm_cpu_backend *be = slm_cpu_be(b);
     const slm_kv_desc *d = desc;
-    if (d->type != SLM_TYPE_F32 && d->type != SLM_TYPE_F16 && d->type != SLM_TYPE_Q8_0)
-        return slm_error(SLM_STATUS_UNSUPPORTED,
-                         "cpu backend: KV cache type %s is not supported (f32, f16, q8_0)",
-                         slm_type_name((int)d->type));
-    if (d->n_layers < 1 || d->n_blocks < 1 || d->block_size < 1 || d->n_kv_heads < 1 ||
-        d->head_dim < 1 || (int64_t)d->n_blocks * d->block_size > INT32_MAX)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                         "cpu backend: KV pool of %d layers, %d blocks of %d tokens, %d heads of "
-                         "%d",
-                         d->n_layers, d->n_blocks, d->block_size, d->n_kv_heads, d->head_dim);
+    slm_kv_layout lay;
+    slm_status st = slm_kv_layout_of(d, &lay);
+    if (st)
+        return slm_error(st, "cpu backend: %s", slm_last_error());
     slm_kv *kv = calloc(1, sizeof(*kv));
     if (kv == NULL)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
     kv->d = *d;
-    size_t hd = (size_t)d->head_dim;
-    switch (d->type) {
-    case SLM_TYPE_F32: kv->row_bytes = hd * 4, kv->padded_dim = d->head_dim; break;
-    case SLM_TYPE_F16: kv->row_bytes = hd * 2, kv->padded_dim = d->head_dim; break;
-    default:
-        kv->row_bytes = (hd + SLM_QK - 1) / SLM_QK * sizeof(slm_block_q8_0);
-        kv->padded_dim = (int)((hd + SLM_QK - 1) / SLM_QK * SLM_QK);
-        break;
-    }
-    size_t total;
-    if (!mul_ok(kv->row_bytes, (size_t)d->block_size, &kv->head_block_bytes) ||
-        !mul_ok(kv->head_block_bytes, (size_t)d->n_kv_heads, &kv->block_bytes) ||
-        !mul_ok(kv->block_bytes, (size_t)d->n_blocks, &kv->layer_bytes) ||
-        !mul_ok(kv->layer_bytes, (size_t)d->n_layers, &total)) {
-        free(kv);
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "cpu backend: KV pool size overflows");
-    }
+    kv->row_bytes = lay.row_bytes;
+    kv->head_block_bytes = lay.head_block_bytes;
+    kv->block_bytes = lay.block_bytes;
+    kv->layer_bytes = lay.layer_bytes;
+    kv->padded_dim = lay.padded_dim;
+    size_t total = lay.total_bytes;
     kv->k = calloc(1, total);
     kv->v = kv->k ? calloc(1, total) : NULL;
     if (kv->v == NULL) {
@@ -230,38 +205,18 @@ bool slm_cpu_kv_planned(slm_cpu_backend *be, const slm_kv *kv, const char *op)
     return false;
 }
 
-/* A failure for begin_step (returned; begin_step records it for wait). */
-#define PLAN_FAIL(...) slm_error(SLM_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
-
-static slm_status plan_tables(const slm_cpu_backend *be, const slm_kv *kv)
-{
-    for (int s = 0; s < be->n_seqs; s++) {
-        const int32_t *table = be->block_tables + be->bt_start[s];
-        for (int b = 0; b < be->bt_len[s]; b++)
-            if (table[b] < 0 || table[b] >= kv->d.n_blocks)
-                return PLAN_FAIL("sequence %d block %d has id %d, outside the pool's %d blocks",
-                                 s, b, table[b], kv->d.n_blocks);
-    }
-    return SLM_OK;
-}
-
+/* Checks the step's copied arrays against the pool (slm_step_kv_check)
+ * and counts the attention work: Σ (position + 1) over the tokens. */
 slm_status slm_cpu_kv_plan(slm_cpu_backend *be, const slm_kv *kv)
 {
-    int64_t n_slots = (int64_t)kv->d.n_blocks * kv->d.block_size, work = 0;
-    slm_status st = plan_tables(be, kv);
-    for (int t = 0; t < be->n_tokens && !st; t++) {
-        int seq = be->seq_of_token[t], pos = be->positions[t];
-        if (be->kv_slot[t] < 0 || be->kv_slot[t] >= n_slots)
-            return PLAN_FAIL("token %d has KV slot %d outside the pool's %lld slots", t,
-                             be->kv_slot[t], (long long)n_slots);
-        if (seq < 0 || pos < 0)
-            return PLAN_FAIL("token %d has no sequence or position", t);
-        int64_t need = (int64_t)pos / kv->d.block_size + 1;
-        if (need > be->bt_len[seq])
-            return PLAN_FAIL("token %d at position %d needs %lld blocks; sequence %d has %d", t,
-                             pos, (long long)need, seq, be->bt_len[seq]);
-        work += (int64_t)pos + 1;
-    }
+    slm_step view = {.n_tokens = be->n_tokens, .positions = be->positions,
+                     .seq_of_token = be->seq_of_token, .kv_slot = be->kv_slot,
+                     .n_seqs = be->n_seqs, .block_table_start = be->bt_start,
+                     .block_table_len = be->bt_len, .block_tables = be->block_tables};
+    slm_status st = slm_step_kv_check(&view, kv->d.n_blocks, kv->d.block_size);
+    int64_t work = 0;
+    for (int t = 0; t < be->n_tokens && !st; t++)
+        work += (int64_t)be->positions[t] + 1;
     be->attn_pos = work;
     return st;
 }

@@ -90,8 +90,9 @@ typedef struct slm_model_params {
      * CPU's packed kernels), vulkan.device (a device-name substring),
      * vulkan.subgroup (0|1), vulkan.max_buffer (bytes), vulkan.matvec_rows,
      * vulkan.split_min, vulkan.chunk, vulkan.matmul (direct|gpu),
-     * vulkan.cache_dir (pipeline cache folder). An unknown key or a bad
-     * value fails slm_model_open naming it. The library reads no
+     * vulkan.cache_dir (pipeline cache folder), cuda.device (index),
+     * cuda.matvec_rows (-1: always cuBLAS), cuda.split_min. An unknown key
+     * or a bad value fails slm_model_open naming it. The library reads no
      * environment variables; the slm command maps its SLM_* ones here. */
     const char *options;
 } slm_model_params;

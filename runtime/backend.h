@@ -107,6 +107,10 @@ typedef struct slm_backend_params {
     int vk_chunk;              /* Vulkan: dispatches per submitted chunk of a step */
     int vk_matmul;             /* Vulkan: 0 auto, 1 "direct" (register-tiled), 2 "gpu" (shared-memory tiled) */
     const char *cache_dir;     /* a folder for compiled-pipeline caches (NULL: none) */
+    int cuda_device;           /* CUDA: 1 + the index of the device to use (0: device_index decides) */
+    int cuda_matvec_rows;      /* CUDA: matmul of up to this many rows uses the int8 matrix-vector
+                                * kernel, more rows cuBLAS (0: the default, -1: always cuBLAS) */
+    int cuda_split_min;        /* CUDA: context length from which decode attention splits (0: 512) */
 } slm_backend_params;
 
 /* Fills p with the defaults (size set, every knob zero, device chosen). */
@@ -177,6 +181,25 @@ typedef struct slm_kv_desc {
     int head_dim;
     slm_type type;   /* storage type of K and V: F32, F16 or Q8_0 */
 } slm_kv_desc;
+
+/* The byte layout of a paged KV pool as the CPU and CUDA backends store it:
+ * K and V each [layer][block][kv_head][slot][row], so the rows one KV head
+ * reads from one block are contiguous; a row is head_dim values as F32, F16
+ * or Q8_0 blocks (padded_dim / 32 of them, the tail coded as zeros, so any
+ * head_dim works). */
+typedef struct slm_kv_layout {
+    int padded_dim;          /* head_dim rounded up to the storage block (32 for Q8_0) */
+    size_t row_bytes;        /* one head's row of one token */
+    size_t head_block_bytes; /* block_size rows */
+    size_t block_bytes;      /* n_kv_heads head blocks */
+    size_t layer_bytes;      /* n_blocks blocks */
+    size_t total_bytes;      /* n_layers layers: the size of K, and of V */
+} slm_kv_layout;
+
+/* Fills *out for d: SLM_OK; UNSUPPORTED naming a storage type other than
+ * F32, F16 or Q8_0; INVALID_ARGUMENT for a size below 1, more than
+ * INT32_MAX token slots, or a byte count that overflows. */
+slm_status slm_kv_layout_of(const slm_kv_desc *d, slm_kv_layout *out);
 
 /* One KV block copy: every layer's K and V of block src into block dst. */
 typedef struct slm_kv_copy {
@@ -322,10 +345,26 @@ struct slm_backend_ops {
 
 /* The backends compiled into this build. */
 const slm_backend_ops *slm_backend_cpu(void);
+#ifdef SLM_HAVE_CUDA
+const slm_backend_ops *slm_backend_cuda(void); /* cuda/backend_cuda.cu */
+#endif
 
 /* Whether a table can be used by this runtime: SLM_OK, or INTERNAL naming
  * the wrong api_version or the first mandatory slot left NULL. */
 slm_status slm_backend_ops_check(const slm_backend_ops *ops);
+
+/* The begin_step checks every backend makes, with one wording.
+ * slm_step_check: counts ≥ 0, block tables present for the sequences and
+ * within int32, each token's sequence and position (when given) valid, each
+ * logit row a token of the step; *n_bt gets the number of block ids the
+ * tables use. slm_step_kv_check: what the KV ops follow lies in a pool of
+ * n_blocks blocks of block_size tokens (every table's block ids, each
+ * token's slot, enough blocks in its sequence's table for its position; a
+ * missing array fails; call it on a step slm_step_check passed). Both SLM_OK
+ * or INVALID_ARGUMENT naming the first fault; s may point at a backend's
+ * own copies of the arrays. */
+slm_status slm_step_check(const slm_step *s, int *n_bt);
+slm_status slm_step_kv_check(const slm_step *s, int n_blocks, int block_size);
 
 /* SLM_OK when every copy's blocks lie in a pool of n_blocks, else
  * INVALID_ARGUMENT naming the first that does not (the kv_copy ops' check). */

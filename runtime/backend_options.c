@@ -1,6 +1,6 @@
 /*
  * backend_options.c — see backend_options.h. Keys carry their backend's
- * name (cpu.*, vulkan.*), so one string can tune every backend that "auto"
+ * name (cpu.*, vulkan.*, cuda.*), so one string can tune every backend that "auto"
  * may try.
  */
 #include "backend_options.h"
@@ -75,11 +75,21 @@ static slm_status apply(const char *key, const char *v, slm_backend_params *p)
             p->vk_matmul = k;
     } else if (!strcmp(key, "vulkan.cache_dir")) {
         p->cache_dir = v;
+    } else if (!strcmp(key, "cuda.device")) {
+        if (!(st = number(key, v, 0, 1 << 10, &x)))
+            p->cuda_device = (int)x + 1;
+    } else if (!strcmp(key, "cuda.matvec_rows")) {
+        if (!(st = number(key, v, -1, 1 << 20, &x)))
+            p->cuda_matvec_rows = (int)x;
+    } else if (!strcmp(key, "cuda.split_min")) {
+        if (!(st = number(key, v, 1, 1 << 30, &x)))
+            p->cuda_split_min = (int)x;
     } else {
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
                        "unknown backend option '%s' (known: cpu.simd, cpu.act, cpu.pack, vulkan.device, "
                        "vulkan.subgroup, vulkan.max_buffer, vulkan.matvec_rows, "
-                       "vulkan.split_min, vulkan.chunk, vulkan.matmul, vulkan.cache_dir)",
+                       "vulkan.split_min, vulkan.chunk, vulkan.matmul, vulkan.cache_dir, "
+                       "cuda.device, cuda.matvec_rows, cuda.split_min)",
                        key);
     }
     return st;

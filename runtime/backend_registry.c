@@ -20,6 +20,9 @@ static const struct {
     const char *name;
     table_fn table;
 } backends[] = {
+#ifdef SLM_HAVE_CUDA
+    {"cuda", slm_backend_cuda},
+#endif
 #ifdef SLM_HAVE_VULKAN
     {"vulkan", slm_backend_vulkan},
 #endif

@@ -18,6 +18,14 @@
 #define SLM_QK_K 256 /* elements per super-block of the K and IQ4_XS types */
 #define SLM_K_SCALE_BYTES 12
 
+/* C11's _Static_assert is static_assert in C++ (CUDA .cu files read these
+ * structs too). */
+#ifdef __cplusplus
+#define SLM_STATIC_ASSERT static_assert
+#else
+#define SLM_STATIC_ASSERT _Static_assert
+#endif
+
 typedef struct { uint16_t d; uint8_t qs[SLM_QK / 2]; } slm_block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[SLM_QK / 2]; } slm_block_q4_1;
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[SLM_QK / 2]; } slm_block_q5_0;
@@ -65,20 +73,20 @@ typedef struct {
     uint8_t qs[SLM_QK_K / 2];
 } slm_block_iq4_xs;
 
-_Static_assert(sizeof(slm_block_q4_0) == 18, "q4_0 layout");
-_Static_assert(sizeof(slm_block_q4_1) == 20, "q4_1 layout");
-_Static_assert(sizeof(slm_block_q5_0) == 22, "q5_0 layout");
-_Static_assert(sizeof(slm_block_q5_1) == 24, "q5_1 layout");
-_Static_assert(sizeof(slm_block_q8_0) == 34, "q8_0 layout");
-_Static_assert(sizeof(slm_block_q8_1) == 36, "q8_1 layout");
-_Static_assert(sizeof(slm_block_q2_k) == 84, "q2_k layout");
-_Static_assert(sizeof(slm_block_q3_k) == 110, "q3_k layout");
-_Static_assert(sizeof(slm_block_q4_k) == 144, "q4_k layout");
-_Static_assert(sizeof(slm_block_q5_k) == 176, "q5_k layout");
-_Static_assert(sizeof(slm_block_q6_k) == 210, "q6_k layout");
-_Static_assert(sizeof(slm_block_q8_k) == 292, "q8_k layout");
-_Static_assert(sizeof(slm_block_iq4_nl) == 18, "iq4_nl layout");
-_Static_assert(sizeof(slm_block_iq4_xs) == 136, "iq4_xs layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q4_0) == 18, "q4_0 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q4_1) == 20, "q4_1 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q5_0) == 22, "q5_0 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q5_1) == 24, "q5_1 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q8_0) == 34, "q8_0 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q8_1) == 36, "q8_1 layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q2_k) == 84, "q2_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q3_k) == 110, "q3_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q4_k) == 144, "q4_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q5_k) == 176, "q5_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q6_k) == 210, "q6_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_q8_k) == 292, "q8_k layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_iq4_nl) == 18, "iq4_nl layout");
+SLM_STATIC_ASSERT(sizeof(slm_block_iq4_xs) == 136, "iq4_xs layout");
 
 /* The IQ4_NL / IQ4_XS non-linear code book (gguf-facts §3.15). The
  * initializer is a macro too, so device code (CUDA constant memory) can

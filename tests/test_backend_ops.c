@@ -14,7 +14,13 @@
  *           (vk_subgroup −1), split-K attention (vk_split_min 1), chunked
  *           submission (vk_chunk 2) and weights split over several buffers
  *           (a 64 KiB vk_max_buffer);
- *   other   (CUDA, when it lands) every op with its defaults.
+ *   cuda    the ops and long chains once with the defaults, split-K
+ *           attention on every context (cuda_split_min 1), and matmul on
+ *           each side of its crossover: every row count through the int8
+ *           matrix-vector kernel (activations coded as the CPU codes them,
+ *           so the reference models them exactly) and every row count
+ *           through cuBLAS on f16 copies (its own, wider tolerance);
+ *   other   every op with its defaults.
  *
  * Every case draws fresh random inputs (the seed is printed; SLM_TEST_SEED
  * replays it) at ragged sizes, poisons every output with NaN before the run
@@ -30,10 +36,11 @@
  * the CPU's knobs and F16 KV decoder, the GPU device choice, and a check
  * that the comparison itself fails on a wrong result.
  *
- * Usage: test_backend_ops [--cpu | --gpu | --all]. --cpu (the default) is
- * the ctest test test_backend_ops; --gpu (test_gpu_backend_ops) runs every
- * backend but the CPU and exits 77 after "skipped: no device" when none
- * opens.
+ * Usage: test_backend_ops [--cpu | --gpu | --all] [--only NAME]. --cpu (the
+ * default) is the ctest test test_backend_ops; --gpu (test_gpu_backend_ops)
+ * runs every backend but the CPU and exits 77 after "skipped: no device"
+ * when none opens; --only keeps the backend of that name
+ * (test_gpu_cuda_backend_ops: --gpu --only cuda).
  */
 #include "testutil.h"
 
@@ -77,6 +84,7 @@ typedef struct cfg {
     slm_backend_params p;
     unsigned groups;  /* G_* this configuration runs */
     ref_act act;      /* how its matmul sees activations */
+    double mm_rtol;   /* matmul tolerance per Σ|w·x| (0: the f32 one, 4e-6) */
     slm_backend *be;  /* NULL when it did not open */
     char why[256];    /* why it did not open */
 } cfg;
@@ -93,6 +101,7 @@ static int g_ncfg;
 
 static bool is_cpu(const cfg *c) { return !strcmp(c->ops->name, "cpu"); }
 static bool is_vulkan(const cfg *c) { return !strcmp(c->ops->name, "vulkan"); }
+static bool is_cuda(const cfg *c) { return !strcmp(c->ops->name, "cuda"); }
 
 static cfg *add_cfg(int reg, const char *label, unsigned groups, ref_act act)
 {
@@ -160,6 +169,24 @@ static void vulkan_configs(int reg)
     c->p.vk_matmul = 2;
 }
 
+/* The ops and chains with the defaults; split-K attention on every
+ * context; matmul once through the int8 matrix-vector kernel for every row
+ * count and once through cuBLAS for every row count. */
+static void cuda_configs(int reg)
+{
+    add_cfg(reg, "default", (G_EVERY & ~G_MATMUL) | G_CHAIN, REF_ACT_F32);
+    cfg *c = add_cfg(reg, "split-K attention", G_ATTENTION, REF_ACT_F32);
+    c->p.cuda_split_min = 1;
+    c = add_cfg(reg, "matmul int8", G_MATMUL, REF_ACT_Q8);
+    c->p.cuda_matvec_rows = 1 << 20;
+    c = add_cfg(reg, "matmul cublas f16", G_MATMUL, REF_ACT_F32);
+    c->p.cuda_matvec_rows = -1;
+    /* weights and activations each rounded to f16 once (≤ 2⁻¹¹ relative
+     * each, so ≤ 2·2⁻¹¹ + 2⁻²² per product), summed in f32: 1.1e-3 of
+     * Σ|w·x| bounds it. */
+    c->mm_rtol = 1.1e-3;
+}
+
 /* Opens every configuration of backend reg; a GPU backend whose first
  * configuration does not open has no device here, and its others are
  * dropped. Returns how many opened. */
@@ -187,19 +214,22 @@ static int open_backend(int reg, int first)
 
 /* Builds and opens the configurations of the backends `mode` selects
  * ("cpu", "gpu" or "all"). Returns how many opened. */
-static int setup_configs(const char *mode)
+static int setup_configs(const char *mode, const char *only)
 {
     int opened = 0;
     for (int reg = 0; reg < slm_backend_count(); reg++) {
         const slm_backend_ops *ops = slm_backend_at(reg);
         bool cpu = !strcmp(ops->name, "cpu");
-        if ((cpu && !strcmp(mode, "gpu")) || (!cpu && !strcmp(mode, "cpu")))
+        if ((cpu && !strcmp(mode, "gpu")) || (!cpu && !strcmp(mode, "cpu")) ||
+            (only && strcmp(ops->name, only)))
             continue;
         int first = g_ncfg;
         if (cpu)
             cpu_configs(reg);
         else if (!strcmp(ops->name, "vulkan"))
             vulkan_configs(reg);
+        else if (!strcmp(ops->name, "cuda"))
+            cuda_configs(reg);
         else /* CUDA and later backends: every op with their own defaults */
             add_cfg(reg, "default", G_EVERY, REF_ACT_F32);
         opened += open_backend(reg, first);
@@ -398,15 +428,15 @@ static slm_weight *load_ok(const cfg *c, slm_type type, int64_t rows, int64_t co
  * F16 KV or a weight type is a regression, not a skip). */
 static bool must_support(const cfg *c, const slm_support_query *q)
 {
-    if (!is_cpu(c) && !is_vulkan(c))
+    if (!is_cpu(c) && !is_vulkan(c) && !is_cuda(c))
         return false; /* a new backend: its refusals are printed, not failed */
     switch (q->op) {
     case SLM_OP_KV_STORE:
     case SLM_OP_ATTENTION:
     case SLM_OP_KV_COPY:
-        /* Q8_0 KV is the CPU's alone; Vulkan refuses it (checked below) */
+        /* Q8_0 KV: the CPU and CUDA; Vulkan refuses it (checked below) */
         return q->type == SLM_TYPE_F32 || q->type == SLM_TYPE_F16 ||
-               (q->type == SLM_TYPE_Q8_0 && is_cpu(c));
+               (q->type == SLM_TYPE_Q8_0 && !is_vulkan(c));
     default: return true;
     }
 }
@@ -712,7 +742,7 @@ static void matmul_case(const cfg *c, slm_type type, int64_t out, int64_t in, in
      * (+|add|), plus 3e-7 for sums that cancel to ~0. (Seen: < 6e-7.) */
     double *tol = dalloc(ny);
     for (size_t k = 0; k < ny; k++)
-        tol[k] = 4e-6 * mag[k] + 3e-7;
+        tol[k] = (c->mm_rtol > 0 ? c->mm_rtol : 4e-6) * mag[k] + 3e-7;
     expect_close(c, what, got, ref, tol, ny);
     free(tol);
     free(mag);
@@ -1728,7 +1758,7 @@ static void cpu_f16_kv_decoder(void **state)
 }
 
 /* A GPU backend: an index past its devices is NOT_FOUND; Vulkan names a
- * device nobody has; "GPU only" refuses a CPU implementation such as
+ * device nobody has, CUDA an index by cuda_device; "GPU only" refuses a CPU implementation such as
  * lavapipe when that is what opened. */
 static void gpu_device_one(const cfg *c)
 {
@@ -1746,6 +1776,13 @@ static void gpu_device_one(const cfg *c)
         assert_int_equal(c->ops->open(&p, &be), SLM_STATUS_NOT_FOUND);
         assert_non_null(strstr(slm_last_error(), "no-such-device-xyz"));
         p.vk_device = NULL;
+    }
+    if (is_cuda(c)) { /* cuda.device 999: an index past the devices, named */
+        p.device_index = SLM_DEVICE_ANY;
+        p.cuda_device = 1000;
+        assert_int_equal(c->ops->open(&p, &be), SLM_STATUS_NOT_FOUND);
+        assert_non_null(strstr(slm_last_error(), "999"));
+        p.cuda_device = 0;
     }
     p.device_index = SLM_DEVICE_GPU_ONLY;
     slm_status st = c->ops->open(&p, &be);
@@ -1766,17 +1803,19 @@ static void gpu_device_choice(void **state)
 
 int main(int argc, char **argv)
 {
-    const char *mode = "cpu";
+    const char *mode = "cpu", *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cpu") || !strcmp(argv[i], "--gpu") || !strcmp(argv[i], "--all")) {
             mode = argv[i] + 2;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--cpu | --gpu | --all]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--cpu | --gpu | --all] [--only NAME]\n", argv[0]);
             return 2;
         }
     }
     tu_seed();
-    if (setup_configs(mode) == 0) {
+    if (setup_configs(mode, only) == 0) {
         printf("skipped: no device\n");
         return 77;
     }

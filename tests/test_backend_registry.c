@@ -80,11 +80,23 @@ static void test_options(void **state)
     assert_int_equal(bp.vk_chunk, 3);
     assert_int_equal(bp.vk_subgroup, -1);
     assert_int_equal(bp.vk_matmul, 2);
+    /* CUDA's: the device index is kept as 1 + index (0 leaves device_index
+     * to decide), -1 rows sends every matmul to cuBLAS */
+    assert_int_equal(slm_backend_options_parse("cuda.device=0 cuda.matvec_rows=-1,"
+                                               "cuda.split_min=64",
+                                               &bp, store, sizeof store),
+                     SLM_OK);
+    assert_int_equal(bp.cuda_device, 1);
+    assert_int_equal(bp.cuda_matvec_rows, -1);
+    assert_int_equal(bp.cuda_split_min, 64);
     const char *bad[][2] = {
         {"cpu.simdd=avx2", "unknown backend option 'cpu.simdd'"},
         {"cpu.act=q4", "cpu.act=q4"},
         {"vulkan.chunk=0", "vulkan.chunk=0"},
         {"vulkan.chunk=2x", "vulkan.chunk=2x"},
+        {"cuda.device=-1", "cuda.device=-1"},
+        {"cuda.matvec_rows=-2", "cuda.matvec_rows=-2"},
+        {"cuda.split_min=0", "cuda.split_min=0"},
         {"novalue", "'novalue' is not key=value"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -32,6 +32,11 @@
  * continuation equal to the CPU's for at least 6 of the prompts — the Vulkan
  * issue's terms (ctest: test_gpu_vulkan_reference; on lavapipe measured
  * 100% agreement, KL ~1e-7, 10 of 10 continuations equal, in under 4 min).
+ * CUDA runs twice: with SLM_CUDA_MATVEC_ROWS=-1 every matmul goes through
+ * cuBLAS on f16 copies, held to these same terms (test_gpu_cuda_reference);
+ * with its defaults small matmuls (decode) code activations in 8 bits as
+ * the CPU's q8 does, so it is held to the q8 floors, against transformers
+ * and the peer alike (test_gpu_cuda_reference_int8). Not yet run on a GPU.
  */
 #include <math.h>
 #include <stdio.h>
@@ -152,13 +157,24 @@ static int setup(void **state)
     slm_backend_params bp;
     tu_backend_params(&bp);
     const char *bn = getenv("SLM_TEST_BACKEND");
-    if (slm_backend_open_by_name(bn ? bn : "cpu", &bp, &fx->be) || slm_model_load(MODEL, fx->be, NULL, NULL, &fx->m) ||
+    slm_status st = slm_backend_open_by_name(bn ? bn : "cpu", &bp, &fx->be);
+    if (st && bn && strcmp(bn, "cpu") && (st == SLM_STATUS_DEVICE || st == SLM_STATUS_NOT_FOUND)) {
+        printf("skipped: no device (%s)\n", slm_last_error());
+        free(fx);
+        *state = NULL;
+        return 0;
+    }
+    if (st || slm_model_load(MODEL, fx->be, NULL, NULL, &fx->m) ||
         slm_session_create(fx->m, 256, 64, SLM_TYPE_F16, &fx->s) || !read_ref(&fx->r)) {
         fprintf(stderr, "setup failed: %s\n", slm_last_error());
         return -1;
     }
     const char *act = getenv("SLM_CPU_ACT");
-    fx->exact = strcmp(fx->be->ops->name, "cpu") != 0 || (act && !strcmp(act, "q8x2"));
+    /* CUDA's small matmuls (decode) code activations in 8 bits as the
+     * CPU's q8 does, unless SLM_CUDA_MATVEC_ROWS=-1 sends all to cuBLAS */
+    const char *name = fx->be->ops->name, *mv = getenv("SLM_CUDA_MATVEC_ROWS");
+    bool int8 = !strcmp(name, "cuda") && !(mv && !strcmp(mv, "-1"));
+    fx->exact = (strcmp(name, "cpu") && !int8) || (act && !strcmp(act, "q8x2"));
     printf("backend: %s (%s)\n", fx->be->ops->describe(fx->be),
            fx->exact ? "the issue's thresholds" : "measured floors of 8-bit activations");
     if (strcmp(fx->be->ops->name, "cpu") != 0) {
@@ -238,7 +254,7 @@ static void test_teacher_forced(void **state)
         double pr = (double)peer_agree / total, pk = peer_kl / total;
         printf("against the CPU (q8x2) over %ld positions: argmax agreement %.2f%%, "
                "mean KL %.2e nats\n", total, 100 * pr, pk);
-        assert_true(pr >= 0.99);
+        assert_true(pr >= (fx->exact ? 0.99 : 0.96));
         assert_true(pk < 0.01);
     }
     double rate = (double)agree / total, mean_kl = kl_sum / total;
@@ -327,7 +343,7 @@ static void test_greedy(void **state)
         assert_true(same >= 1);
     if (fx->cpu_s) {
         printf("greedy continuations equal to the CPU's: %d of %u\n", same_peer, r->n_prompts);
-        assert_true(same_peer >= 6);
+        assert_true(same_peer >= (fx->exact ? 6 : 2));
     }
 }
 

@@ -109,7 +109,7 @@ static void check_on(slm_backend *be, const char *label, const char *name, const
 }
 
 /* On the CPU at every SIMD level (bitwise batch invariance), or, with
- * SLM_TEST_BACKEND=vulkan, on the Vulkan backend (f32 activations, so the
+ * SLM_TEST_BACKEND=vulkan (or cuda, bounds below), on the Vulkan backend (f32 activations, so the
  * quantized models' bound is the F32 one; matvec and tiled matmul sum in
  * different orders, so chunked and token-by-token agree to 1e-4, not bitwise). */
 static void check_model(const char *name, double bound)
@@ -128,7 +128,17 @@ static void check_model(const char *name, double bound)
             free(r.tokens), free(r.logits);
             skip();
         }
-        check_on(be, bn, name, &r, 1e-3, false, 1e-4);
+        if (!strcmp(bn, "cuda")) {
+            /* CUDA: decode rows through 8-bit activations (the CPU's q8
+             * bound), chunks through cuBLAS on f16 copies; chunked and
+             * token-by-token differ by both. NOTE: chosen, not yet measured
+             * on a GPU: the f32/f16 models' 5e-2 is a guess at f16 rounding
+             * over the tiny models' layers. */
+            double b = bound > 5e-2 ? bound : 5e-2;
+            check_on(be, bn, name, &r, b, false, b);
+        } else {
+            check_on(be, bn, name, &r, 1e-3, false, 1e-4);
+        }
         be->ops->close(be);
     }
     for (int lv = 0; !(bn && *bn && strcmp(bn, "cpu")) && lv < SLM_SIMD_COUNT; lv++) {

@@ -26,6 +26,9 @@ static const struct {
     {"SLM_VK_SPLIT_MIN", "vulkan.split_min"},
     {"SLM_VK_CHUNK", "vulkan.chunk"},
     {"SLM_VK_MATMUL", "vulkan.matmul"},
+    {"SLM_CUDA_DEVICE", "cuda.device"},
+    {"SLM_CUDA_MATVEC_ROWS", "cuda.matvec_rows"},
+    {"SLM_CUDA_SPLIT_MIN", "cuda.split_min"},
 };
 
 /* The value, or NULL when unset or empty (both mean "not asked for"). */

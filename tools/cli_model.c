@@ -98,7 +98,7 @@ void slm_cli_common_init(slm_cli_common *o)
 const char *slm_cli_common_help =
     "  -m, --model PATH     GGUF model (default: " SLM_DEFAULT_MODEL ")\n"
     "  -t, --threads N      CPU threads (default: one per core)\n"
-    "  --backend NAME       cpu, vulkan or auto (default: $SLM_BACKEND, else auto)\n"
+    "  --backend NAME       cpu, vulkan, cuda or auto (default: $SLM_BACKEND, else auto)\n"
     "  -v, --verbose        say what was loaded where, with progress lines\n"
     "  -h, --help           this text\n"
     "\n"
@@ -114,5 +114,8 @@ const char *slm_cli_common_help =
     "  SLM_VK_MATVEC_ROWS, SLM_VK_SPLIT_MIN, SLM_VK_CHUNK\n"
     "                       Vulkan kernel thresholds (tests reach every path with them)\n"
     "  SLM_VK_MATMUL        direct or gpu: the Vulkan matmul kernel family\n"
+    "  SLM_CUDA_DEVICE      the CUDA device's index\n"
+    "  SLM_CUDA_MATVEC_ROWS, SLM_CUDA_SPLIT_MIN\n"
+    "                       CUDA kernel thresholds (-1 rows: every matmul on cuBLAS)\n"
     "  XDG_CACHE_HOME, HOME the Vulkan pipeline cache goes to $XDG_CACHE_HOME/slm,\n"
     "                       else $HOME/.cache/slm\n";

@@ -350,40 +350,6 @@ static void put(int32_t *img, size_t at, const int32_t *src, int n)
         img[at + (size_t)i] = src ? src[i] : -1;
 }
 
-static slm_status step_check(const slm_step *s, int *n_bt)
-{
-    if (s->n_tokens < 0 || s->n_seqs < 0 || s->n_logit_rows < 0)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step: negative counts");
-    *n_bt = 0;
-    for (int q = 0; q < s->n_seqs; q++) {
-        if (!s->block_table_start || !s->block_table_len || !s->block_tables)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "vulkan: begin_step: %d sequences without block tables", s->n_seqs);
-        int32_t a = s->block_table_start[q], l = s->block_table_len[q];
-        if (a < 0 || l < 0 || a > INT32_MAX - l)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "vulkan: begin_step: sequence %d's block table at %d, length %d", q, a,
-                             l);
-        if (a + l > *n_bt)
-            *n_bt = a + l;
-    }
-    for (int t = 0; t < s->n_tokens; t++) {
-        if (s->seq_of_token && (s->seq_of_token[t] < 0 || s->seq_of_token[t] >= s->n_seqs))
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "vulkan: begin_step: token %d in sequence %d of %d", t,
-                             s->seq_of_token[t], s->n_seqs);
-        if (s->positions && s->positions[t] < 0)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "vulkan: begin_step: token %d at position %d", t, s->positions[t]);
-    }
-    for (int r = 0; r < s->n_logit_rows; r++) {
-        if (!s->logit_rows || s->logit_rows[r] < 0 || s->logit_rows[r] >= s->n_tokens)
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "vulkan: begin_step: logit row %d is not a token of the step", r);
-    }
-    return SLM_OK;
-}
-
 static slm_status begin(slm_vk_backend *be, const slm_step *s)
 {
     int n_bt = 0;
@@ -393,7 +359,7 @@ static slm_status begin(slm_vk_backend *be, const slm_step *s)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step inside a step");
     if (!s)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "vulkan: begin_step: no step");
-    slm_status st = step_check(s, &n_bt);
+    slm_status st = slm_step_check(s, &n_bt);
     if (st)
         return st;
     size_t n = (size_t)s->n_tokens, ns = (size_t)s->n_seqs;
