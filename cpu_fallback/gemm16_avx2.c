@@ -192,7 +192,7 @@ INLINE void q4_k_impl(int64_t n, const void *w, const void *x, size_t xs, int nc
     q4_k_half(n, w, x, xs, nc, out, 0);
     q4_k_half(n, w, x, xs, nc, out, 1);
 }
-SLM_DOT_DISPATCH(gemm_q4_k, q4_k_impl)
+SLM_DOT_DISPATCH8(gemm_q4_k, q4_k_impl)
 
 const slm_gemm16_kernels slm_gemm16_avx2 = {
     .fn =
@@ -201,12 +201,15 @@ const slm_gemm16_kernels slm_gemm16_avx2 = {
             [SLM_TYPE_Q4_1] = gemm_q4_1,
             [SLM_TYPE_Q4_K] = gemm_q4_k,
         },
-    /* activation rows per call: four keeps the partial sums of every row
-     * and the decoded codes within AVX2's sixteen registers */
+    /* activation rows per call: four keeps Q4_0/Q4_1's partial sums and
+     * decoded codes within AVX2's sixteen registers; Q4_K keeps its sums
+     * in memory between super-blocks, and eight rows measured 8% faster
+     * than four (bench_matmul, 64 rows, 133 -> 144 GFLOP/s; Q4_0 unchanged
+     * at eight, 160 -> 160) */
     .cols =
         {
             [SLM_TYPE_Q4_0] = 4,
             [SLM_TYPE_Q4_1] = 4,
-            [SLM_TYPE_Q4_K] = 4,
+            [SLM_TYPE_Q4_K] = 8,
         },
 };
