@@ -16,6 +16,11 @@
 #     a message, level 1 still reported;
 #   - a profile with a missing or bad field, an unknown --hardware name, bad
 #     option values: one error line naming the culprit, exit status 1;
+#   - --url against a real `slm serve` (started here with test_server.py's
+#     helper) on a free port: levels with positive throughput, TTFT within
+#     end-to-end, the streamed usage's token counts, the engine-only
+#     figures (KV blocks, host memory) null; nothing listening on the URL:
+#     one error line naming it, exit status 1;
 #   - --help describes the options.
 # Nothing is asserted about speed (benchmarks report; tests never time).
 # Run: SLM_BUILD_DIR=build python3 tests/test_cli_cost.py (from the source root).
@@ -27,6 +32,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 from cli_e2e import MODEL, check, run_tests, slm
+from test_server import Server
 
 TINY = ["--in", "8", "--out", "4", "--requests", "2"]
 
@@ -139,6 +145,47 @@ def test_stops_when_users_do_not_fit():
     check("sweep stopped: level 2" in out, "said in the report", out)
 
 
+def test_url_against_slm_serve():
+    srv = Server()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            js = os.path.join(d, "u.json")
+            url = "http://127.0.0.1:%d" % srv.port
+            rc, out, err = slm(["cost", "--url", url, "--levels", "1,2", *TINY, "--json", js])
+            check(rc == 0, "the sweep against the server runs", (rc, err, srv.log))
+            r = json.load(open(js))
+    finally:
+        srv.stop()
+    check(r["backend"] == url and r["model_sha256"] is None, "backend is the URL", r)
+    check(r["model"] == os.path.basename(MODEL)[:-len(".gguf")], "the model the server named",
+          r["model"])
+    check(r["hardware"]["note"].startswith("--url"), "not priced without --hardware", r)
+    check([lv["level"] for lv in r["levels"]] == [1, 2], "both levels", r["levels"])
+    for lv in r["levels"]:
+        check(lv["requests"] == 2 and lv["input_tokens"] == 16 and lv["output_tokens"] == 8,
+              "token counts from the stream's usage", lv)
+        check(lv["output_tok_s"] > 0 and lv["input_tok_s"] > 0 and lv["requests_s"] > 0,
+              "positive throughput", lv)
+        for k in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            p = lv[k]
+            check(0 < p["p50"] <= p["p90"] <= p["p99"], "%s percentiles ordered" % k, p)
+        check(lv["ttft_ms"]["p99"] <= lv["e2e_ms"]["p99"] and
+              lv["ttft_ms"]["p50"] <= lv["e2e_ms"]["p50"], "TTFT within end-to-end", lv)
+        for k in ("kv_blocks_peak", "kv_blocks_total", "kv_pool_bytes", "host_peak_bytes",
+                  "device_used_bytes", "cached_tokens", "preemptions", "cost"):
+            check(lv[k] is None, "%s absent, not zero" % k, lv)
+    check("| - | - |" in out, "Markdown shows the absent figures as -", out)
+
+
+def test_url_nothing_listening():
+    rc, out, err = slm(["cost", "--url", "http://127.0.0.1:1", "--levels", "1,2", *TINY])
+    lines = err.splitlines()
+    check(rc == 1 and len(lines) == 1 and lines[0].startswith("slm cost: http://127.0.0.1:1/"),
+          "one error line naming the URL", (rc, err))
+    check("connect" in lines[0].lower(), "says it could not connect", lines[0])
+    check(out == "", "nothing on stdout", out)
+
+
 def one_error(args, *needles):
     rc, out, err = cost(*args)
     lines = err.splitlines()
@@ -171,11 +218,15 @@ def test_option_errors():
     one_error(["--mix", "code"], "--mix")
     one_error(["--out", "1"], "--out")
     one_error(["--frobnicate", "1"], "--frobnicate")
+    one_error(["--url", "127.0.0.1:8080"], "--url")
+    one_error(["--url", "http://127.0.0.1:8080", "--kv-bytes-max", "1000"], "--kv-bytes-max")
     rc, out, err = slm(["cost", "--help"])
     check(rc == 0 and out.startswith("usage: slm cost") and "--levels" in out and
-          "lognormal" in out and "--kv-bytes-max" in out, "--help", (rc, out))
+          "lognormal" in out and "--kv-bytes-max" in out and "--url" in out and
+          "ignore_eos" in out, "--help", (rc, out))
 
 
 if __name__ == "__main__":
     sys.exit(run_tests([test_sweep_reports, test_stops_when_users_do_not_fit,
-                        test_profile_errors, test_option_errors]))
+                        test_profile_errors, test_option_errors, test_url_against_slm_serve,
+                        test_url_nothing_listening]))

@@ -7,7 +7,10 @@
  * --hardware says), and reported as a Markdown table on stdout and, when
  * asked, JSON and Markdown files (cost_report.c) and SVG charts
  * (cost_chart.c); --compare puts two JSON reports side by side
- * (cost_compare.c). "Goodput" is the level
+ * (cost_compare.c). With --url the same sweep runs against an
+ * OpenAI-compatible server over HTTP (cost_http.c) instead of the engine
+ * in-process, so slm serve, llama-server and vLLM are measured alike.
+ * "Goodput" is the level
  * with the highest output throughput — and so the lowest cost — whose p99
  * TTFT and p99 time per output token meet the targets.
  *
@@ -33,6 +36,7 @@ typedef struct {
     long n_in, n_out, requests, seed, kv_bytes_max;
     bool chat;
     const char *hardware, *hardware_dir, *json, *md, *svg;
+    const char *url, *api_key; /* --url: a server instead of the engine */
     const char *compare[2]; /* --compare A B: no sweep */
     double usd_per_kwh, utilization, ttft_ms, tpot_ms;
 } cost_opts;
@@ -74,7 +78,24 @@ static void help(void)
         "                       when priced, PREFIX-cost.svg ($/M output tokens vs p99\n"
         "                       TPOT, with lines at the hosted prices $0.5, $5, $7 /Mtok)\n"
         "  --compare A B        instead of a sweep: two --json reports side by side, with\n"
-        "                       B/A ratios, for each level both have\n\n"
+        "                       B/A ratios, for each level both have\n"
+        "  --url URL            instead of the engine in-process, an OpenAI-compatible\n"
+        "                       server (slm serve, llama-server, vLLM) at URL, e.g.\n"
+        "                       http://127.0.0.1:8080: each request is a streamed POST\n"
+        "                       URL/v1/completions whose prompt is a list of token ids\n"
+        "                       (uniform in [%d, %d), so the input length is exact\n"
+        "                       whatever the server's tokenizer) with max_tokens, ignore_eos\n"
+        "                       and stream_options.include_usage; -m is not used. TTFT is\n"
+        "                       the POST to the first event with text; output tokens are\n"
+        "                       the stream's usage.completion_tokens, else one per event\n"
+        "                       with text; TPOT is (last - first text event) / (tokens -\n"
+        "                       1); end-to-end runs to data: [DONE]. The server's KV\n"
+        "                       blocks and memory are not seen: reported as null / \"-\".\n"
+        "                       Prices need --hardware (the server's device is not\n"
+        "                       detected) and use the profile's power. The report's\n"
+        "                       machine is where slm cost ran\n"
+        "  --api-key KEY        --url: send 'Authorization: Bearer KEY' (default: the\n"
+        "                       SLM_API_KEY environment variable, if set)\n\n"
         "Per level: output tok/s (all users), per-user tok/s (1000 / median TPOT), input\n"
         "tok/s, requests/s; TTFT (submit to first token), TPOT ((end - first token) /\n"
         "(tokens - 1)) and end-to-end latency at p50/p90/p99; peak KV blocks in use;\n"
@@ -86,7 +107,8 @@ static void help(void)
         "the whole cost to that kind of token alone; blended divides it by both.\n\n%s",
         SLM_COST_CHAT_IN_MEDIAN, SLM_COST_CHAT_IN_SIGMA, SLM_COST_CHAT_IN_MIN,
         SLM_COST_CHAT_IN_MAX, SLM_COST_CHAT_OUT_MEDIAN, SLM_COST_CHAT_OUT_SIGMA,
-        SLM_COST_CHAT_OUT_MIN, SLM_COST_CHAT_OUT_MAX, slm_cli_common_help);
+        SLM_COST_CHAT_OUT_MIN, SLM_COST_CHAT_OUT_MAX, SLM_COST_URL_TOKEN_LO,
+        SLM_COST_URL_TOKEN_HI, slm_cli_common_help);
 }
 
 /* A number option in (lo, hi]. */
@@ -136,6 +158,8 @@ static bool value_opt(cost_opts *o, const char *a, const char *v, bool *known)
                        : !strcmp(a, "--json")         ? &o->json
                        : !strcmp(a, "--md")           ? &o->md
                        : !strcmp(a, "--svg")          ? &o->svg
+                       : !strcmp(a, "--url")          ? &o->url
+                       : !strcmp(a, "--api-key")      ? &o->api_key
                                                       : NULL;
     *known = dst != NULL;
     if (dst)
@@ -154,6 +178,7 @@ static int parse(int argc, char **argv, cost_opts *o)
     o->n_in = 512, o->n_out = 128, o->seed = 1;
     o->hardware_dir = "bench/hardware";
     o->usd_per_kwh = 0.15, o->utilization = 1, o->ttft_ms = 1000, o->tpot_ms = 100;
+    o->api_key = getenv("SLM_API_KEY");
     bool fixed_given = false;
     for (int i = 1; i < argc; i++) {
         int c = slm_cli_common_opt("cost", &o->c, argc, argv, &i);
@@ -185,6 +210,11 @@ static int parse(int argc, char **argv, cost_opts *o)
     }
     if (o->chat && fixed_given)
         return slm_cli_fail("cost", "--mix chat draws the lengths: drop --in and --out");
+    if (o->url && o->kv_bytes_max)
+        return slm_cli_fail("cost", "--kv-bytes-max caps slm's own engine; with --url the "
+                            "server sizes its KV pool");
+    if (o->url && strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8))
+        return slm_cli_fail("cost", "--url expects http://HOST:PORT, got '%s'", o->url);
     return 0;
 }
 
@@ -249,6 +279,13 @@ static int goodput(const slm_cost_level *lv, int n)
 static int pick_profile(const cost_opts *o, slm_cost_run *run, slm_cost_profile *p, char *note,
                         size_t cap)
 {
+    if (o->url && !o->hardware) {
+        /* Said in the report's header; stderr keeps to progress and errors. */
+        snprintf(note, cap, "--url: the server's device is not detected; --hardware NAME "
+                 "prices it");
+        run->hw_note = note;
+        return 0;
+    }
     int rc = slm_cost_profile_find(o->hardware_dir, o->hardware, run->backend, run->cores, p,
                                    note, cap);
     if (rc < 0)
@@ -274,13 +311,19 @@ static void level_line(const slm_cost_level *l)
 /* Runs the levels in order into lv; stops at the first the engine cannot
  * take (stopped says why). Returns the count done, -1 on an error. */
 static int sweep(const cost_opts *o, slm_model *m, const slm_cost_request *reqs,
-                 slm_cost_level *lv, char *stopped, size_t cap)
+                 slm_cost_level *lv, char *stopped, size_t cap, char *served, size_t served_cap)
 {
     int n = 0;
     for (int k = 0; k < o->n_levels; k++) {
-        int rc = slm_cost_run_level("cost", m, reqs, requests_at(o, o->levels[k]), o->levels[k],
-                                    (uint64_t)o->seed, (uint64_t)o->kv_bytes_max, &lv[n],
-                                    stopped, cap);
+        int n_reqs = requests_at(o, o->levels[k]);
+        /* A server's failure stops the sweep as an error (rc 1): unlike the
+         * engine's own out-of-memory, its cause is not known to be the level. */
+        int rc = o->url ? slm_cost_run_level_url("cost", o->url, o->api_key, reqs, n_reqs,
+                                                 o->levels[k], (uint64_t)o->seed, &lv[n], served,
+                                                 served_cap)
+                        : slm_cost_run_level("cost", m, reqs, n_reqs, o->levels[k],
+                                             (uint64_t)o->seed, (uint64_t)o->kv_bytes_max, &lv[n],
+                                             stopped, cap);
         if (rc == 2) {
             fprintf(stderr, "slm cost: stopping the sweep: %s\n", stopped);
             break;
@@ -314,9 +357,25 @@ static int describe_run(const cost_opts *o, slm_model *m, slm_cost_run *run, cha
     return 0;
 }
 
+/* --url: the facts of a run against a server (no model file here). */
+static void describe_url_run(const cost_opts *o, slm_cost_run *run)
+{
+    *run = (slm_cost_run){.model = o->url, .backend = o->url, .commit = SLM_GIT_COMMIT,
+                          .workload = o->chat ? "chat" : "fixed", .fixed_in = (int)o->n_in,
+                          .fixed_out = (int)o->n_out, .requests_per_level = (int)o->requests,
+                          .seed = (uint64_t)o->seed, .ttft_target_ms = o->ttft_ms,
+                          .tpot_target_ms = o->tpot_ms, .usd_per_kwh = o->usd_per_kwh,
+                          .utilization = o->utilization, .stopped = "", .goodput = -1};
+    snprintf(run->host, sizeof run->host, "unknown");
+    gethostname(run->host, sizeof run->host);
+    slm_cli_cpu_name(run->cpu, sizeof run->cpu);
+    run->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int report(const cost_opts *o, slm_cost_run *run, slm_cost_level *lv, int n)
 {
-    bool cpu = !strncmp(run->backend, "cpu", 3);
+    /* RAPL is this machine's: a server's power is the profile's. */
+    bool cpu = !o->url && !strncmp(run->backend, "cpu", 3);
     for (int i = 0; i < n; i++)
         price(o, run, cpu, &lv[i]);
     run->goodput = goodput(lv, n);
@@ -339,20 +398,26 @@ int slm_cmd_cost(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (o.compare[0])
         return slm_cost_compare("cost", o.compare[0], o.compare[1]);
-    slm_model *m;
-    if (slm_cli_load("cost", &o.c, &m, NULL))
+    slm_model *m = NULL;
+    if (!o.url && slm_cli_load("cost", &o.c, &m, NULL))
         return 1;
     int n_reqs = 0, n = 0;
     slm_cost_request *reqs = workload(&o, &n_reqs);
     slm_cost_level *lv = calloc(MAX_LEVELS, sizeof *lv);
     slm_cost_run run;
     slm_cost_profile hw;
-    char sha[65], note[1024], stopped[1024] = "";
-    rc = !reqs || !lv ? slm_cli_fail("cost", "out of memory") : describe_run(&o, m, &run, sha);
+    char sha[65], note[1024], stopped[1024] = "", served[128] = "";
+    if (o.url && reqs && lv)
+        describe_url_run(&o, &run);
+    rc = !reqs || !lv ? slm_cli_fail("cost", "out of memory")
+         : o.url      ? 0
+                      : describe_run(&o, m, &run, sha);
     if (!rc)
         rc = pick_profile(&o, &run, &hw, note, sizeof note);
-    if (!rc && (n = sweep(&o, m, reqs, lv, stopped, sizeof stopped)) < 0)
+    if (!rc && (n = sweep(&o, m, reqs, lv, stopped, sizeof stopped, served, sizeof served)) < 0)
         rc = 1;
+    if (served[0]) /* the model the server named in its stream */
+        run.model = served;
     run.stopped = stopped;
     if (!rc && n == 0)
         rc = slm_cli_fail("cost", "no level ran: %s", stopped);
@@ -360,6 +425,7 @@ int slm_cmd_cost(int argc, char **argv)
         rc = report(&o, &run, lv, n);
     free(reqs);
     free(lv);
-    slm_model_close(m);
+    if (m)
+        slm_model_close(m);
     return rc;
 }

@@ -2,7 +2,9 @@
  * cost.h — `slm cost`'s pieces: the hardware profiles and the cost
  * arithmetic (cost_model.c, libc only, so the unit test compiles it alone),
  * the closed-loop sweep of one concurrency level through the public engine
- * (cost_sweep.c) and the reports (cost_report.c). cmd_cost.c ties them up.
+ * (cost_sweep.c) or, with --url, through an OpenAI-compatible server's
+ * streaming API (cost_http.c), and the reports (cost_report.c). cmd_cost.c
+ * ties them up.
  *
  * NOTE: like cli.h this header reaches slm.h alone: `slm cost` is a
  * front-end of the public API (tests/cli/public_only.sh checks it).
@@ -124,6 +126,10 @@ typedef struct slm_cost_level {
     uint64_t host_peak_bytes;   /* VmHWM: the process's peak so far */
     uint64_t device_used_bytes; /* 0: the backend does not tell */
     double power_w;             /* RAPL, < 0 when not measured */
+    /* Measured through a server's HTTP API (--url): the KV blocks, cached
+     * tokens, preemptions and memory are the server's own, which this
+     * process cannot see; the reports give them as absent (null, "-"). */
+    bool remote;
     /* cost (cmd_cost.c) */
     bool priced;
     const char *power_source;   /* "rapl", "profile", "cloud price" */
@@ -143,6 +149,35 @@ typedef struct slm_cost_level {
 int slm_cost_run_level(const char *cmd, slm_model *m, const slm_cost_request *reqs, int n,
                        int level, uint64_t seed, uint64_t kv_bytes_max, slm_cost_level *out,
                        char *why, size_t cap);
+
+/* Request i's n_in prompt tokens, uniform in [lo, hi), from (seed, i)
+ * alone: every run and every level sees the same prompts. */
+void slm_cost_prompt(uint64_t seed, int i, int n_in, int32_t lo, int32_t hi, int32_t *out);
+
+/* The level's rates and percentiles from its wall time and per-request
+ * latencies (ttft and e2e of n requests, tpot of the n_tpot with two or
+ * more tokens); out's token counts must be set. Sorts the arrays. */
+void slm_cost_level_rates(slm_cost_level *out, double wall_s, double *ttft, double *e2e, int n,
+                          double *tpot, int n_tpot);
+
+/* ---- one concurrency level against a server (cost_http.c) --------------- */
+
+/* Token ids of --url prompts: [LO, HI) is inside the vocabulary of every
+ * model family one would serve (Llama 2 has 32000 entries, the rest more)
+ * and clear of the low ids where some vocabularies keep control tokens. */
+#define SLM_COST_URL_TOKEN_LO 1000
+#define SLM_COST_URL_TOKEN_HI 32000
+
+/* Runs reqs[0..n) against the OpenAI-compatible server at url (e.g.
+ * "http://127.0.0.1:8080"): POST url/v1/completions, streamed, with `level`
+ * requests in flight (closed loop, one thread, curl's multi interface).
+ * api_key (NULL: none) goes in an Authorization: Bearer header. Fills out
+ * (remote set) and model[cap] with the model name the server's events gave
+ * ("" when none). Returns 0, or 1 after an error line naming the URL and
+ * what went wrong (connection, HTTP status, a malformed stream). */
+int slm_cost_run_level_url(const char *cmd, const char *url, const char *api_key,
+                           const slm_cost_request *reqs, int n, int level, uint64_t seed,
+                           slm_cost_level *out, char *model, size_t cap);
 
 /* ---- reports (cost_report.c) -------------------------------------------- */
 

@@ -44,6 +44,12 @@ static json_t *level_json(const slm_cost_level *l)
         (json_int_t)l->host_peak_bytes, "device_used_bytes",
         l->device_used_bytes ? json_integer((json_int_t)l->device_used_bytes) : json_null(),
         "measured_power_w", l->power_w >= 0 ? json_real(l->power_w) : json_null());
+    if (l->remote) /* the server's own figures: not seen from here */
+        for (const char **k = (const char *[]){"cached_tokens", "preemptions", "kv_blocks_peak",
+                                               "kv_blocks_total", "kv_pool_bytes",
+                                               "host_peak_bytes", NULL};
+             *k; k++)
+            json_object_set_new(o, *k, json_null());
     json_object_set_new(o, "meets_targets", json_boolean(l->meets_targets));
     if (l->priced)
         json_object_set_new(o, "cost",
@@ -108,10 +114,11 @@ int slm_cost_write_json(const char *cmd, const char *path, const slm_cost_run *r
     for (int i = 0; i < n; i++)
         json_array_append_new(levels, level_json(&lv[i]));
     json_t *root = json_pack(
-        "{s:s, s:s, s:{s:s, s:s, s:i}, s:s, s:s, s:I, s:s, s:o, s:{s:f, s:f}, s:o, s:o, s:o}",
+        "{s:s, s:s, s:{s:s, s:s, s:i}, s:s, s:o, s:o, s:s, s:o, s:{s:f, s:f}, s:o, s:o, s:o}",
         "tool", "slm cost", "commit", r->commit, "machine", "host", r->host, "cpu", r->cpu,
-        "cores", r->cores, "model", r->model, "model_sha256", r->model_sha256, "model_bytes",
-        (json_int_t)r->model_bytes, "backend", r->backend, "workload", workload_json(r),
+        "cores", r->cores, "model", r->model, "model_sha256",
+        r->model_sha256 ? json_string(r->model_sha256) : json_null(), "model_bytes",
+        r->model_sha256 ? json_integer((json_int_t)r->model_bytes) : json_null(), "backend", r->backend, "workload", workload_json(r),
         "targets", "ttft_p99_ms", r->ttft_target_ms, "tpot_p99_ms", r->tpot_target_ms,
         "hardware", hardware_json(r), "stopped", r->stopped[0] ? json_string(r->stopped)
                                                                : json_null(),
@@ -138,9 +145,14 @@ static const char *fig(char *buf, size_t cap, const char *fmt, double v)
 static void md_header(FILE *f, const slm_cost_run *r)
 {
     fprintf(f, "# slm cost: %s\n\n", r->model);
-    fprintf(f, "- machine: %s, %s, %d cores\n- backend: %s\n- model sha256: %s (%.1f MiB)\n"
-               "- commit: %s\n", r->host, r->cpu, r->cores, r->backend, r->model_sha256,
-            (double)r->model_bytes / 1048576.0, r->commit);
+    fprintf(f, "- machine: %s, %s, %d cores\n- backend: %s\n", r->host, r->cpu, r->cores,
+            r->backend);
+    if (r->model_sha256)
+        fprintf(f, "- model sha256: %s (%.1f MiB)\n", r->model_sha256,
+                (double)r->model_bytes / 1048576.0);
+    else
+        fprintf(f, "- model: the server's (no file here to hash)\n");
+    fprintf(f, "- commit: %s\n", r->commit);
     if (!strcmp(r->workload, "fixed"))
         fprintf(f, "- workload: fixed, %d prompt + %d output tokens", r->fixed_in, r->fixed_out);
     else
@@ -172,9 +184,13 @@ static void md_header(FILE *f, const slm_cost_run *r)
 
 static void md_row(FILE *f, const slm_cost_level *l, bool goodput)
 {
-    char b[16][32];
-    fprintf(f, "| %d%s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %d / %d "
-               "| %.0f |",
+    char b[16][32], kv[64] = "-", host[32] = "-";
+    if (!l->remote) { /* --url: the server's KV pool and memory are not seen */
+        snprintf(kv, sizeof kv, "%d / %d", l->kv_blocks_peak, l->kv_blocks_total);
+        snprintf(host, sizeof host, "%.0f", (double)l->host_peak_bytes / 1048576.0);
+    }
+    fprintf(f, "| %d%s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s "
+               "| %s |",
             l->level, goodput ? " *" : "", fig(b[0], 32, "%.1f", l->out_tps),
             fig(b[1], 32, "%.1f", l->user_out_tps), fig(b[2], 32, "%.1f", l->in_tps),
             fig(b[3], 32, "%.2f", l->rps), fig(b[4], 32, "%.0f", l->ttft_ms.p50),
@@ -182,7 +198,7 @@ static void md_row(FILE *f, const slm_cost_level *l, bool goodput)
             fig(b[7], 32, "%.1f", l->tpot_ms.p50), fig(b[8], 32, "%.1f", l->tpot_ms.p90),
             fig(b[9], 32, "%.1f", l->tpot_ms.p99), fig(b[10], 32, "%.0f", l->e2e_ms.p50),
             fig(b[11], 32, "%.0f", l->e2e_ms.p90), fig(b[12], 32, "%.0f", l->e2e_ms.p99),
-            l->kv_blocks_peak, l->kv_blocks_total, (double)l->host_peak_bytes / 1048576.0);
+            kv, host);
     if (l->priced)
         fprintf(f, " %s | %s | %s | %s |\n", fig(b[13], 32, "%.3f", l->usd_mtok_out),
                 fig(b[14], 32, "%.3f", l->usd_mtok_in), fig(b[15], 32, "%.3f", l->usd_mtok_blended),

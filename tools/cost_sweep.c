@@ -83,11 +83,16 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+void slm_cost_prompt(uint64_t seed, int i, int n_in, int32_t lo, int32_t hi, int32_t *out)
+{
+    uint64_t s = mix(seed ^ mix((uint64_t)i + 1));
+    for (int k = 0; k < n_in; k++)
+        out[k] = lo + (int32_t)((s = mix(s)) % (uint64_t)(hi - lo));
+}
+
 static int submit(loop *L, int i)
 {
-    uint64_t s = mix(L->seed ^ mix((uint64_t)i + 1));
-    for (int k = 0; k < L->reqs[i].n_in; k++)
-        L->tokens[k] = (int32_t)((s = mix(s)) % (uint64_t)L->n_vocab);
+    slm_cost_prompt(L->seed, i, L->reqs[i].n_in, 0, L->n_vocab, L->tokens);
     loop_req *q = &L->out[i];
     memset(q, 0, sizeof *q);
     q->sync = &L->sync;
@@ -210,6 +215,19 @@ static slm_cost_pcts pcts(double *v, int n)
                            slm_cost_percentile(v, n, 0.99)};
 }
 
+void slm_cost_level_rates(slm_cost_level *o, double wall_s, double *ttft, double *e2e, int n,
+                          double *tpot, int n_tpot)
+{
+    o->wall_s = wall_s;
+    o->out_tps = (double)o->out_tokens / wall_s;
+    o->in_tps = (double)o->in_tokens / wall_s;
+    o->rps = n / wall_s;
+    o->ttft_ms = pcts(ttft, n);
+    o->e2e_ms = pcts(e2e, n);
+    o->tpot_ms = pcts(tpot, n_tpot);
+    o->user_out_tps = o->tpot_ms.p50 > 0 ? 1000.0 / o->tpot_ms.p50 : NAN;
+}
+
 /* The level's figures from the requests' results. Returns 0; 2 (why set)
  * when one ran out of memory; 1 after an error line when one failed
  * otherwise. */
@@ -238,16 +256,8 @@ static int summarize(const loop *L, double wall_s, slm_cost_level *o, char *why,
         if (r->completion_tokens >= 2)
             tpot[n_tpot++] = (r->total_ms - r->ttft_ms) / (r->completion_tokens - 1);
     }
-    if (!rc) {
-        o->wall_s = wall_s;
-        o->out_tps = (double)o->out_tokens / wall_s;
-        o->in_tps = (double)o->in_tokens / wall_s;
-        o->rps = L->n / wall_s;
-        o->ttft_ms = pcts(ttft, L->n);
-        o->e2e_ms = pcts(e2e, L->n);
-        o->tpot_ms = pcts(tpot, n_tpot);
-        o->user_out_tps = o->tpot_ms.p50 > 0 ? 1000.0 / o->tpot_ms.p50 : NAN;
-    }
+    if (!rc)
+        slm_cost_level_rates(o, wall_s, ttft, e2e, L->n, tpot, n_tpot);
     free(ttft);
     return rc;
 }
