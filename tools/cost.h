@@ -150,9 +150,13 @@ int slm_cost_run_level(const char *cmd, slm_model *m, const slm_cost_request *re
                        int level, uint64_t seed, uint64_t kv_bytes_max, slm_cost_level *out,
                        char *why, size_t cap);
 
-/* Request i's n_in prompt tokens, uniform in [lo, hi), from (seed, i)
- * alone: every run and every level sees the same prompts. */
-void slm_cost_prompt(uint64_t seed, int i, int n_in, int32_t lo, int32_t hi, int32_t *out);
+/* Request i of a level's n_in prompt tokens, uniform in [lo, hi), from
+ * (seed, level, i) alone: every run sees the same prompts, and no level
+ * repeats another's — a server kept across levels (--url) would otherwise
+ * answer the repeats from its prompt cache (llama-server did: 1 of 128
+ * prompt tokens evaluated). */
+void slm_cost_prompt(uint64_t seed, int level, int i, int n_in, int32_t lo, int32_t hi,
+                     int32_t *out);
 
 /* The level's rates and percentiles from its wall time and per-request
  * latencies (ttft and e2e of n requests, tpot of the n_tpot with two or

@@ -189,7 +189,8 @@ static char *request_body(const http_loop *L, int i)
     json_t *prompt = json_array();
     char *s = NULL;
     if (ids && prompt) {
-        slm_cost_prompt(L->seed, i, n_in, SLM_COST_URL_TOKEN_LO, SLM_COST_URL_TOKEN_HI, ids);
+        slm_cost_prompt(L->seed, L->level, i, n_in, SLM_COST_URL_TOKEN_LO, SLM_COST_URL_TOKEN_HI,
+                        ids);
         for (int k = 0; k < n_in; k++)
             json_array_append_new(prompt, json_integer(ids[k]));
         json_t *o = json_pack("{s:O, s:i, s:f, s:b, s:b, s:{s:b}}", "prompt", prompt,

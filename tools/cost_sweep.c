@@ -83,16 +83,17 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-void slm_cost_prompt(uint64_t seed, int i, int n_in, int32_t lo, int32_t hi, int32_t *out)
+void slm_cost_prompt(uint64_t seed, int level, int i, int n_in, int32_t lo, int32_t hi,
+                     int32_t *out)
 {
-    uint64_t s = mix(seed ^ mix((uint64_t)i + 1));
+    uint64_t s = mix(seed ^ mix((uint64_t)i + 1) ^ mix(((uint64_t)level << 32) + 0x5eed));
     for (int k = 0; k < n_in; k++)
         out[k] = lo + (int32_t)((s = mix(s)) % (uint64_t)(hi - lo));
 }
 
 static int submit(loop *L, int i)
 {
-    slm_cost_prompt(L->seed, i, L->reqs[i].n_in, 0, L->n_vocab, L->tokens);
+    slm_cost_prompt(L->seed, L->level, i, L->reqs[i].n_in, 0, L->n_vocab, L->tokens);
     loop_req *q = &L->out[i];
     memset(q, 0, sizeof *q);
     q->sync = &L->sync;
