@@ -335,6 +335,23 @@ static int sweep(const cost_opts *o, slm_model *m, const slm_cost_request *reqs,
     return n;
 }
 
+/* The facts every run reports: the workload, targets, prices and the
+ * machine `slm cost` ran on. */
+static void describe_common(const cost_opts *o, const char *model, const char *backend,
+                            slm_cost_run *run)
+{
+    *run = (slm_cost_run){.model = model, .backend = backend, .commit = SLM_GIT_COMMIT,
+                          .workload = o->chat ? "chat" : "fixed", .fixed_in = (int)o->n_in,
+                          .fixed_out = (int)o->n_out, .requests_per_level = (int)o->requests,
+                          .seed = (uint64_t)o->seed, .ttft_target_ms = o->ttft_ms,
+                          .tpot_target_ms = o->tpot_ms, .usd_per_kwh = o->usd_per_kwh,
+                          .utilization = o->utilization, .stopped = "", .goodput = -1};
+    snprintf(run->host, sizeof run->host, "unknown");
+    gethostname(run->host, sizeof run->host);
+    slm_cli_cpu_name(run->cpu, sizeof run->cpu);
+    run->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int describe_run(const cost_opts *o, slm_model *m, slm_cost_run *run, char sha[65])
 {
     slm_model_info info = {.size = sizeof info};
@@ -343,33 +360,16 @@ static int describe_run(const cost_opts *o, slm_model *m, slm_cost_run *run, cha
     if (slm_cli_sha256_file(o->c.model, sha))
         return slm_cli_fail("cost", "cannot read %s to hash it", o->c.model);
     sha[16] = '\0'; /* a prefix names the file well enough */
-    *run = (slm_cost_run){.model = o->c.model, .model_sha256 = sha, .backend = info.backend,
-                          .commit = SLM_GIT_COMMIT, .model_bytes = info.file_bytes,
-                          .workload = o->chat ? "chat" : "fixed", .fixed_in = (int)o->n_in,
-                          .fixed_out = (int)o->n_out, .requests_per_level = (int)o->requests,
-                          .seed = (uint64_t)o->seed, .ttft_target_ms = o->ttft_ms,
-                          .tpot_target_ms = o->tpot_ms, .usd_per_kwh = o->usd_per_kwh,
-                          .utilization = o->utilization, .stopped = "", .goodput = -1};
-    snprintf(run->host, sizeof run->host, "unknown");
-    gethostname(run->host, sizeof run->host);
-    slm_cli_cpu_name(run->cpu, sizeof run->cpu);
-    run->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    describe_common(o, o->c.model, info.backend, run);
+    run->model_sha256 = sha;
+    run->model_bytes = info.file_bytes;
     return 0;
 }
 
 /* --url: the facts of a run against a server (no model file here). */
 static void describe_url_run(const cost_opts *o, slm_cost_run *run)
 {
-    *run = (slm_cost_run){.model = o->url, .backend = o->url, .commit = SLM_GIT_COMMIT,
-                          .workload = o->chat ? "chat" : "fixed", .fixed_in = (int)o->n_in,
-                          .fixed_out = (int)o->n_out, .requests_per_level = (int)o->requests,
-                          .seed = (uint64_t)o->seed, .ttft_target_ms = o->ttft_ms,
-                          .tpot_target_ms = o->tpot_ms, .usd_per_kwh = o->usd_per_kwh,
-                          .utilization = o->utilization, .stopped = "", .goodput = -1};
-    snprintf(run->host, sizeof run->host, "unknown");
-    gethostname(run->host, sizeof run->host);
-    slm_cli_cpu_name(run->cpu, sizeof run->cpu);
-    run->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    describe_common(o, o->url, o->url, run);
 }
 
 static int report(const cost_opts *o, slm_cost_run *run, slm_cost_level *lv, int n)
