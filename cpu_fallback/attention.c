@@ -201,7 +201,7 @@ void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_s
         slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "attention: q and out overlap");
         return;
     }
-    size_t per = slm_cpu_attention_thread_bytes(kv->padded_dim, kv->d.block_size);
+    size_t per = slm_cpu_attention_thread_bytes(kv->lay.padded_dim, kv->d.block_size);
     if (be->attn_scratch == NULL || be->attn_thread_bytes < per) {
         slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
                      "attention: scratch was sized at begin_step before this KV pool existed");
@@ -223,7 +223,7 @@ void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_s
         .n_kv_heads = kv->d.n_kv_heads,
         .group = n_heads / kv->d.n_kv_heads,
         .hd = hd,
-        .pd = kv->padded_dim,
+        .pd = kv->lay.padded_dim,
         .bs = kv->d.block_size,
         .scale = scale,
         .scratch = be->attn_scratch,

@@ -502,8 +502,8 @@ static slm_status cpu_reserve(slm_backend *b, const slm_step_limits *lim, size_t
 {
     slm_cpu_backend *be = slm_cpu_be(b);
     if (lim->kv) {
-        if (lim->kv->padded_dim > be->max_head_dim)
-            be->max_head_dim = lim->kv->padded_dim;
+        if (lim->kv->lay.padded_dim > be->max_head_dim)
+            be->max_head_dim = lim->kv->lay.padded_dim;
         if (lim->kv->d.block_size > be->max_block_size)
             be->max_block_size = lim->kv->d.block_size;
     }

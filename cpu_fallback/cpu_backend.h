@@ -60,11 +60,7 @@ struct slm_rope {
  * last padded with zeros (so any head_dim works). */
 struct slm_kv {
     slm_kv_desc d;
-    size_t row_bytes;       /* one head's row of one token */
-    size_t head_block_bytes; /* block_size rows */
-    size_t block_bytes;     /* n_kv_heads head blocks */
-    size_t layer_bytes;     /* n_blocks blocks */
-    int padded_dim;         /* head_dim rounded up to the storage block (32 for Q8_0) */
+    slm_kv_layout lay; /* slm_kv_layout_of(d): row, block and layer strides */
     uint8_t *k, *v;
 };
 
@@ -171,8 +167,8 @@ static inline const uint8_t *slm_cpu_kv_row(const slm_kv *kv, int which, int lay
                                             int head, int slot_in_block)
 {
     const uint8_t *base = which ? kv->v : kv->k;
-    return base + (size_t)layer * kv->layer_bytes + (size_t)block * kv->block_bytes +
-           (size_t)head * kv->head_block_bytes + (size_t)slot_in_block * kv->row_bytes;
+    return base + (size_t)layer * kv->lay.layer_bytes + (size_t)block * kv->lay.block_bytes +
+           (size_t)head * kv->lay.head_block_bytes + (size_t)slot_in_block * kv->lay.row_bytes;
 }
 /* dst[0..n) = the f16 values at src (any alignment); exact. */
 void slm_cpu_f16_to_f32_row(const uint8_t *src, float *dst, int n);

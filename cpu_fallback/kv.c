@@ -42,11 +42,7 @@ slm_status slm_cpu_kv_create(slm_backend *b, const slm_kv_desc *desc, slm_kv **o
     if (kv == NULL)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cpu backend: out of memory");
     kv->d = *d;
-    kv->row_bytes = lay.row_bytes;
-    kv->head_block_bytes = lay.head_block_bytes;
-    kv->block_bytes = lay.block_bytes;
-    kv->layer_bytes = lay.layer_bytes;
-    kv->padded_dim = lay.padded_dim;
+    kv->lay = lay;
     size_t total = lay.total_bytes;
     kv->k = calloc(1, total);
     kv->v = kv->k ? calloc(1, total) : NULL;
@@ -57,8 +53,8 @@ slm_status slm_cpu_kv_create(slm_backend *b, const slm_kv_desc *desc, slm_kv **o
                          "cpu backend: cannot allocate a KV pool of 2 x %zu bytes", total);
     }
     /* attention's per-thread scratch is sized from these at begin_step */
-    if (kv->padded_dim > be->max_head_dim)
-        be->max_head_dim = kv->padded_dim;
+    if (kv->lay.padded_dim > be->max_head_dim)
+        be->max_head_dim = kv->lay.padded_dim;
     if (d->block_size > be->max_block_size)
         be->max_block_size = d->block_size;
     *out = kv;
@@ -129,7 +125,7 @@ void slm_cpu_kv_row_to_f32(const slm_kv *kv, const uint8_t *row, float *dst)
     case SLM_TYPE_F32: memcpy(dst, row, (size_t)kv->d.head_dim * sizeof(float)); break;
     case SLM_TYPE_F16: slm_cpu_f16_to_f32_row(row, dst, kv->d.head_dim); break;
     default:
-        for (int blk = 0; blk < kv->padded_dim / SLM_QK; blk++) {
+        for (int blk = 0; blk < kv->lay.padded_dim / SLM_QK; blk++) {
             slm_block_q8_0 q;
             memcpy(&q, row + (size_t)blk * sizeof(q), sizeof(q));
             float d = slm_f16_to_f32(q.d);
@@ -238,8 +234,8 @@ void slm_cpu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int 
         for (int l = 0; l < kv->d.n_layers; l++)
             for (int which = 0; which < 2; which++) {
                 uint8_t *base = which ? kv->v : kv->k;
-                uint8_t *layer = base + (size_t)l * kv->layer_bytes;
-                memmove(layer + (size_t)copies[i].dst * kv->block_bytes,
-                        layer + (size_t)copies[i].src * kv->block_bytes, kv->block_bytes);
+                uint8_t *layer = base + (size_t)l * kv->lay.layer_bytes;
+                memmove(layer + (size_t)copies[i].dst * kv->lay.block_bytes,
+                        layer + (size_t)copies[i].src * kv->lay.block_bytes, kv->lay.block_bytes);
             }
 }

@@ -161,11 +161,11 @@ void slm_cu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
     if (n == 0)
         return;
     attn_args a;
-    a.k = kv->k + (size_t)layer * kv->layer_bytes;
-    a.v = kv->v + (size_t)layer * kv->layer_bytes;
-    a.row_bytes = kv->row_bytes;
-    a.head_block_bytes = kv->head_block_bytes;
-    a.block_bytes = kv->block_bytes;
+    a.k = kv->k + (size_t)layer * kv->lay.layer_bytes;
+    a.v = kv->v + (size_t)layer * kv->lay.layer_bytes;
+    a.row_bytes = kv->lay.row_bytes;
+    a.head_block_bytes = kv->lay.head_block_bytes;
+    a.block_bytes = kv->lay.block_bytes;
     a.kv_type = kv->d.type;
     a.bs = kv->d.block_size;
     a.hd = hd;

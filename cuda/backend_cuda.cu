@@ -520,11 +520,7 @@ static slm_status cu_kv_create(slm_backend *b, const slm_kv_desc *d, slm_kv **ou
     if (!kv)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "cuda: out of host memory");
     kv->d = *d;
-    kv->padded_dim = lay.padded_dim;
-    kv->row_bytes = lay.row_bytes;
-    kv->head_block_bytes = lay.head_block_bytes;
-    kv->block_bytes = lay.block_bytes;
-    kv->layer_bytes = lay.layer_bytes;
+    kv->lay = lay;
     size_t total = lay.total_bytes;
     st = CU_STATUS(cudaSetDevice(be->device));
     if (!st)
@@ -647,7 +643,7 @@ static slm_status cu_reserve(slm_backend *b, const slm_step_limits *lim, size_t 
     slm_cu_backend *be = slm_cu_be(b);
     slm_status st = CU_STATUS(cudaSetDevice(be->device));
     int64_t rows = lim->max_tokens > lim->max_logit_rows ? lim->max_tokens : lim->max_logit_rows;
-    int hd = lim->kv ? lim->kv->padded_dim : 0;
+    int hd = lim->kv ? lim->kv->lay.padded_dim : 0;
     if (!st)
         st = grow_ws(be, ws_need(be, rows, lim->max_tokens, lim->max_heads, hd));
     size_t bt = lim->kv ? (size_t)lim->kv->d.n_blocks : 0;
@@ -721,7 +717,7 @@ static slm_status begin(slm_cu_backend *be, const slm_step *s)
     be->plan_kv = s->kv;
     be->attn_split = slm_cu_attention_splits(s->n_tokens, be->max_pos + 1, be->split_min);
     int64_t rows = s->n_tokens > s->n_logit_rows ? s->n_tokens : s->n_logit_rows;
-    int hd = s->kv ? s->kv->padded_dim : 0;
+    int hd = s->kv ? s->kv->lay.padded_dim : 0;
     if ((st = grow_ws(be, ws_need(be, rows, s->n_tokens, s->n_heads, hd))))
         return st;
     /* NOTE: the pinned image is rewritten only at the next begin_step, after

@@ -43,8 +43,7 @@ struct slm_weight {
  * contiguous. Q8_0 rows are padded_dim/32 blocks, the tail coded as zeros. */
 struct slm_kv {
     slm_kv_desc d;
-    int padded_dim;
-    size_t row_bytes, head_block_bytes, block_bytes, layer_bytes;
+    slm_kv_layout lay; /* slm_kv_layout_of(d) */
     uint8_t *k, *v;
 };
 

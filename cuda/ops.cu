@@ -178,8 +178,8 @@ void slm_cu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_di
 __device__ __forceinline__ uint8_t *kv_row(uint8_t *base, const slm_kv *kv, int slot, int h)
 {
     int bs = kv->d.block_size;
-    return base + (size_t)(slot / bs) * kv->block_bytes + (size_t)h * kv->head_block_bytes +
-           (size_t)(slot % bs) * kv->row_bytes;
+    return base + (size_t)(slot / bs) * kv->lay.block_bytes + (size_t)h * kv->lay.head_block_bytes +
+           (size_t)(slot % bs) * kv->lay.row_bytes;
 }
 
 /* F32/F16: grid (tokens, kv heads), a thread per element. */
@@ -221,7 +221,7 @@ static void store_one(slm_cu_backend *be, const slm_kv *kv, uint8_t *base, const
     const int32_t *slot = slm_cu_dev(be, ST_SLOT);
     if (kv->d.type == SLM_TYPE_Q8_0) {
         dim3 grid((unsigned)be->n_tokens, (unsigned)kv->d.n_kv_heads,
-                  (unsigned)(kv->padded_dim / 32));
+                  (unsigned)(kv->lay.padded_dim / 32));
         store_q8_0<<<grid, 32, 0, be->stream>>>(*kv, base, src, stride, slot);
     } else {
         dim3 grid((unsigned)be->n_tokens, (unsigned)kv->d.n_kv_heads);
@@ -247,7 +247,7 @@ void slm_cu_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_str
                          : NULL;
     if (!vp || !be->n_tokens)
         return;
-    size_t off = (size_t)layer * kv->layer_bytes;
+    size_t off = (size_t)layer * kv->lay.layer_bytes;
     store_one(be, kv, kv->k + off, kp, k_stride);
     store_one(be, kv, kv->v + off, vp, v_stride);
 }
@@ -265,10 +265,10 @@ void slm_cu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n
     for (int i = 0; i < n; i++)
         for (int l = 0; l < kv->d.n_layers; l++)
             for (int which = 0; which < 2; which++) {
-                uint8_t *layer = (which ? kv->v : kv->k) + (size_t)l * kv->layer_bytes;
-                if (!CU_CHECK(be, cudaMemcpyAsync(layer + (size_t)copies[i].dst * kv->block_bytes,
-                                                  layer + (size_t)copies[i].src * kv->block_bytes,
-                                                  kv->block_bytes, cudaMemcpyDeviceToDevice,
+                uint8_t *layer = (which ? kv->v : kv->k) + (size_t)l * kv->lay.layer_bytes;
+                if (!CU_CHECK(be, cudaMemcpyAsync(layer + (size_t)copies[i].dst * kv->lay.block_bytes,
+                                                  layer + (size_t)copies[i].src * kv->lay.block_bytes,
+                                                  kv->lay.block_bytes, cudaMemcpyDeviceToDevice,
                                                   be->stream)))
                     return;
             }
