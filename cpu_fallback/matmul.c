@@ -85,22 +85,38 @@ static const slm_dot_kernels *fallback_table(slm_simd simd)
     return &slm_dot_scalar;
 }
 
+/* The kernel a level runs for type t (its own, else its fallback's, else
+ * the scalar one) and the activation rows per call it takes (*rows). */
+static slm_dot_fn dot_for(slm_simd simd, int t, int *rows)
+{
+    const slm_dot_kernels *k = level_table(simd);
+    if (!k->dot[t])
+        k = fallback_table(simd);
+    if (!k->dot[t] || k->dot[t] == slm_dot_scalar.dot[t]) {
+        *rows = SLM_DOT_ROWS_DEFAULT;
+        return slm_dot_scalar.dot[t];
+    }
+    *rows = k->max_rows[t] ? k->max_rows[t] : SLM_DOT_ROWS_DEFAULT;
+    return k->dot[t];
+}
+
+/* The level's activation quantizers (the scalar ones where it has none). */
+static void quantizers_for(slm_simd simd, slm_quant_q8_0_fn *q0, slm_quant_q8_k_fn *qk)
+{
+    const slm_dot_kernels *k = level_table(simd);
+    *q0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0;
+    *qk = k->quant_q8_k ? k->quant_q8_k : slm_dot_scalar.quant_q8_k;
+}
+
 slm_dot_kernels slm_dot_resolve(slm_simd level)
 {
-    slm_dot_kernels k = *level_table(level);
-    const slm_dot_kernels *f = fallback_table(level);
-    for (int t = 0; t < SLM_TYPE_COUNT; t++)
-        if (!k.dot[t]) {
-            k.dot[t] = f->dot[t] ? f->dot[t] : slm_dot_scalar.dot[t];
-            k.max_rows[t] = f->dot[t] ? f->max_rows[t] : 0;
-        }
-    if (!k.quant_q8_0)
-        k.quant_q8_0 = slm_dot_scalar.quant_q8_0;
-    if (!k.quant_q8_k)
-        k.quant_q8_k = slm_dot_scalar.quant_q8_k;
-    for (int t = 0; t < SLM_TYPE_COUNT; t++)
-        if (!k.max_rows[t] || k.dot[t] == slm_dot_scalar.dot[t])
-            k.max_rows[t] = SLM_DOT_ROWS_DEFAULT;
+    slm_dot_kernels k = {0};
+    for (int t = 0; t < SLM_TYPE_COUNT; t++) {
+        int rows;
+        k.dot[t] = dot_for(level, t, &rows);
+        k.max_rows[t] = (unsigned char)rows;
+    }
+    quantizers_for(level, &k.quant_q8_0, &k.quant_q8_k);
     return k;
 }
 
@@ -273,6 +289,43 @@ static void multiply_packed(void *ctx, int ith, int nth)
         }
 }
 
+/* The job both entry points run: shapes, operands, the activation layout in
+ * scratch and the level's quantizers; the weight side is the caller's. */
+static void job_init(job *j, slm_simd simd, slm_type type, int64_t out, int64_t in,
+                     const float *x, int64_t rows, const float *add, float *y, void *scratch,
+                     int act_terms)
+{
+    *j = (job){
+        .act = slm_act_kind_of(type),
+        .out = out,
+        .in = in,
+        .rows = rows,
+        .x = x,
+        .add = add,
+        .y = y,
+        .act_buf = scratch,
+        .act_stride = act_row_bytes(type, in),
+        .terms = act_terms,
+        .act_term = act_row_bytes(type, in) * (size_t)rows,
+    };
+    quantizers_for(simd, &j->quant_q8_0, &j->quant_q8_k);
+    atomic_init(&j->next, 0);
+}
+
+/* Quantizes the activations (unless the weights are float), then runs
+ * `multiply_fn` over the pool (nothing when the scratch is unusable). */
+static void job_run(slm_pool *pool, job *j, slm_pool_fn multiply_fn)
+{
+    if (j->act != SLM_ACT_F32) {
+        if (j->act_buf == NULL || (uintptr_t)j->act_buf % SCRATCH_ALIGN != 0) {
+            slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
+            return;
+        }
+        slm_pool_run(j->rows > 1 ? pool : NULL, quantize_rows, j);
+    }
+    slm_pool_run(pool, multiply_fn, j);
+}
+
 void slm_cpu_matmul_packed(slm_pool *pool, int act_terms, const slm_cpu_packed *w, const float *x,
                            int64_t rows, const float *add, float *y, void *scratch)
 {
@@ -283,30 +336,10 @@ void slm_cpu_matmul_packed(slm_pool *pool, int act_terms, const slm_cpu_packed *
     }
     if (rows == 0)
         return;
-    if (scratch == NULL || (uintptr_t)scratch % SCRATCH_ALIGN != 0) {
-        slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
-        return;
-    }
-    const slm_dot_kernels *k = level_table(w->simd);
-    job j = {
-        .act = slm_act_kind_of(w->type),
-        .quant_q8_0 = k->quant_q8_0 ? k->quant_q8_0 : slm_dot_scalar.quant_q8_0,
-        .quant_q8_k = k->quant_q8_k ? k->quant_q8_k : slm_dot_scalar.quant_q8_k,
-        .out = w->rows,
-        .in = w->cols,
-        .rows = rows,
-        .x = x,
-        .add = add,
-        .y = y,
-        .act_buf = scratch,
-        .act_stride = act_row_bytes(w->type, w->cols),
-        .terms = act_terms,
-        .act_term = act_row_bytes(w->type, w->cols) * (size_t)rows,
-        .packed = w,
-    };
-    atomic_init(&j.next, 0);
-    slm_pool_run(rows > 1 ? pool : NULL, quantize_rows, &j);
-    slm_pool_run(pool, multiply_packed, &j);
+    job j;
+    job_init(&j, w->simd, w->type, w->rows, w->cols, x, rows, add, y, scratch, act_terms);
+    j.packed = w;
+    job_run(pool, &j, multiply_packed);
 }
 
 void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type, const void *w,
@@ -330,34 +363,10 @@ void slm_cpu_matmul(slm_pool *pool, slm_simd simd, int act_terms, slm_type type,
     }
     if (out == 0 || rows == 0)
         return;
-    /* NOTE: a copy of the level's table (a few hundred bytes) per call */
-    slm_dot_kernels k = slm_dot_resolve(simd);
-    job j = {
-        .group = k.max_rows[type],
-        .act = slm_act_kind_of(type),
-        .dot = k.dot[type],
-        .quant_q8_0 = k.quant_q8_0,
-        .quant_q8_k = k.quant_q8_k,
-        .w = w,
-        .w_row_bytes = slm_type_row_bytes((int)type, in),
-        .out = out,
-        .in = in,
-        .rows = rows,
-        .x = x,
-        .add = add,
-        .y = y,
-        .act_buf = scratch,
-        .act_stride = act_row_bytes(type, in),
-        .terms = act_terms,
-        .act_term = act_row_bytes(type, in) * (size_t)rows,
-    };
-    atomic_init(&j.next, 0);
-    if (j.act != SLM_ACT_F32) {
-        if (scratch == NULL || (uintptr_t)scratch % SCRATCH_ALIGN != 0) {
-            slm_assert_fail(__FILE__, __LINE__, "matmul: scratch missing or not 64-byte aligned");
-            return;
-        }
-        slm_pool_run(rows > 1 ? pool : NULL, quantize_rows, &j);
-    }
-    slm_pool_run(pool, multiply, &j);
+    job j;
+    job_init(&j, simd, type, out, in, x, rows, add, y, scratch, act_terms);
+    j.w = w;
+    j.w_row_bytes = slm_type_row_bytes((int)type, in);
+    j.dot = dot_for(simd, (int)type, &j.group);
+    job_run(pool, &j, multiply);
 }
