@@ -1,7 +1,8 @@
 /*
  * backend.h — the one interface between the backend-agnostic runtime (forward
  * pass, engine) and a compute backend (cpu_fallback/, cuda/, vulkan/).
- * Version 2 (SLM_BACKEND_API_VERSION); the registry refuses a table of any
+ * Version 3 (SLM_BACKEND_API_VERSION; 3 added the ops of the model families:
+ * geglu, gelu, layernorm, bias, softcap, and windowed / soft-capped attention); the registry refuses a table of any
  * other version or with a mandatory slot left NULL.
  *
  * A backend is one table of function pointers (slm_backend_ops) plus an
@@ -61,7 +62,7 @@
 #include "quant.h"
 #include "slm.h"
 
-#define SLM_BACKEND_API_VERSION 2
+#define SLM_BACKEND_API_VERSION 3
 
 typedef struct slm_backend slm_backend;
 typedef struct slm_backend_ops slm_backend_ops;
@@ -130,6 +131,11 @@ typedef enum slm_op {
     SLM_OP_GET_ROWS,
     SLM_OP_KV_COPY,
     SLM_OP_LOGITS,
+    SLM_OP_GEGLU,
+    SLM_OP_GELU,
+    SLM_OP_LAYERNORM,
+    SLM_OP_BIAS,
+    SLM_OP_SOFTCAP,
     SLM_OP_COUNT
 } slm_op;
 
@@ -200,6 +206,17 @@ typedef struct slm_kv_layout {
  * F32, F16 or Q8_0; INVALID_ARGUMENT for a size below 1, more than
  * INT32_MAX token slots, or a byte count that overflows. */
 slm_status slm_kv_layout_of(const slm_kv_desc *d, slm_kv_layout *out);
+
+/* How one layer attends (read during the attention call; a GPU backend
+ * records the values, not the pointer). */
+typedef struct slm_attn_params {
+    float scale;   /* multiplies q·k (1/sqrt(head_dim) for most models) */
+    float softcap; /* > 0: each score s becomes softcap·tanh(s / softcap) before
+                    * the softmax (Gemma 2); 0: none */
+    int window;    /* > 0: a token at position p attends only to positions
+                    * p - window < j <= p (sliding window, itself included);
+                    * 0: every earlier position */
+} slm_attn_params;
 
 /* One KV block copy: every layer's K and V of block src into block dst. */
 typedef struct slm_kv_copy {
@@ -312,31 +329,52 @@ struct slm_backend_ops {
      * v_stride floats apart) of `layer` into the step's kv_slot. */
     void (*kv_store)(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
                      int v_stride);
-    /* out(n, n_heads·head_dim), dense = softmax(scale · q·Kᵀ) · V for each
-     * token over positions 0..its own position of its sequence (causal), K/V
-     * read from the pool through the sequence's block table; query head h uses
-     * KV head h / (n_heads / n_kv_heads). q rows are q_stride floats apart.
-     * One fused pass (online softmax). */
+    /* out(n, n_heads·head_dim), dense = softmax(cap(p->scale · q·Kᵀ)) · V
+     * for each token over positions 0..its own position of its sequence
+     * (causal; only the last p->window of them when p->window > 0), where
+     * cap is p->softcap·tanh(·/p->softcap) when p->softcap > 0; K/V read from
+     * the pool through the sequence's block table; query head h uses KV head
+     * h / (n_heads / n_kv_heads). q rows are q_stride floats apart. One fused
+     * pass (online softmax). */
     void (*attention)(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                      int n_heads, float scale, slm_ref out);
+                      int n_heads, const slm_attn_params *p, slm_ref out);
     /* y(rows, ff), dense = silu(g) ⊙ u, where g and u are rows of ff floats,
      * `stride` floats apart (g = gu, u = gu + ff, stride = 2·ff for a fused
      * gate|up output). */
     void (*swiglu)(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
                    slm_ref y);
+    /* As swiglu with gelu_tanh(g) in place of silu(g), where gelu_tanh(x) =
+     * 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))) (Gemma's GeGLU). */
+    void (*geglu)(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                  slm_ref y);
+    /* y[i] = 0.5·x[i]·(1 + erf(x[i]/sqrt(2))), i < count; y may equal x (the
+     * exact GELU of GPT-NeoX's non-gated FFN). */
+    void (*gelu)(slm_backend *be, slm_ref x, size_t count, slm_ref y);
+    /* If add.buf: x += add first. Then y(rows, d) = (x - mean) /
+     * sqrt(var + eps) · w + b (b may be NULL: no bias); w, b F32 weights
+     * [1, d]; y may equal x. */
+    void (*layernorm)(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *w,
+                      const slm_weight *b, float eps, int rows, int d, slm_ref y);
+    /* In place: x[r·stride + c] += b[c] for r < rows, c < b's d columns (b an
+     * F32 weight [1, d]); the biases of Q/K/V and other projections, whose
+     * outputs may be column ranges of a fused matmul (stride >= d). */
+    void (*bias)(slm_backend *be, slm_ref x, int stride, int rows, const slm_weight *b);
+    /* In place: x[i] = cap·tanh(x[i] / cap), i < count, cap > 0 (Gemma 2's
+     * final-logit soft-capping). */
+    void (*softcap)(slm_backend *be, slm_ref x, size_t count, float cap);
     /* y(step->n_logit_rows, d) = rows step->logit_rows of x(n, d). */
     void (*get_rows)(slm_backend *be, slm_ref x, int d, slm_ref y);
     /* step->logits (host) = x(step->n_logit_rows, cols), by the end of the
      * step (the copy is ordered after every op recorded before it). */
     void (*logits)(slm_backend *be, slm_ref x, int cols);
 
-    /* --- optional ops --- */
-    /* y[i] = a[i] + b[i], i < count (y may alias a or b). NULL: not offered;
-     * the forward pass never needs it (residual adds ride on matmul). */
+    /* y[i] = a[i] + b[i], i < count (y may alias a or b): the residual add
+     * after a post-norm (Gemma 2/3) that no matmul epilogue carries. */
     void (*add)(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
-    /* x[i] *= s, i < count. NULL: not offered (the forward pass folds
-     * scales into the ops that need them). */
+    /* x[i] *= s, i < count (Gemma's embedding scaling). */
     void (*scale)(slm_backend *be, slm_ref x, float s, size_t count);
+
+    /* --- optional ops --- */
     /* Performs copies[0..n) in order, before the ops recorded after it.
      * NULL: not offered; the engine then fails a step whose plan needs a
      * copy (a forked sequence) with UNSUPPORTED naming the backend. */

@@ -51,6 +51,7 @@ static const struct {
     SLOT(kv_free), SLOT(rope_create), SLOT(rope_free), SLOT(reserve), SLOT(begin_step),
     SLOT(submit), SLOT(wait), SLOT(embed), SLOT(rmsnorm), SLOT(matmul), SLOT(rope),
     SLOT(kv_store), SLOT(attention), SLOT(swiglu), SLOT(get_rows), SLOT(logits),
+    SLOT(geglu), SLOT(gelu), SLOT(layernorm), SLOT(bias), SLOT(softcap), SLOT(add), SLOT(scale),
 };
 #undef SLOT
 
