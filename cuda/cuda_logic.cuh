@@ -674,8 +674,9 @@ SLM_CU_HD float slm_cu_silu(float x) { return x / (1.0f + expf(-x)); }
 /* gelu_tanh(x) = 0.5·x·(1 + tanh(z)), z = sqrt(2/π)·(x + 0.044715·x³),
  * computed as x / (1 + exp(−2z)) (the same function: 0.5(1 + tanh z) is the
  * logistic of 2z). NOTE: the tanh form loses every digit where tanh(z)
- * nears −1 (x below about −3); this one keeps them. Infinite z gives ±x or
- * −0, as the limit does. */
+ * nears −1 (x below about −3); this one keeps them. An x whose cube
+ * overflows gives x or −0, as the limit does; x = ±inf gives what the tanh
+ * form does (+inf, and NaN from −inf·0). */
 SLM_CU_HD float slm_cu_gelu_tanh(float x)
 {
     const float k = 0.7978845608028654f; /* sqrt(2/π) */
