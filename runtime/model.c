@@ -230,6 +230,11 @@ static slm_status upload(slm_model *m, const char *name, slm_type type, int64_t 
 {
     slm_backend *be = m->be;
     slm_support_query q = {rows == 1 ? SLM_OP_RMSNORM : SLM_OP_MATMUL, type, 0};
+    if (!be) /* slm_model_check: the file only */
+        return (*out = NULL), slm_type_supported(type) ? SLM_OK
+                                        : slm_error(SLM_STATUS_UNSUPPORTED,
+                                                    "model: tensor '%s' has type %s, which slm "
+                                                    "cannot run", name, slm_type_name(type));
     if (!slm_type_supported(type) || be->ops->supports(be, &q))
         return slm_error(SLM_STATUS_UNSUPPORTED,
                          "model: tensor '%s' has type %s, which the %s backend cannot run", name,
@@ -266,7 +271,7 @@ static slm_status load_fused(slm_model *m, const char *const *names, const int64
         same = same && t[i]->type == t[0]->type;
         total += rows[i];
     }
-    if (!same) {
+    if (!same || !m->be) {
         for (int i = 0; i < n; i++) {
             slm_status st = upload(m, names[i], (slm_type)t[i]->type, rows[i], cols, t[i]->data,
                                    &singles[i]);
@@ -514,7 +519,7 @@ static slm_status load_weights(slm_model *m, slm_progress_fn progress, void *use
         if (progress)
             progress((float)(l + 1) / (float)hp->n_layer, user);
     }
-    if ((st = read_swa_layers(m)) || (st = load_rope_factors(m)))
+    if ((st = read_swa_layers(m)) || (st = load_rope_factors(m)) || !m->be)
         return st;
     return load_constants(m);
 }
@@ -551,14 +556,24 @@ slm_status slm_model_load(const char *path, slm_backend *be, slm_progress_fn pro
     return SLM_OK;
 }
 
+slm_status slm_model_check(const char *path)
+{
+    slm_model *m;
+    slm_status st = slm_model_load(path, NULL, NULL, NULL, &m);
+    slm_model_free(m);
+    return st;
+}
+
 void slm_model_free(slm_model *m)
 {
     if (!m)
         return;
-    m->be->ops->rope_free(m->be, m->rope);
-    m->be->ops->rope_free(m->be, m->rope_swa);
-    for (int i = 0; i < m->n_weights; i++)
-        m->be->ops->weight_free(m->be, m->all_weights[i]);
+    if (m->be) {
+        m->be->ops->rope_free(m->be, m->rope);
+        m->be->ops->rope_free(m->be, m->rope_swa);
+        for (int i = 0; i < m->n_weights; i++)
+            m->be->ops->weight_free(m->be, m->all_weights[i]);
+    }
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->all_weights);

@@ -106,6 +106,12 @@ slm_status slm_model_load(const char *path, slm_backend *be, slm_progress_fn pro
                           void *user, slm_model **out);
 void slm_model_free(slm_model *m); /* accepts NULL */
 
+/* Whether slm can run the file at path: every check slm_model_load makes
+ * of the architecture, keys, tensors, shapes and types, without a backend
+ * and without reading weights. SLM_OK, or the status and message
+ * slm_model_load would fail with (naming the key or tensor). */
+slm_status slm_model_check(const char *path);
+
 /* Reads the hyperparameters only (no backend needed). */
 slm_status slm_hparams_read(const slm_gguf *g, slm_hparams *hp);
 
