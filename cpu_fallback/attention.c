@@ -1,8 +1,10 @@
 /*
  * attention.c — fused paged attention on the CPU:
- *   out(n, n_heads·head_dim) = softmax(scale · q·Kᵀ) · V
- * for each token over positions 0..pos of its own sequence, K/V read from
- * the paged pool (kv.c) through the sequence's block table.
+ *   out(n, n_heads·head_dim) = softmax(cap(scale · q·Kᵀ)) · V
+ * for each token over positions 0..pos of its own sequence (the last
+ * `window` of them for a sliding-window layer), K/V read from the paged
+ * pool (kv.c) through the sequence's block table; cap is the optional
+ * logit soft-cap c·tanh(s/c) (Gemma 2).
  *
  * One pass per work item with an online softmax: the KV positions are
  * visited block by block; for each block the scores of every query head are
@@ -47,7 +49,8 @@ typedef struct attn_job {
     int64_t q_stride;
     float *out;     /* (n, n_heads·hd), dense */
     int n_heads, n_kv_heads, group, chunk, n_chunks, hd, pd, bs;
-    float scale;
+    float scale, softcap; /* softcap 0: none */
+    int window;           /* 0: every earlier position */
     int64_t n_items;
     atomic_llong next;
     uint8_t *scratch;
@@ -113,18 +116,24 @@ static void attend(const attn_job *j, float *ws, int t, int kvh, int h0, int nh)
     int seq = be->seq_of_token[t];
     const int32_t *table = be->block_tables + be->bt_start[seq];
     int n_pos = be->positions[t] + 1;
-    for (int b = 0; b * bs < n_pos; b++) {
+    /* Positions first..n_pos-1 are attended; whole blocks before the window
+     * are never read, nor the earlier slots of the first block. */
+    int first = j->window > 0 && n_pos > j->window ? n_pos - j->window : 0;
+    for (int b = first / bs; b * bs < n_pos; b++) {
         int nj = n_pos - b * bs < bs ? n_pos - b * bs : bs;
+        int j0 = first > b * bs ? first - b * bs : 0;
         int id = table[b];
-        for (int jj = 0; jj < nj; jj++) {
+        for (int jj = j0; jj < nj; jj++) {
             const float *k = kv_f32(kv, slm_cpu_kv_row(kv, 0, j->layer, id, kvh, jj), kbuf);
-            for (int h = 0; h < nh; h++)
-                s[h * bs + jj] = dot(qs + h * pd, k, hd);
+            for (int h = 0; h < nh; h++) {
+                float sc = dot(qs + h * pd, k, hd);
+                s[h * bs + jj] = j->softcap > 0 ? j->softcap * tanhf(sc / j->softcap) : sc;
+            }
         }
         for (int h = 0; h < nh; h++) {
             float *sh = s + h * bs;
             float mx = m[h];
-            for (int jj = 0; jj < nj; jj++)
+            for (int jj = j0; jj < nj; jj++)
                 mx = sh[jj] > mx ? sh[jj] : mx;
             if (mx > m[h]) {
                 /* the running max grew: earlier weights shrink by exp(Δ) */
@@ -135,13 +144,13 @@ static void attend(const attn_job *j, float *ws, int t, int kvh, int h0, int nh)
                 m[h] = mx;
             }
             float sum = 0;
-            for (int jj = 0; jj < nj; jj++) {
+            for (int jj = j0; jj < nj; jj++) {
                 sh[jj] = expf(sh[jj] - mx);
                 sum += sh[jj];
             }
             l[h] += sum;
         }
-        for (int jj = 0; jj < nj; jj++) {
+        for (int jj = j0; jj < nj; jj++) {
             const float *v = kv_f32(kv, slm_cpu_kv_row(kv, 1, j->layer, id, kvh, jj), vbuf);
             for (int h = 0; h < nh; h++)
                 axpy(acc + h * pd, s[h * bs + jj], v, hd);
@@ -175,18 +184,21 @@ static void attn_worker(void *ctx, int ith, int nth)
 }
 
 void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                       int n_heads, float scale, slm_ref out)
+                       int n_heads, const slm_attn_params *p, slm_ref out)
 {
     slm_cpu_backend *be = slm_cpu_be(b);
     if (!slm_cpu_op_ok(be, "attention"))
         return;
     if (!slm_cpu_kv_planned(be, kv, "attention"))
         return;
-    if (layer < 0 || layer >= kv->d.n_layers || n_heads < 1 ||
-        n_heads % kv->d.n_kv_heads != 0 || !isfinite(scale)) {
+    if (p == NULL || layer < 0 || layer >= kv->d.n_layers || n_heads < 1 ||
+        n_heads % kv->d.n_kv_heads != 0 || !isfinite(p->scale) || !(p->softcap >= 0) ||
+        !isfinite(p->softcap) || p->window < 0) {
         slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                     "attention: layer %d, %d query heads over %d KV heads, scale %g", layer,
-                     n_heads, kv->d.n_kv_heads, (double)scale);
+                     "attention: layer %d, %d query heads over %d KV heads, scale %g, "
+                     "softcap %g, window %d",
+                     layer, n_heads, kv->d.n_kv_heads, p ? (double)p->scale : 0.0,
+                     p ? (double)p->softcap : 0.0, p ? p->window : 0);
         return;
     }
     int hd = kv->d.head_dim;
@@ -225,7 +237,9 @@ void slm_cpu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_s
         .hd = hd,
         .pd = kv->lay.padded_dim,
         .bs = kv->d.block_size,
-        .scale = scale,
+        .scale = p->scale,
+        .softcap = p->softcap,
+        .window = p->window,
         .scratch = be->attn_scratch,
         .thread_bytes = be->attn_thread_bytes,
     };

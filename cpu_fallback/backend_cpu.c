@@ -238,7 +238,9 @@ static slm_status cpu_supports(slm_backend *b, const slm_support_query *q)
     switch (q->op) {
     case SLM_OP_MATMUL: ok = slm_cpu_matmul_supported(q->type); break;
     case SLM_OP_EMBED: ok = slm_type_supported((int)q->type); break;
-    case SLM_OP_RMSNORM: ok = q->type == SLM_TYPE_F32; break;
+    case SLM_OP_RMSNORM:
+    case SLM_OP_LAYERNORM:
+    case SLM_OP_BIAS: ok = q->type == SLM_TYPE_F32; break;
     case SLM_OP_KV_STORE:
     case SLM_OP_ATTENTION:
     case SLM_OP_KV_COPY:
@@ -246,6 +248,9 @@ static slm_status cpu_supports(slm_backend *b, const slm_support_query *q)
         break;
     case SLM_OP_ROPE:
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
+    case SLM_OP_GELU:
+    case SLM_OP_SOFTCAP:
     case SLM_OP_ADD:
     case SLM_OP_SCALE:
     case SLM_OP_GET_ROWS:
@@ -599,6 +604,11 @@ static const slm_backend_ops cpu_ops = {
     .kv_store = slm_cpu_kv_store,
     .attention = slm_cpu_attention,
     .swiglu = slm_cpu_swiglu,
+    .geglu = slm_cpu_geglu,
+    .gelu = slm_cpu_gelu,
+    .layernorm = slm_cpu_layernorm,
+    .bias = slm_cpu_bias,
+    .softcap = slm_cpu_softcap,
     .add = slm_cpu_add,
     .scale = slm_cpu_scale,
     .get_rows = slm_cpu_get_rows,

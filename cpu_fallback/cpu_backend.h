@@ -145,6 +145,13 @@ void slm_cpu_swiglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows,
                     slm_ref y);
 void slm_cpu_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
 void slm_cpu_scale(slm_backend *be, slm_ref x, float s, size_t count);
+void slm_cpu_geglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                   slm_ref y);
+void slm_cpu_gelu(slm_backend *be, slm_ref x, size_t count, slm_ref y);
+void slm_cpu_layernorm(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *w,
+                       const slm_weight *bias, float eps, int rows, int d, slm_ref y);
+void slm_cpu_bias(slm_backend *be, slm_ref x, int stride, int rows, const slm_weight *b);
+void slm_cpu_softcap(slm_backend *be, slm_ref x, size_t count, float cap);
 void slm_cpu_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
 void slm_cpu_logits(slm_backend *be, slm_ref x, int cols);
 slm_status slm_cpu_rope_create(slm_backend *be, const slm_rope_params *p, slm_rope **out);
@@ -177,6 +184,6 @@ void slm_cpu_f16_to_f32_row(const uint8_t *src, float *dst, int n);
 void slm_cpu_kv_row_to_f32(const slm_kv *kv, const uint8_t *row, float *dst);
 
 void slm_cpu_attention(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                       int n_heads, float scale, slm_ref out);
+                       int n_heads, const slm_attn_params *p, slm_ref out);
 
 #endif

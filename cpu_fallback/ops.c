@@ -1,6 +1,7 @@
 /*
- * ops.c — the CPU backend's row-wise ops: embed, rmsnorm (with the fused
- * residual add), the matmul binding, rope, swiglu, add, scale, get_rows.
+ * ops.c — the CPU backend's row-wise ops: embed, rmsnorm and layernorm (with
+ * the fused residual add), the matmul binding, rope, swiglu and geglu, gelu,
+ * bias, softcap, add, scale, get_rows.
  *
  * Each op is a binding plus a pool job: the binding (on the caller's thread)
  * checks every size and buffer range and records a failure for wait
@@ -165,6 +166,80 @@ void slm_cpu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w
 }
 
 /* ------------------------------------------------------------------------ */
+/* layernorm                                                                 */
+
+typedef struct lnorm_job {
+    float *x;          /* (rows, d), updated in place when add != NULL */
+    const float *add;  /* (rows, d) or NULL */
+    const float *w, *b; /* [d]; b may be NULL */
+    float *y;          /* (rows, d); may equal x */
+    float eps;
+    int64_t rows, d;
+} lnorm_job;
+
+static void lnorm_rows(void *ctx, int ith, int nth)
+{
+    const lnorm_job *j = ctx;
+    int64_t lo, hi;
+    share(j->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        float *x = j->x + r * j->d;
+        float *y = j->y + r * j->d;
+        if (j->add) {
+            const float *a = j->add + r * j->d;
+            for (int64_t i = 0; i < j->d; i++)
+                x[i] += a[i];
+        }
+        /* Two passes in double (mean, then the centred squares): the
+         * one-pass E[x²] − E[x]² cancels badly on rows with a large mean. */
+        double sum = 0;
+        for (int64_t i = 0; i < j->d; i++)
+            sum += x[i];
+        double mean = sum / (double)j->d, ss = 0;
+        for (int64_t i = 0; i < j->d; i++)
+            ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+        float inv = (float)(1.0 / sqrt(ss / (double)j->d + (double)j->eps));
+        float mf = (float)mean;
+        for (int64_t i = 0; i < j->d; i++)
+            y[i] = (x[i] - mf) * inv * j->w[i] + (j->b ? j->b[i] : 0.0f);
+    }
+}
+
+/* An f32 [1, d] (or [d, 1]) weight, as norms and biases are. */
+static bool vec_weight(const slm_weight *w, int d)
+{
+    return w != NULL && w->type == SLM_TYPE_F32 && w->rows * w->cols == d;
+}
+
+void slm_cpu_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
+                       const slm_weight *bias, float eps, int rows, int d, slm_ref y)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "layernorm"))
+        return;
+    if (rows < 0 || d < 1 || !vec_weight(w, d) || (bias && !vec_weight(bias, d)) ||
+        !(eps >= 0)) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                     "layernorm: rows %d, d %d, eps %g: the weight%s must be f32 with d "
+                     "elements",
+                     rows, d, (double)eps, bias ? " and bias" : "");
+        return;
+    }
+    size_t n = (size_t)rows * (size_t)d;
+    float *xp = slm_cpu_ref_f32(be, x, n, "layernorm", "x");
+    float *yp = xp ? slm_cpu_ref_f32(be, y, n, "layernorm", "y") : NULL;
+    if (yp == NULL)
+        return;
+    const float *ap = NULL;
+    if (add.buf != NULL && (ap = slm_cpu_ref_f32(be, add, n, "layernorm", "add")) == NULL)
+        return;
+    lnorm_job j = {.x = xp, .add = ap, .w = (const float *)w->data,
+                   .b = bias ? (const float *)bias->data : NULL, .y = yp, .eps = eps,
+                   .rows = rows, .d = d};
+    slm_cpu_run(be, n * 2, lnorm_rows, &j);
+}
+
+/* ------------------------------------------------------------------------ */
 /* matmul binding                                                            */
 
 void slm_cpu_matmul_op(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm_ref add,
@@ -316,45 +391,69 @@ void slm_cpu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_d
 /* ------------------------------------------------------------------------ */
 /* swiglu                                                                    */
 
-typedef struct swiglu_job {
+typedef struct glu_job {
     const float *g, *u; /* rows of ff floats, `stride` floats apart */
     float *y;           /* (rows, ff) */
     int64_t rows, ff, stride;
-} swiglu_job;
+    bool gelu;          /* gelu_tanh(g) (GeGLU) instead of silu(g) */
+} glu_job;
 
-static void swiglu_rows(void *ctx, int ith, int nth)
+/* 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), the tanh form Gemma uses. */
+static float gelu_tanh(float x)
 {
-    const swiglu_job *j = ctx;
+    const float c = 0.7978845608028654f; /* sqrt(2/π) */
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+static void glu_rows(void *ctx, int ith, int nth)
+{
+    const glu_job *j = ctx;
     int64_t lo, hi;
     share(j->rows, ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         const float *g = j->g + r * j->stride, *u = j->u + r * j->stride;
         float *y = j->y + r * j->ff;
-        for (int64_t i = 0; i < j->ff; i++)
-            y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        if (j->gelu)
+            for (int64_t i = 0; i < j->ff; i++)
+                y[i] = gelu_tanh(g[i]) * u[i];
+        else
+            for (int64_t i = 0; i < j->ff; i++)
+                y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }
+}
+
+static void glu(slm_backend *b, const char *op, bool gelu, slm_ref g, slm_ref u, int stride,
+                int rows, int ff, slm_ref y)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, op))
+        return;
+    if (rows < 0 || ff < 1) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %d rows of %d", op, rows, ff);
+        return;
+    }
+    size_t n = (size_t)rows * (size_t)ff;
+    size_t extent = rows == 0 ? 0 : ((size_t)rows - 1) * (size_t)stride + (size_t)ff;
+    float *gp = slm_cpu_ref_rows(be, g, rows, ff, stride, op, "g");
+    float *up = gp ? slm_cpu_ref_rows(be, u, rows, ff, stride, op, "u") : NULL;
+    float *yp = up ? slm_cpu_ref_f32(be, y, n, op, "y") : NULL;
+    if (yp == NULL || !disjoint(be, g, extent, y, n, op) || !disjoint(be, u, extent, y, n, op))
+        return;
+    glu_job j = {.g = gp, .u = up, .y = yp, .rows = rows, .ff = ff, .stride = stride,
+                 .gelu = gelu};
+    slm_cpu_run(be, n * 8, glu_rows, &j);
 }
 
 void slm_cpu_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff,
                     slm_ref y)
 {
-    slm_cpu_backend *be = slm_cpu_be(b);
-    if (!slm_cpu_op_ok(be, "swiglu"))
-        return;
-    if (rows < 0 || ff < 1) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "swiglu: %d rows of %d", rows, ff);
-        return;
-    }
-    size_t n = (size_t)rows * (size_t)ff;
-    size_t extent = rows == 0 ? 0 : ((size_t)rows - 1) * (size_t)stride + (size_t)ff;
-    float *gp = slm_cpu_ref_rows(be, g, rows, ff, stride, "swiglu", "g");
-    float *up = gp ? slm_cpu_ref_rows(be, u, rows, ff, stride, "swiglu", "u") : NULL;
-    float *yp = up ? slm_cpu_ref_f32(be, y, n, "swiglu", "y") : NULL;
-    if (yp == NULL || !disjoint(be, g, extent, y, n, "swiglu") ||
-        !disjoint(be, u, extent, y, n, "swiglu"))
-        return;
-    swiglu_job j = {.g = gp, .u = up, .y = yp, .rows = rows, .ff = ff, .stride = stride};
-    slm_cpu_run(be, n * 8, swiglu_rows, &j);
+    glu(b, "swiglu", false, g, u, stride, rows, ff, y);
+}
+
+void slm_cpu_geglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                   slm_ref y)
+{
+    glu(b, "geglu", true, g, u, stride, rows, ff, y);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -412,6 +511,100 @@ void slm_cpu_scale(slm_backend *b, slm_ref x, float s, size_t count)
         return;
     elt_job j = {.y = xp, .s = s, .n = (int64_t)count};
     slm_cpu_run(be, count, scale_range, &j);
+}
+
+/* ------------------------------------------------------------------------ */
+/* gelu, softcap                                                             */
+
+static void gelu_range(void *ctx, int ith, int nth)
+{
+    const elt_job *j = ctx;
+    int64_t lo, hi;
+    share(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        j->y[i] = 0.5f * j->a[i] * (1.0f + erff(j->a[i] * 0.70710678118654752f));
+}
+
+static void softcap_range(void *ctx, int ith, int nth)
+{
+    const elt_job *j = ctx;
+    int64_t lo, hi;
+    share(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        j->y[i] = j->s * tanhf(j->y[i] / j->s);
+}
+
+void slm_cpu_gelu(slm_backend *b, slm_ref x, size_t count, slm_ref y)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "gelu"))
+        return;
+    float *xp = slm_cpu_ref_f32(be, x, count, "gelu", "x");
+    float *yp = xp ? slm_cpu_ref_f32(be, y, count, "gelu", "y") : NULL;
+    if (yp == NULL)
+        return;
+    if ((x.buf != y.buf || x.off != y.off) && !disjoint(be, x, count, y, count, "gelu"))
+        return;
+    elt_job j = {.a = xp, .y = yp, .n = (int64_t)count};
+    slm_cpu_run(be, count * 8, gelu_range, &j);
+}
+
+void slm_cpu_softcap(slm_backend *b, slm_ref x, size_t count, float cap)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "softcap"))
+        return;
+    if (!(cap > 0) || !isfinite(cap)) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "softcap: cap %g must be > 0", (double)cap);
+        return;
+    }
+    float *xp = slm_cpu_ref_f32(be, x, count, "softcap", "x");
+    if (xp == NULL)
+        return;
+    elt_job j = {.y = xp, .s = cap, .n = (int64_t)count};
+    slm_cpu_run(be, count * 8, softcap_range, &j);
+}
+
+/* ------------------------------------------------------------------------ */
+/* bias                                                                      */
+
+typedef struct bias_job {
+    float *x; /* rows of at least d floats, `stride` apart */
+    const float *b;
+    int64_t rows, d, stride;
+} bias_job;
+
+static void bias_rows(void *ctx, int ith, int nth)
+{
+    const bias_job *j = ctx;
+    int64_t lo, hi;
+    share(j->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        float *x = j->x + r * j->stride;
+        for (int64_t i = 0; i < j->d; i++)
+            x[i] += j->b[i];
+    }
+}
+
+void slm_cpu_bias(slm_backend *b, slm_ref x, int stride, int rows, const slm_weight *w)
+{
+    slm_cpu_backend *be = slm_cpu_be(b);
+    if (!slm_cpu_op_ok(be, "bias"))
+        return;
+    if (w == NULL || w->type != SLM_TYPE_F32 || w->rows != 1 || rows < 0 || stride < w->cols) {
+        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                     "bias: %d rows %d floats apart with a %s bias of %lld elements (needs an "
+                     "f32 [1, d] weight, d <= stride)",
+                     rows, stride, w ? slm_type_name((int)w->type) : "missing",
+                     w ? (long long)(w->rows * w->cols) : 0LL);
+        return;
+    }
+    float *xp = slm_cpu_ref_rows(be, x, rows, w->cols, stride, "bias", "x");
+    if (xp == NULL)
+        return;
+    bias_job j = {.x = xp, .b = (const float *)w->data, .rows = rows, .d = w->cols,
+                  .stride = stride};
+    slm_cpu_run(be, (size_t)rows * (size_t)w->cols, bias_rows, &j);
 }
 
 /* ------------------------------------------------------------------------ */

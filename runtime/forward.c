@@ -165,7 +165,8 @@ static void attention_block(slm_forward *f, slm_kv *kv, int l, int T)
     be->ops->rope(be, q, qs, hp->n_head, hp->head_dim, f->m->rope);
     be->ops->rope(be, k, ks, hp->n_head_kv, hp->head_dim, f->m->rope);
     be->ops->kv_store(be, kv, l, k, ks, v, ks);
-    be->ops->attention(be, kv, l, q, qs, hp->n_head, 1.0f / sqrtf((float)hp->head_dim), f->attn);
+    slm_attn_params ap = {.scale = 1.0f / sqrtf((float)hp->head_dim)};
+    be->ops->attention(be, kv, l, q, qs, hp->n_head, &ap, f->attn);
     be->ops->matmul(be, L->wo, f->attn, T, f->x, f->x);
 }
 

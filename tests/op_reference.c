@@ -177,27 +177,30 @@ void ref_kv_round(slm_type type, const float *src, float *dst, int hd)
     }
 }
 
-void ref_attention(const float *q, int n_heads, int n_kv, int hd, float scale, const float *k,
-                   const float *v, size_t kv_stride, int n_pos, double *out)
+void ref_attention(const float *q, int n_heads, int n_kv, int hd, const slm_attn_params *ap,
+                   const float *k, const float *v, size_t kv_stride, int n_pos, double *out)
 {
     int group = n_heads / n_kv;
+    int first = ap->window > 0 && n_pos > ap->window ? n_pos - ap->window : 0;
     double *sc = xmalloc((size_t)n_pos * sizeof(double));
     for (int h = 0; h < n_heads; h++) {
         const float *qh = q + (size_t)h * hd;
         size_t g = (size_t)(h / group) * hd;
         double mx = -INFINITY, sum = 0;
-        for (int p = 0; p < n_pos; p++) {
+        for (int p = first; p < n_pos; p++) {
             double dot = 0;
             for (int i = 0; i < hd; i++)
                 dot += (double)qh[i] * k[p * kv_stride + g + i];
-            sc[p] = dot * scale;
+            sc[p] = dot * ap->scale;
+            if (ap->softcap > 0)
+                sc[p] = ap->softcap * tanh(sc[p] / ap->softcap);
             mx = sc[p] > mx ? sc[p] : mx;
         }
-        for (int p = 0; p < n_pos; p++)
+        for (int p = first; p < n_pos; p++)
             sum += sc[p] = exp(sc[p] - mx);
         for (int i = 0; i < hd; i++) {
             double o = 0;
-            for (int p = 0; p < n_pos; p++)
+            for (int p = first; p < n_pos; p++)
                 o += sc[p] * v[p * kv_stride + g + i];
             out[(size_t)h * hd + i] = o / sum;
         }
@@ -212,6 +215,57 @@ void ref_swiglu(const float *g, const float *u, int stride, int rows, int ff, do
             double gv = g[(size_t)r * stride + i], uv = u[(size_t)r * stride + i];
             y[(size_t)r * ff + i] = gv / (1.0 + exp(-gv)) * uv;
         }
+}
+
+void ref_geglu(const float *g, const float *u, int stride, int rows, int ff, double *y)
+{
+    const double c = 0.79788456080286535588; /* sqrt(2/π) */
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < ff; i++) {
+            double gv = g[(size_t)r * stride + i], uv = u[(size_t)r * stride + i];
+            y[(size_t)r * ff + i] = 0.5 * gv * (1.0 + tanh(c * (gv + 0.044715 * gv * gv * gv))) * uv;
+        }
+}
+
+void ref_gelu(const float *x, size_t n, double *y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+}
+
+void ref_softcap(const float *x, float cap, size_t n, double *y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = cap * tanh((double)x[i] / cap);
+}
+
+void ref_layernorm(const float *x, const float *add, const float *w, const float *b, float eps,
+                   int rows, int d, float *x_out, double *y)
+{
+    for (int r = 0; r < rows; r++) {
+        float *xo = x_out + (size_t)r * d;
+        double mean = 0, var = 0;
+        for (int i = 0; i < d; i++) {
+            xo[i] = add ? x[(size_t)r * d + i] + add[(size_t)r * d + i] : x[(size_t)r * d + i];
+            mean += xo[i];
+        }
+        mean /= d;
+        for (int i = 0; i < d; i++)
+            var += (xo[i] - mean) * (xo[i] - mean);
+        double inv = 1.0 / sqrt(var / d + eps);
+        for (int i = 0; i < d; i++)
+            y[(size_t)r * d + i] = (xo[i] - mean) * inv * w[i] + (b ? b[i] : 0.0);
+    }
+}
+
+void ref_bias(const float *x, int stride, int rows, const float *b, int d, double *y)
+{
+    size_t extent = rows == 0 ? 0 : (size_t)(rows - 1) * stride + d;
+    for (size_t i = 0; i < extent; i++)
+        y[i] = x[i];
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < d; c++)
+            y[(size_t)r * stride + c] += b[c];
 }
 
 void ref_add(const float *a, const float *b, size_t n, double *y)

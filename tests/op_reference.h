@@ -74,16 +74,37 @@ void ref_rope(const slm_rope_params *p, const int32_t *pos, int n, const float *
  * of the last block zero-padded. */
 void ref_kv_round(slm_type type, const float *src, float *dst, int hd);
 
-/* Attention of one query token over positions 0..n_pos−1 of its sequence:
- * out(n_heads·hd) = softmax(scale · q·Kᵀ) · V per head, query head h
- * reading KV head h / (n_heads / n_kv). k and v hold the stored values (see
- * ref_kv_round) of position p, KV head g at [p·kv_stride + g·hd]. A naive
- * two-pass softmax in double. */
-void ref_attention(const float *q, int n_heads, int n_kv, int hd, float scale, const float *k,
-                   const float *v, size_t kv_stride, int n_pos, double *out);
+/* Attention of one query token over positions 0..n_pos−1 of its sequence
+ * (only the last p->window of them when p->window > 0):
+ * out(n_heads·hd) = softmax(cap(p->scale · q·Kᵀ)) · V per head, cap the
+ * soft-cap c·tanh(s/c) when p->softcap = c > 0, query head h reading KV head
+ * h / (n_heads / n_kv). k and v hold the stored values (see ref_kv_round) of
+ * position p, KV head g at [p·kv_stride + g·hd]. A naive two-pass softmax in
+ * double. */
+void ref_attention(const float *q, int n_heads, int n_kv, int hd, const slm_attn_params *p,
+                   const float *k, const float *v, size_t kv_stride, int n_pos, double *out);
 
-/* y(rows, ff) = silu(g) ⊙ u, g and u rows `stride` floats apart. */
+/* y(rows, ff) = silu(g) ⊙ u, g and u rows `stride` floats apart; with
+ * ref_geglu gelu_tanh(g) ⊙ u instead (backend.h gives the formula). */
 void ref_swiglu(const float *g, const float *u, int stride, int rows, int ff, double *y);
+void ref_geglu(const float *g, const float *u, int stride, int rows, int ff, double *y);
+
+/* y[i] = 0.5·x·(1 + erf(x/√2)), the exact GELU. */
+void ref_gelu(const float *x, size_t n, double *y);
+
+/* x[i] = cap·tanh(x[i]/cap). */
+void ref_softcap(const float *x, float cap, size_t n, double *y);
+
+/* layernorm with the optional fused residual: x_out = x + add in f32 (as
+ * rmsnorm), then y = (x_out − mean) / sqrt(var + eps) · w + b in double
+ * (b may be NULL). */
+void ref_layernorm(const float *x, const float *add, const float *w, const float *b, float eps,
+                   int rows, int d, float *x_out, double *y);
+
+/* y = x with b[c] added to columns c < d of each of `rows` rows `stride`
+ * floats apart; elements between rows equal x. y has (rows−1)·stride + d
+ * elements. */
+void ref_bias(const float *x, int stride, int rows, const float *b, int d, double *y);
 
 /* y[i] = a[i] + b[i]; x[i] · s. */
 void ref_add(const float *a, const float *b, size_t n, double *y);

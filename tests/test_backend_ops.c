@@ -69,7 +69,8 @@ enum {
     G_ROPE = 1 << 5,
     G_ATTENTION = 1 << 6,   /* every shape × every KV type supports() allows */
     G_ATTN_FEW = 1 << 7,    /* two shapes */
-    G_SMALL = 1 << 8,       /* swiglu, add, scale, get_rows, logits */
+    G_SMALL = 1 << 8,       /* swiglu, geglu, gelu, softcap, layernorm, bias, add, scale,
+                             * get_rows, logits */
     G_ERRORS = 1 << 9,      /* the step's error contract, the KV plan's checks */
     G_SPLIT = 1 << 10,      /* weights over several device buffers */
     G_CHAIN = 1 << 11,      /* long chains of dependent ops in one step */
@@ -923,6 +924,11 @@ typedef struct world {
     const cfg *c;
     shape sh;
     slm_type type;
+    /* How each layer attends: layer 0 plainly (every earlier position);
+     * layer 1 through a sliding window drawn so that the long sequence
+     * crosses it (and sometimes wider than everything), with or without a
+     * logit soft-cap that bites on these scores (|s| ~ 1..3). */
+    slm_attn_params ap[LAYERS];
     slm_kv *kv;
     int n_blocks, n_seqs; /* sequences in use, a fork last */
     int len[MAXS];        /* positions stored so far */
@@ -976,6 +982,11 @@ static void world_init(world *w, const cfg *c, shape sh, slm_type type, int n_se
     w->type = type;
     w->n_seqs = n_seqs;
     w->nblk = (MAXP + sh.bs - 1) / sh.bs;
+    float scale = 1.0f / sqrtf((float)sh.hd);
+    w->ap[0] = (slm_attn_params){.scale = scale};
+    w->ap[1] = (slm_attn_params){.scale = scale * 2,
+                                 .softcap = tu_int(0, 1) ? tu_uniform(1.0f, 2.5f) : 0.0f,
+                                 .window = tu_int(0, 3) ? tu_int(1, 70) : MAXP + 5};
     assert_true(w->nblk <= MAXB && n_seqs + 1 <= MAXS);
     w->n_blocks = (n_seqs + 1) * w->nblk + tu_int(1, 5);
     slm_kv_desc d = {.n_layers = LAYERS, .n_blocks = w->n_blocks, .block_size = sh.bs,
@@ -1054,13 +1065,14 @@ static void ref_copy_blocks(world *w, int from, int to, int n_copy)
 
 /* Checks one layer's attention output against the reference. */
 static void check_attention(const world *w, int l, const tok *toks, int n, const float *qkv,
-                            size_t stride, float scale, const float *got, const char *what)
+                            size_t stride, const slm_attn_params *ap, const float *got,
+                            const char *what)
 {
     size_t qw = (size_t)w->sh.n_heads * w->sh.hd, nout = (size_t)n * qw;
     double *ref = dalloc(nout);
     for (int t = 0; t < n; t++) {
         size_t seq = ref_at(w, toks[t].seq, 0);
-        ref_attention(qkv + (size_t)t * stride, w->sh.n_heads, w->sh.n_kv, w->sh.hd, scale,
+        ref_attention(qkv + (size_t)t * stride, w->sh.n_heads, w->sh.n_kv, w->sh.hd, ap,
                       w->kref[l] + seq, w->vref[l] + seq, kv_width(w), toks[t].pos + 1,
                       ref + (size_t)t * qw);
     }
@@ -1072,8 +1084,9 @@ static void check_attention(const world *w, int l, const tok *toks, int n, const
      * e-6 relative to max|v|: 1e-5 absolute plus 1e-5 relative at
      * unit-scale data. (Seen: < 2e-6.) */
     double *tol = tol_of(ref, nout, 1e-5, 1e-5);
-    char full[200];
-    snprintf(full, sizeof full, "%s layer %d", what, l);
+    char full[320];
+    snprintf(full, sizeof full, "%s layer %d (window %d, softcap %g)", what, l, ap->window,
+             (double)ap->softcap);
     expect_close(w->c, full, got, ref, tol, nout);
     free(tol);
     free(ref);
@@ -1099,7 +1112,6 @@ static void run_step(world *w, const tok *toks, int n, int copy_from, int copy_t
     }
     step_arrays *a = xmalloc(sizeof *a);
     build_step(w, toks, n, a);
-    float scale = 1.0f / sqrtf((float)sh->hd);
     char what[160];
     snprintf(what, sizeof what, "attention %s hd %d heads %d/%d bs %d, %d tokens%s",
              slm_type_name((int)w->type), sh->hd, sh->n_heads, sh->n_kv, sh->bs, n,
@@ -1114,7 +1126,8 @@ static void run_step(world *w, const tok *toks, int n, int copy_from, int copy_t
     for (int l = 0; l < LAYERS; l++) {
         c->ops->kv_store(c->be, w->kv, l, at_float(qb[l], qw), (int)stride,
                          at_float(qb[l], qw + kw), (int)stride);
-        c->ops->attention(c->be, w->kv, l, at(qb[l]), (int)stride, sh->n_heads, scale, at(ob[l]));
+        c->ops->attention(c->be, w->kv, l, at(qb[l]), (int)stride, sh->n_heads, &w->ap[l],
+                          at(ob[l]));
     }
     finish_ok(c, what);
     if (n_copy)
@@ -1133,7 +1146,7 @@ static void run_step(world *w, const tok *toks, int n, int copy_from, int copy_t
             w->len[toks[t].seq] = toks[t].pos + 1;
     for (int l = 0; l < LAYERS; l++) {
         float *got = dev_read(c, ob[l], nout);
-        check_attention(w, l, toks, n, qkv[l], stride, scale, got, what);
+        check_attention(w, l, toks, n, qkv[l], stride, &w->ap[l], got, what);
         free(got);
         c->ops->buf_free(c->be, qb[l]);
         c->ops->buf_free(c->be, ob[l]);
@@ -1233,7 +1246,7 @@ static void attention_paged(void **state)
 
 /* swiglu with g and u as the halves of one fused gate|up row (stride 2·ff),
  * or in two buffers of dense rows (padded: rows a little wider than ff). */
-static void swiglu_case(const cfg *c, bool fused, bool padded)
+static void swiglu_case(const cfg *c, bool fused, bool padded, bool gelu)
 {
     int rows = tu_int(1, 33), ff = tu_int(1, 700);
     int stride = fused ? 2 * ff : padded ? ff + tu_int(1, 5) : ff;
@@ -1247,18 +1260,23 @@ static void swiglu_case(const cfg *c, bool fused, bool padded)
     const float *uv = fused ? g + ff : u;
     plain_step st;
     plain_step_init(&st, rows, NULL);
-    const char *what = fused ? "swiglu, fused gate|up" : padded ? "swiglu, padded rows" : "swiglu";
+    char what[64];
+    snprintf(what, sizeof what, "%s%s", gelu ? "geglu" : "swiglu",
+             fused ? ", fused gate|up" : padded ? ", padded rows" : "");
     begin_ok(c, &st.s, what);
-    c->ops->swiglu(c->be, at(gb), fused ? at_float(gb, (size_t)ff) : at(ub), stride, rows, ff,
-                   at(yb));
+    (gelu ? c->ops->geglu : c->ops->swiglu)(c->be, at(gb),
+                                            fused ? at_float(gb, (size_t)ff) : at(ub), stride,
+                                            rows, ff, at(yb));
     finish_ok(c, what);
     float *got = dev_read(c, yb, ny);
     double *ref = dalloc(ny);
-    ref_swiglu(g, uv, stride, rows, ff, ref);
+    (gelu ? ref_geglu : ref_swiglu)(g, uv, stride, rows, ff, ref);
     /* exp (a few ulps; GLSL allows 3+2|x| of them, ≤ 27 for |g| ≲ 12 here,
      * 1.6e-6 relative, which carries into silu), a divide and a product in
-     * f32: 4e-6 relative, 1e-7 near zero. (Seen: < 3e-7.) */
-    double *tol = tol_of(ref, ny, 1e-7, 4e-6);
+     * f32: 4e-6 relative, 1e-7 near zero. (Seen: < 3e-7.) GeGLU's tanh
+     * goes through exp on GPUs too (tanh = 1 − 2/(e^{2x}+1)): the same
+     * budget, and 1e-6 absolute where 1 + tanh cancels for g ≪ 0. */
+    double *tol = tol_of(ref, ny, gelu ? 1e-6 : 1e-7, 4e-6);
     expect_close(c, what, got, ref, tol, ny);
     free(tol);
     free(ref);
@@ -1353,14 +1371,149 @@ static void rows_logits_case(const cfg *c)
     c->ops->buf_free(c->be, yb);
 }
 
+/* gelu (into another buffer and in place) and softcap (in place). */
+static void gelu_softcap_case(const cfg *c)
+{
+    size_t n = (size_t)tu_int(1, 40000);
+    float *x = xmalloc(n * 4);
+    tu_fill_normal(x, n, 3.0f);
+    float cap = tu_uniform(0.5f, 5.0f);
+    slm_buf *xb = dev_floats(c, x, n), *yb = dev_floats(c, NULL, n), *zb = dev_floats(c, x, n);
+    slm_buf *sb = dev_floats(c, x, n);
+    plain_step st;
+    plain_step_init(&st, 1, NULL);
+    begin_ok(c, &st.s, "gelu, softcap");
+    c->ops->gelu(c->be, at(xb), n, at(yb));
+    c->ops->gelu(c->be, at(zb), n, at(zb));
+    c->ops->softcap(c->be, at(sb), n, cap);
+    finish_ok(c, "gelu, softcap");
+    float *gy = dev_read(c, yb, n), *gz = dev_read(c, zb, n), *gs = dev_read(c, sb, n);
+    double *rg = dalloc(n), *rs = dalloc(n);
+    ref_gelu(x, n, rg);
+    ref_softcap(x, cap, n, rs);
+    /* erf and tanh in f32: a few ulps each (GPU tanh through exp: ≲ 30
+     * ulps), then two products: 4e-6 relative, 1e-6 absolute where the
+     * value is a difference of near-equal terms (gelu of x ≪ 0, tanh near
+     * 0). (Seen: < 3e-7.) */
+    double *tg = tol_of(rg, n, 1e-6, 4e-6), *ts = tol_of(rs, n, 1e-6, 4e-6);
+    expect_close(c, "gelu", gy, rg, tg, n);
+    expect_close(c, "gelu in place", gz, rg, tg, n);
+    expect_close(c, "softcap", gs, rs, ts, n);
+    free(tg);
+    free(ts);
+    free(rg);
+    free(rs);
+    free(gy);
+    free(gz);
+    free(gs);
+    free(x);
+    c->ops->buf_free(c->be, xb);
+    c->ops->buf_free(c->be, yb);
+    c->ops->buf_free(c->be, zb);
+    c->ops->buf_free(c->be, sb);
+}
+
+/* layernorm with and without the fused residual and the bias, into y or in
+ * place; rows drawn around a non-zero mean so the centring matters. */
+static void layernorm_case(const cfg *c, bool residual, bool bias, bool in_place)
+{
+    int rows = tu_int(1, 33), d = tu_int(1, 700);
+    size_t n = (size_t)rows * (size_t)d;
+    float eps = tu_int(0, 1) ? 1e-5f : 1e-6f;
+    float *x = xmalloc(n * 4), *a = xmalloc(n * 4), *w = xmalloc((size_t)d * 4);
+    float *b = xmalloc((size_t)d * 4);
+    tu_fill_normal(x, n, 3.0f);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 4.0f;
+    tu_fill_normal(a, n, 1.0f);
+    tu_fill_uniform(w, (size_t)d, 0.5f, 1.5f);
+    tu_fill_normal(b, (size_t)d, 1.0f);
+    slm_weight *wt = load_ok(c, SLM_TYPE_F32, 1, d, w);
+    slm_weight *bt = bias ? load_ok(c, SLM_TYPE_F32, 1, d, b) : NULL;
+    slm_buf *xb = dev_floats(c, x, n), *ab = dev_floats(c, a, n);
+    slm_buf *yb = in_place ? xb : dev_floats(c, NULL, n);
+    plain_step st;
+    plain_step_init(&st, rows, NULL);
+    begin_ok(c, &st.s, "layernorm");
+    c->ops->layernorm(c->be, at(xb), residual ? at(ab) : NOREF, wt, bt, eps, rows, d, at(yb));
+    finish_ok(c, "layernorm");
+    float *gx = dev_read(c, xb, n), *gy = dev_read(c, yb, n), *rx = xmalloc(n * 4);
+    double *ry = dalloc(n);
+    ref_layernorm(x, residual ? a : NULL, w, bias ? b : NULL, eps, rows, d, rx, ry);
+    if (!in_place && memcmp(gx, rx, n * 4) != 0)
+        fail_msg("%s: layernorm%s: x after the op differs from x + add in f32", c->label,
+                 residual ? " with residual" : "");
+    /* As rmsnorm (3e-6 relative), plus the mean: an f32 sum of d ≤ 700
+     * terms of |x| ≲ 15 is off by ≲ √d·15·2⁻²⁴, which shifts every centred
+     * value by that, ×inv ≲ 1/3·w ≤ 1.5: < 1e-5 absolute. (Seen: < 1e-6.) */
+    double *ty = tol_of(ry, n, 1e-5, 3e-6);
+    char what[80];
+    snprintf(what, sizeof what, "layernorm%s%s%s", residual ? " with residual" : "",
+             bias ? " and bias" : "", in_place ? " in place" : "");
+    expect_close(c, what, gy, ry, ty, n);
+    free(ty);
+    free(ry);
+    free(rx);
+    free(gx);
+    free(gy);
+    c->ops->buf_free(c->be, xb);
+    c->ops->buf_free(c->be, ab);
+    if (!in_place)
+        c->ops->buf_free(c->be, yb);
+    c->ops->weight_free(c->be, wt);
+    c->ops->weight_free(c->be, bt);
+    free(x);
+    free(a);
+    free(w);
+    free(b);
+}
+
+/* bias over strided rows (a column range of a fused QKV output); the
+ * elements between rows must stay as they were. */
+static void bias_case(const cfg *c)
+{
+    int rows = tu_int(1, 33), d = tu_int(1, 700), stride = d + (tu_int(0, 1) ? tu_int(1, 300) : 0);
+    size_t extent = (size_t)(rows - 1) * stride + d;
+    float *x = xmalloc(extent * 4), *b = xmalloc((size_t)d * 4);
+    tu_fill_normal(x, extent, 2.0f);
+    tu_fill_normal(b, (size_t)d, 1.0f);
+    slm_weight *bt = load_ok(c, SLM_TYPE_F32, 1, d, b);
+    slm_buf *xb = dev_floats(c, x, extent);
+    plain_step st;
+    plain_step_init(&st, rows, NULL);
+    begin_ok(c, &st.s, "bias");
+    c->ops->bias(c->be, at(xb), stride, rows, bt);
+    finish_ok(c, "bias");
+    float *got = dev_read(c, xb, extent);
+    double *ref = dalloc(extent);
+    ref_bias(x, stride, rows, b, d, ref);
+    /* one f32 addition: one rounding, 2⁻²⁴ relative; untouched elements exact */
+    double *tol = tol_of(ref, extent, 1e-30, 5.97e-8);
+    expect_close(c, stride > d ? "bias, strided rows" : "bias", got, ref, tol, extent);
+    free(tol);
+    free(ref);
+    free(got);
+    free(x);
+    free(b);
+    c->ops->buf_free(c->be, xb);
+    c->ops->weight_free(c->be, bt);
+}
+
 static void small_one(const cfg *c)
 {
     for (int rep = 0; rep < 2; rep++) {
-        swiglu_case(c, true, false);
-        swiglu_case(c, false, false);
-        swiglu_case(c, false, true);
+        for (int gelu = 0; gelu < 2; gelu++) {
+            swiglu_case(c, true, false, gelu);
+            swiglu_case(c, false, false, gelu);
+            swiglu_case(c, false, true, gelu);
+        }
         add_scale_case(c);
         rows_logits_case(c);
+        gelu_softcap_case(c);
+        layernorm_case(c, rep == 0, true, false);
+        layernorm_case(c, rep == 1, false, false);
+        layernorm_case(c, true, rep == 0, true);
+        bias_case(c);
     }
 }
 
