@@ -1,8 +1,10 @@
 /*
  * attention.cu — fused paged attention over the KV pool:
- *   out(n, n_heads·hd) = softmax(scale · q·Kᵀ) · V
- * for each token over positions 0..pos of its sequence, K/V read through
- * the sequence's block table (layout in cuda_backend.h).
+ *   out(n, n_heads·hd) = softmax(cap(scale · q·Kᵀ)) · V
+ * for each token over positions 0..pos of its sequence (only the last
+ * `window` of them for a sliding-window layer), K/V read through the
+ * sequence's block table (layout in cuda_backend.h); cap is the optional
+ * soft-cap cap·tanh(s / cap) of each score (slm_attn_params).
  *
  * One warp per (token, query head, split): lane l owns elements l, l+32, …
  * of the head (hd ≤ 256: 8 registers of q and of the accumulator), each
@@ -15,11 +17,14 @@
  * context into up to ATTN_SPLIT_MAX parts (planned in begin_step; a token
  * with a shorter context than the step's longest gets some empty parts);
  * each part writes (m, l, acc[hd]) to the workspace and a second kernel
- * merges the parts (slm_cu_osm_merge).
+ * merges the parts (slm_cu_osm_merge). A windowed layer splits only each
+ * token's window (slm_cu_attn_part), so no part reads a KV block wholly
+ * before it, and into fewer parts when the window is shorter than the
+ * step's longest context. Window and soft-cap hold in both kernels' paths.
  *
  * Not done yet: one K/V read shared by a GQA group's heads, FlashAttention-2
- * tiles for prefill, sliding windows. Compiled, host-tested logic only
- * (the update and merge are tested on the host): not yet run on a GPU.
+ * tiles for prefill. Compiled, host-tested logic only (the update, merge,
+ * window and soft-cap are tested on the host): not yet run on a GPU.
  */
 #include <math.h>
 
@@ -51,7 +56,8 @@ typedef struct attn_args {
     int kv_type, bs, hd, group, n_heads, n_split;
     const float *q;
     int64_t q_stride;
-    float scale;
+    float scale, softcap; /* the layer's slm_attn_params, by value */
+    int window;
     const int32_t *pos, *seq, *bt_start, *bt;
     float *out;  /* (n, n_heads·hd) */
     float *part; /* [token][head][split][m, l, acc[hd]] when n_split > 1 */
@@ -62,7 +68,7 @@ __global__ void attend(attn_args a)
     int lane = threadIdx.x;
     int t = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads, s = blockIdx.y;
     int p0, p1;
-    slm_cu_split_range(a.pos[t] + 1, a.n_split, s, &p0, &p1);
+    slm_cu_attn_part(a.pos[t], a.window, a.n_split, s, &p0, &p1);
     const float *q = a.q + t * a.q_stride + (int64_t)h * a.hd;
     float qr[PER_LANE], acc[PER_LANE];
     for (int k = 0; k < PER_LANE; k++) {
@@ -84,6 +90,7 @@ __global__ void attend(attn_args a)
         }
         for (int o = 16; o > 0; o >>= 1)
             d += __shfl_xor_sync(0xffffffffu, d, o);
+        d = slm_cu_softcap(d, a.softcap);
         float corr, w;
         slm_cu_osm_push(&st, d, &corr, &w);
         for (int k = 0; k < PER_LANE; k++) {
@@ -133,17 +140,37 @@ __global__ void merge_parts(attn_args a)
             o[lane + 32 * k] = acc[k] / st.l;
 }
 
+/* The parts this call splits each context into: the step's plan, fewer
+ * for a window shorter than the step's longest context, one when the
+ * workspace was sized for fewer heads. */
+static int call_splits(const slm_cu_backend *be, int n_heads, int hd, int window)
+{
+    int ctx = slm_cu_window_ctx(be->max_pos + 1, window);
+    int s = slm_cu_attention_splits(be->n_tokens, ctx, be->split_min);
+    if (s > be->attn_split)
+        s = be->attn_split;
+    if (slm_cu_attention_ws(be->n_tokens, n_heads, hd, s) > be->ws_bytes)
+        s = 1;
+    return s;
+}
+
 void slm_cu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                      int n_heads, float scale, slm_ref out)
+                      int n_heads, const slm_attn_params *p, slm_ref out)
 {
     slm_cu_backend *be = slm_cu_be(b);
     if (!slm_cu_op_ok(be, "attention") || !slm_cu_kv_planned(be, kv, "attention"))
         return;
+    if (!p) {
+        slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "attention: no slm_attn_params");
+        return;
+    }
     if (layer < 0 || layer >= kv->d.n_layers || n_heads < 1 || n_heads % kv->d.n_kv_heads ||
-        !isfinite(scale)) {
+        !isfinite(p->scale) || !(p->softcap >= 0) || !isfinite(p->softcap) || p->window < 0) {
         slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                    "attention: layer %d, %d query heads over %d KV heads, scale %g", layer,
-                    n_heads, kv->d.n_kv_heads, (double)scale);
+                    "attention: layer %d, %d query heads over %d KV heads, scale %g, "
+                    "softcap %g, window %d",
+                    layer, n_heads, kv->d.n_kv_heads, (double)p->scale, (double)p->softcap,
+                    p->window);
         return;
     }
     int hd = kv->d.head_dim, n = be->n_tokens;
@@ -173,17 +200,18 @@ void slm_cu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
     a.n_heads = n_heads;
     a.q = qp;
     a.q_stride = q_stride;
-    a.scale = scale;
+    /* NOTE: the values, not p: the kernel may run (or a graph replay) after
+     * the caller's struct is gone or reused for the next layer. */
+    a.scale = p->scale;
+    a.softcap = p->softcap;
+    a.window = p->window;
     a.pos = slm_cu_dev(be, ST_POS);
     a.seq = slm_cu_dev(be, ST_SEQ);
     a.bt_start = slm_cu_dev(be, ST_BT_START);
     a.bt = slm_cu_dev(be, ST_BT);
     a.out = op;
     a.part = (float *)be->ws;
-    /* the planned split, unless the workspace was sized for fewer heads */
-    a.n_split = be->attn_split;
-    if (slm_cu_attention_ws(n, n_heads, hd, a.n_split) > be->ws_bytes)
-        a.n_split = 1;
+    a.n_split = call_splits(be, n_heads, hd, p->window);
     dim3 grid((unsigned)(n * n_heads), (unsigned)a.n_split);
     attend<<<grid, 32, 0, be->stream>>>(a);
     if (!slm_cu_launched(be, "attend") || a.n_split == 1)

@@ -1,5 +1,5 @@
 /*
- * backend_cuda.cu — the CUDA backend's ops table (runtime/backend.h v2):
+ * backend_cuda.cu — the CUDA backend's ops table (runtime/backend.h v3):
  * opening a device by index, capabilities, buffers, weights (raw GGUF rows
  * uploaded once: the kernels read 2-byte aligned blocks as 16-bit halves,
  * so no repacking yet), the paged KV pool, RoPE tables, memory facts,
@@ -13,8 +13,8 @@
  * once; wait synchronizes both streams, turns any asynchronous failure into
  * the step's status naming the call, and copies the logits out.
  *
- * Kernels live by topic in matvec.cu, matmul.cu, attention.cu and ops.cu;
- * their per-thread arithmetic in cuda_logic.cuh.
+ * Kernels live by topic in matvec.cu, matmul.cu, attention.cu, ops.cu and
+ * elementwise.cu; their per-thread arithmetic in cuda_logic.cuh.
  *
  * Status: compiled, host-tested logic only. No kernel of this backend has
  * run on a GPU yet (see README, CUDA).
@@ -314,9 +314,14 @@ static slm_status cu_supports(slm_backend *b, const slm_support_query *q)
         return slm_error(SLM_STATUS_UNSUPPORTED, "cuda: weight type %s is not supported",
                          slm_type_name(q->type));
     case SLM_OP_RMSNORM:
+    case SLM_OP_LAYERNORM:
+    case SLM_OP_BIAS:
         if (q->type == SLM_TYPE_F32)
             return SLM_OK;
-        return slm_error(SLM_STATUS_UNSUPPORTED, "cuda: rmsnorm weight type %s (f32 only)",
+        return slm_error(SLM_STATUS_UNSUPPORTED, "cuda: %s weight type %s (f32 only)",
+                         q->op == SLM_OP_RMSNORM     ? "rmsnorm"
+                         : q->op == SLM_OP_LAYERNORM ? "layernorm"
+                                                     : "bias",
                          slm_type_name(q->type));
     case SLM_OP_KV_STORE:
     case SLM_OP_ATTENTION:
@@ -332,7 +337,11 @@ static slm_status cu_supports(slm_backend *b, const slm_support_query *q)
                              q->head_dim, slm_type_name(q->type), ATTN_MAX_HEAD);
         return SLM_OK;
     case SLM_OP_ROPE:
+        /* any head size and any even n_rot <= head_dim (partial rotary) */
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
+    case SLM_OP_GELU:
+    case SLM_OP_SOFTCAP:
     case SLM_OP_ADD:
     case SLM_OP_SCALE:
     case SLM_OP_GET_ROWS:
@@ -813,6 +822,11 @@ static const slm_backend_ops cu_ops = {
     .kv_store = slm_cu_kv_store,
     .attention = slm_cu_attention,
     .swiglu = slm_cu_swiglu,
+    .geglu = slm_cu_geglu,
+    .gelu = slm_cu_gelu,
+    .layernorm = slm_cu_layernorm,
+    .bias = slm_cu_bias,
+    .softcap = slm_cu_softcap,
     .get_rows = slm_cu_get_rows,
     .logits = slm_cu_logits,
     .add = slm_cu_add,

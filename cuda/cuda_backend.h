@@ -155,7 +155,7 @@ void slm_cu_matmul(slm_backend *b, const slm_weight *w, slm_ref x, int rows, slm
                    slm_ref y);
 /* attention.cu */
 void slm_cu_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                      int n_heads, float scale, slm_ref out);
+                      int n_heads, const slm_attn_params *p, slm_ref out);
 /* ops.cu */
 void slm_cu_embed(slm_backend *b, const slm_weight *table, slm_ref y);
 void slm_cu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
@@ -164,13 +164,21 @@ void slm_cu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_di
                  const slm_rope *r);
 void slm_cu_kv_store(slm_backend *b, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
                      int v_stride);
-void slm_cu_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff,
-                   slm_ref y);
+void slm_cu_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
+                      const slm_weight *bias, float eps, int rows, int d, slm_ref y);
 void slm_cu_get_rows(slm_backend *b, slm_ref x, int d, slm_ref y);
 void slm_cu_logits(slm_backend *b, slm_ref x, int cols);
+void slm_cu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n);
+/* elementwise.cu */
+void slm_cu_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                   slm_ref y);
+void slm_cu_geglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                  slm_ref y);
+void slm_cu_gelu(slm_backend *b, slm_ref x, size_t count, slm_ref y);
+void slm_cu_softcap(slm_backend *b, slm_ref x, size_t count, float cap);
+void slm_cu_bias(slm_backend *b, slm_ref x, int stride, int rows, const slm_weight *bias);
 void slm_cu_add(slm_backend *b, slm_ref a, slm_ref bb, size_t count, slm_ref y);
 void slm_cu_scale(slm_backend *b, slm_ref x, float s, size_t count);
-void slm_cu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n);
 
 /* Blocks of 256 threads covering n items (at least one block). */
 static inline unsigned slm_cu_blocks(size_t n, unsigned threads)

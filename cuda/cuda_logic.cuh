@@ -14,7 +14,12 @@
  *     quantized type (dp4a on the device, the same sum on the host);
  *   - the decoding of a stored K/V element;
  *   - the online-softmax update, the parts a split (flash-decoding) context
- *     is cut into, and the merge of their partial results.
+ *     is cut into, and the merge of their partial results;
+ *   - attention's score soft-cap and sliding window (which positions a
+ *     token reads, so a split context covers only those);
+ *   - RoPE's pairing (NORM / NEOX, partial rotary) and rotation;
+ *   - the activations (SiLU, GELU in its tanh and erf forms, soft-cap) and
+ *     LayerNorm's per-thread share of the mean and variance sums.
  * Kernels (matvec.cu, matmul.cu, attention.cu, ops.cu) stay thin around
  * these: they pick indices, load, reduce across lanes and store.
  *
@@ -595,6 +600,125 @@ SLM_CU_HD void slm_cu_osm_merge(slm_cu_osm *a, slm_cu_osm b, float *ca, float *c
     *cb = b.m == -INFINITY ? 0.0f : expf(b.m - m);
     a->l = a->l * *ca + b.l * *cb;
     a->m = m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* attention: soft-cap and sliding window                                    */
+
+/* cap·tanh(s / cap) for cap > 0 (Gemma 2's score and logit capping); s
+ * itself for cap = 0. */
+SLM_CU_HD float slm_cu_softcap(float s, float cap)
+{
+    return cap > 0.0f ? cap * tanhf(s / cap) : s;
+}
+
+/* Whether a token at position p attends to position j: causal (j <= p) and,
+ * with window > 0, one of the last `window` positions (p − window < j). */
+SLM_CU_HD bool slm_cu_in_window(int p, int j, int window)
+{
+    return j <= p && (window <= 0 || j > p - window);
+}
+
+/* The positions [*lo, *hi) a token at position p attends to: the
+ * contiguous run slm_cu_in_window accepts. A split context is cut from *lo,
+ * so no part reads a KV block wholly before the window. */
+SLM_CU_HD void slm_cu_attn_span(int p, int window, int *lo, int *hi)
+{
+    *hi = p + 1;
+    *lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
+/* Part s of n_split of the span of a token at position p (window as
+ * above): slm_cu_split_range over the span, shifted to its start. */
+SLM_CU_HD void slm_cu_attn_part(int p, int window, int n_split, int s, int *p0, int *p1)
+{
+    int lo, hi;
+    slm_cu_attn_span(p, window, &lo, &hi);
+    slm_cu_split_range(hi - lo, n_split, s, p0, p1);
+    *p0 += lo;
+    *p1 += lo;
+}
+
+/* The longest span of a step whose largest context is n_ctx positions: the
+ * split plan for a windowed layer (never more parts than the step's). */
+SLM_CU_HD int slm_cu_window_ctx(int n_ctx, int window)
+{
+    return window > 0 && window < n_ctx ? window : n_ctx;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RoPE                                                                      */
+
+/* The two elements of a head that pair k (0 <= k < n_rot/2) rotates: NORM
+ * (adjacent) 2k and 2k+1; NEOX (split halves of the rotated part) k and
+ * k + n_rot/2. Elements from n_rot on are no pair's (partial rotary). */
+SLM_CU_HD void slm_cu_rope_pair(int neox, int n_rot, int k, int *a, int *b)
+{
+    *a = neox ? k : 2 * k;
+    *b = neox ? k + n_rot / 2 : 2 * k + 1;
+}
+
+/* Rotates (v[a], v[b]) by the angle whose cosine and sine are c and s. */
+SLM_CU_HD void slm_cu_rope_rotate(float *v, int a, int b, float c, float s)
+{
+    float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* activations                                                               */
+
+SLM_CU_HD float slm_cu_silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* gelu_tanh(x) = 0.5·x·(1 + tanh(z)), z = sqrt(2/π)·(x + 0.044715·x³),
+ * computed as x / (1 + exp(−2z)) (the same function: 0.5(1 + tanh z) is the
+ * logistic of 2z). NOTE: the tanh form loses every digit where tanh(z)
+ * nears −1 (x below about −3); this one keeps them. An x whose cube
+ * overflows gives x or −0, as the limit does; x = ±inf gives what the tanh
+ * form does (+inf, and NaN from −inf·0). */
+SLM_CU_HD float slm_cu_gelu_tanh(float x)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/π) */
+    float z = k * (x + 0.044715f * x * x * x);
+    return x / (1.0f + expf(-2.0f * z));
+}
+
+/* gelu(x) = 0.5·x·(1 + erf(x/√2)), computed as 0.5·x·erfc(−x/√2) (the
+ * same function; erfc keeps the digits 1 + erf loses for negative x). */
+SLM_CU_HD float slm_cu_gelu_erf(float x)
+{
+    return 0.5f * x * erfcf(-0.7071067811865476f * x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* LayerNorm                                                                 */
+
+/* Thread t of nt's share of a row's sums, as the kernel's threads take it
+ * (elements t, t + nt, …): Σx when centered is false, else Σ(x − mean)².
+ * The block then adds the shares in a halving tree (ops.cu, block_sum). Two
+ * passes over the row rather than Σx and Σx² in one: the variance is then
+ * never a difference of two large sums (rows with |mean| ≫ spread keep it). */
+SLM_CU_HD float slm_cu_ln_share(const float *x, int d, int t, int nt, float mean, bool centered)
+{
+    float s = 0.0f;
+    for (int i = t; i < d; i += nt) {
+        float v = centered ? x[i] - mean : x[i];
+        s += centered ? v * v : v;
+    }
+    return s;
+}
+
+/* 1 / sqrt(var + eps) from the row's Σ(x − mean)² over d elements. */
+SLM_CU_HD float slm_cu_ln_inv(float ssd, int d, float eps)
+{
+    return 1.0f / sqrtf(ssd / (float)d + eps);
+}
+
+/* One output element: (x − mean)·inv·w + b. */
+SLM_CU_HD float slm_cu_ln_out(float x, float mean, float inv, float w, float b)
+{
+    return (x - mean) * inv * w + b;
 }
 
 #endif

@@ -1,16 +1,17 @@
 /*
  * ops.cu — the CUDA backend's row-wise ops and KV writes: embed, rmsnorm
- * (with the fused residual add), rope, kv_store, kv_copy, swiglu, add,
- * scale, get_rows and the logits copy.
+ * and layernorm (each with the fused residual add), rope (NORM and NEOX,
+ * partial rotary), kv_store, kv_copy, get_rows and the logits copy. The
+ * element-wise ops are in elementwise.cu.
  *
  * Each op is a binding (checks sizes and buffer ranges on the host, records
  * a failure instead of launching on memory it was not given) and a small
  * kernel on the op stream. Per-element arithmetic that must match the
- * reference exactly (weight decoding, the Q8_0 KV coding, f16) comes from
- * cuda_logic.cuh.
+ * reference exactly (weight decoding, the Q8_0 KV coding, f16), RoPE's
+ * pairing and LayerNorm's sums come from cuda_logic.cuh.
  *
  * Not done yet: RMSNorm fused with the activation quantization, RoPE fused
- * with kv_store, SwiGLU in the matmul epilogue. Compiled, host-tested
+ * with kv_store. Compiled, host-tested
  * logic only: not yet run on a GPU.
  */
 #include <math.h>
@@ -64,7 +65,33 @@ void slm_cu_embed(slm_backend *b, const slm_weight *table, slm_ref y)
 }
 
 /* ------------------------------------------------------------------------ */
-/* rmsnorm                                                                   */
+/* rmsnorm, layernorm                                                        */
+
+/* The block's (THREADS threads') sum of v, in a halving tree over shared
+ * memory; every thread gets it. part is THREADS floats, free on entry and
+ * free again on return (the trailing barrier lets a second call reuse it). */
+__device__ float block_sum(float v, float *part)
+{
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s)
+            part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    float total = part[0];
+    __syncthreads();
+    return total;
+}
+
+/* A row's x += add, stored (the residual stream updated in place); each
+ * thread its own elements i ≡ threadIdx.x, the ones it reads afterwards. */
+__device__ void add_residual(float *xr, const float *ar, int d)
+{
+    if (ar)
+        for (int i = threadIdx.x; i < d; i += blockDim.x)
+            xr[i] += ar[i];
+}
 
 /* One block per row: x += add (stored), then y = x / sqrt(mean(x²) + eps) · w. */
 __global__ void rmsnorm_rows(float *x, const float *add, const float *w, float eps, int d,
@@ -72,26 +99,36 @@ __global__ void rmsnorm_rows(float *x, const float *add, const float *w, float e
 {
     __shared__ float part[THREADS];
     float *xr = x + (size_t)blockIdx.x * d, *yr = y + (size_t)blockIdx.x * d;
-    const float *ar = add ? add + (size_t)blockIdx.x * d : NULL;
+    add_residual(xr, add ? add + (size_t)blockIdx.x * d : NULL, d);
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-        float v = xr[i];
-        if (ar) {
-            v += ar[i];
-            xr[i] = v;
-        }
-        ss += v * v;
-    }
-    part[threadIdx.x] = ss;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    float inv = 1.0f / sqrtf(part[0] / (float)d + eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        ss += xr[i] * xr[i];
+    float inv = 1.0f / sqrtf(block_sum(ss, part) / (float)d + eps);
     for (int i = threadIdx.x; i < d; i += blockDim.x)
         yr[i] = xr[i] * inv * w[i];
+}
+
+/* One block per row: x += add (stored), then the mean, then Σ(x − mean)²
+ * (slm_cu_ln_share), then y = (x − mean)·inv·w + b. y may equal x: each
+ * thread writes only elements it alone reads, and only after both sums. */
+__global__ void layernorm_rows(float *x, const float *add, const float *w, const float *b,
+                               float eps, int d, float *y)
+{
+    __shared__ float part[THREADS];
+    float *xr = x + (size_t)blockIdx.x * d, *yr = y + (size_t)blockIdx.x * d;
+    add_residual(xr, add ? add + (size_t)blockIdx.x * d : NULL, d);
+    int t = threadIdx.x, nt = blockDim.x;
+    float mean = block_sum(slm_cu_ln_share(xr, d, t, nt, 0.0f, false), part) / (float)d;
+    float ssd = block_sum(slm_cu_ln_share(xr, d, t, nt, mean, true), part);
+    float inv = slm_cu_ln_inv(ssd, d, eps);
+    for (int i = t; i < d; i += nt)
+        yr[i] = slm_cu_ln_out(xr[i], mean, inv, w[i], b ? b[i] : 0.0f);
+}
+
+/* A norm weight (or bias) fits: f32, d elements ([1, d] or [d, 1]). */
+static bool norm_weight_ok(const slm_weight *w, int d)
+{
+    return w && w->type == SLM_TYPE_F32 && w->rows * w->cols == d;
 }
 
 void slm_cu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
@@ -100,8 +137,7 @@ void slm_cu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
     slm_cu_backend *be = slm_cu_be(b);
     if (!slm_cu_op_ok(be, "rmsnorm"))
         return;
-    if (rows < 0 || d < 1 || !w || w->type != SLM_TYPE_F32 || w->rows * w->cols != d ||
-        !(eps >= 0)) {
+    if (rows < 0 || d < 1 || !norm_weight_ok(w, d) || !(eps >= 0)) {
         slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
                     "rmsnorm: rows %d, d %d, eps %g with a %s weight (needs an f32 weight of d "
                     "elements)",
@@ -119,11 +155,43 @@ void slm_cu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
     slm_cu_launched(be, "rmsnorm_rows");
 }
 
+void slm_cu_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
+                      const slm_weight *bias, float eps, int rows, int d, slm_ref y)
+{
+    slm_cu_backend *be = slm_cu_be(b);
+    if (!slm_cu_op_ok(be, "layernorm"))
+        return;
+    if (rows < 0 || d < 1 || !norm_weight_ok(w, d) || (bias && !norm_weight_ok(bias, d)) ||
+        !(eps >= 0)) {
+        slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "layernorm: rows %d, d %d, eps %g with a %s weight and %s bias (needs "
+                    "f32 of d elements)",
+                    rows, d, (double)eps, w ? slm_type_name(w->type) : "missing",
+                    bias ? slm_type_name(bias->type) : "no");
+        return;
+    }
+    size_t n = (size_t)rows * (size_t)d;
+    float *xp = slm_cu_f32(be, x, n, "layernorm", "x");
+    float *yp = xp ? slm_cu_f32(be, y, n, "layernorm", "y") : NULL;
+    const float *ap = NULL;
+    if (!yp || (add.buf && !(ap = slm_cu_f32(be, add, n, "layernorm", "add"))) || !rows)
+        return;
+    /* y equal to x is in place row by row; any other overlap is not */
+    if (yp != xp && x.buf == y.buf && x.off < y.off + n * 4 && y.off < x.off + n * 4) {
+        slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "layernorm: x and y overlap");
+        return;
+    }
+    layernorm_rows<<<(unsigned)rows, THREADS, 0, be->stream>>>(
+        xp, ap, (const float *)w->dev, bias ? (const float *)bias->dev : NULL, eps, d, yp);
+    slm_cu_launched(be, "layernorm_rows");
+}
+
 /* ------------------------------------------------------------------------ */
 /* rope                                                                      */
 
 /* One thread per (token, pair): the angle in double (as the CPU forms it),
- * its cos and sin applied to that pair of every head. */
+ * its cos and sin applied to that pair of every head. The pairs cover a
+ * head's first n_rot elements; the rest (partial rotary) stay as they are. */
 __global__ void rope_pairs(float *x, int64_t stride, const int32_t *pos, int n, int n_heads,
                            int head_dim, const double *inv_freq, int half, int neox)
 {
@@ -133,13 +201,10 @@ __global__ void rope_pairs(float *x, int64_t stride, const int32_t *pos, int n, 
     int t = (int)(i / half), k = (int)(i % half);
     double theta = (double)pos[t] * inv_freq[k];
     float c = (float)cos(theta), s = (float)sin(theta);
-    int a = neox ? k : 2 * k, partner = neox ? half : 1;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + t * stride + (int64_t)h * head_dim;
-        float x0 = v[a], x1 = v[a + partner];
-        v[a] = x0 * c - x1 * s;
-        v[a + partner] = x0 * s + x1 * c;
-    }
+    int a, pb;
+    slm_cu_rope_pair(neox, 2 * half, k, &a, &pb);
+    for (int h = 0; h < n_heads; h++)
+        slm_cu_rope_rotate(x + t * stride + (int64_t)h * head_dim, a, pb, c, s);
 }
 
 void slm_cu_rope(slm_backend *b, slm_ref x, int stride, int n_heads, int head_dim,
@@ -272,92 +337,6 @@ void slm_cu_kv_copy(slm_backend *b, slm_kv *kv, const slm_kv_copy *copies, int n
                                                   be->stream)))
                     return;
             }
-}
-
-/* ------------------------------------------------------------------------ */
-/* swiglu, add, scale                                                        */
-
-__global__ void swiglu_rows(const float *g, const float *u, int64_t stride, int rows, int ff,
-                            float *y)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (int64_t)rows * ff)
-        return;
-    int64_t r = i / ff, c = i % ff;
-    float gv = g[r * stride + c];
-    y[i] = gv / (1.0f + expf(-gv)) * u[r * stride + c];
-}
-
-/* Whether [a, a+na) and [b, b+nb) floats of one buffer overlap (fails op). */
-static bool overlap(slm_cu_backend *be, slm_ref a, size_t na, slm_ref b, size_t nb, const char *op)
-{
-    if (a.buf != b.buf || a.off + na * 4 <= b.off || b.off + nb * 4 <= a.off)
-        return false;
-    slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: input and output overlap", op);
-    return true;
-}
-
-void slm_cu_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff, slm_ref y)
-{
-    slm_cu_backend *be = slm_cu_be(b);
-    if (!slm_cu_op_ok(be, "swiglu"))
-        return;
-    if (rows < 0 || ff < 1) {
-        slm_cu_fail(be, SLM_STATUS_INVALID_ARGUMENT, "swiglu: %d rows of %d", rows, ff);
-        return;
-    }
-    size_t n = (size_t)rows * (size_t)ff;
-    size_t extent = rows ? (size_t)(rows - 1) * (size_t)stride + (size_t)ff : 0;
-    const float *gp = slm_cu_rows(be, g, rows, ff, stride, "swiglu", "g");
-    const float *up = gp ? slm_cu_rows(be, u, rows, ff, stride, "swiglu", "u") : NULL;
-    float *yp = up ? slm_cu_f32(be, y, n, "swiglu", "y") : NULL;
-    if (!yp || overlap(be, g, extent, y, n, "swiglu") || overlap(be, u, extent, y, n, "swiglu") ||
-        !n)
-        return;
-    swiglu_rows<<<slm_cu_blocks(n, THREADS), THREADS, 0, be->stream>>>(gp, up, stride, rows, ff,
-                                                                         yp);
-    slm_cu_launched(be, "swiglu_rows");
-}
-
-__global__ void add_elems(const float *a, const float *b, size_t n, float *y)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        y[i] = a[i] + b[i];
-}
-
-__global__ void scale_elems(float *x, float s, size_t n)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        x[i] *= s;
-}
-
-void slm_cu_add(slm_backend *b, slm_ref a, slm_ref bb, size_t count, slm_ref y)
-{
-    slm_cu_backend *be = slm_cu_be(b);
-    if (!slm_cu_op_ok(be, "add"))
-        return;
-    const float *ap = slm_cu_f32(be, a, count, "add", "a");
-    const float *bp = ap ? slm_cu_f32(be, bb, count, "add", "b") : NULL;
-    float *yp = bp ? slm_cu_f32(be, y, count, "add", "y") : NULL;
-    if (!yp || !count)
-        return;
-    /* y may alias a or b exactly: element i is read and written by one thread */
-    add_elems<<<slm_cu_blocks(count, THREADS), THREADS, 0, be->stream>>>(ap, bp, count, yp);
-    slm_cu_launched(be, "add_elems");
-}
-
-void slm_cu_scale(slm_backend *b, slm_ref x, float s, size_t count)
-{
-    slm_cu_backend *be = slm_cu_be(b);
-    if (!slm_cu_op_ok(be, "scale"))
-        return;
-    float *xp = slm_cu_f32(be, x, count, "scale", "x");
-    if (!xp || !count)
-        return;
-    scale_elems<<<slm_cu_blocks(count, THREADS), THREADS, 0, be->stream>>>(xp, s, count);
-    slm_cu_launched(be, "scale_elems");
 }
 
 /* ------------------------------------------------------------------------ */

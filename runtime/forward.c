@@ -1,7 +1,11 @@
 /*
- * forward.c — see forward.h. Activations live in one backend buffer carved
- * into named regions; shapes are (tokens, columns), f32, row-major. The
- * residual stream x is updated in place by the O and down matmuls' fused add.
+ * forward.c — see forward.h. Activations live in backend buffers, one per
+ * named region; shapes are (tokens, columns), f32, row-major. The residual
+ * stream x is updated in place by the O and down matmuls' fused add — or,
+ * for families that norm a block's output first (Gemma's post-norms), by
+ * the next norm's fused add of that output (`pend`), so no extra pass over
+ * x is spent on it. What differs between families comes from the model's
+ * slm_arch description (arch.h) and the file's own keys and tensors.
  */
 #include "forward.h"
 
@@ -11,8 +15,8 @@
 
 #include "status.h"
 
-/* x, xn, qkv, attn, gu, ff, sel, logits */
-#define N_REGIONS 8
+/* x, xn, xn2, qkv, attn, gu, ff, sel, logits */
+#define N_REGIONS 9
 
 struct slm_forward {
     slm_model *m;
@@ -24,7 +28,8 @@ struct slm_forward {
     slm_buf *bufs[N_REGIONS]; /* one per region: each must fit one device buffer */
     size_t bytes[N_REGIONS];
     slm_ref x;      /* (T, n_embd) residual stream */
-    slm_ref xn;     /* (T, n_embd) normed input of a matmul */
+    slm_ref xn;     /* (T, n_embd) normed input of a matmul; a post-normed block output */
+    slm_ref xn2;    /* (T, n_embd) the FFN's normed input in a parallel layer */
     slm_ref qkv;    /* (T, nq + 2 nkv) */
     slm_ref attn;   /* (T, nq) */
     slm_ref gu;     /* (T, 2 n_ff) */
@@ -87,6 +92,8 @@ slm_status slm_forward_create(slm_model *m, slm_kv *kv, int max_tokens, int max_
     if (!st)
         st = region(f, &n, T * hp->n_embd, &f->xn);
     if (!st)
+        st = region(f, &n, hp->parallel ? T * hp->n_embd : 1, &f->xn2);
+    if (!st)
         st = region(f, &n, T * (nq + 2 * nkv), &f->qkv);
     if (!st)
         st = region(f, &n, T * nq, &f->attn);
@@ -130,8 +137,20 @@ static slm_ref at(slm_ref r, size_t floats) { return (slm_ref){r.buf, r.off + fl
 
 static const slm_ref none = {0};
 
+/* y = norm(x (+= add first when add.buf)) with the family's norm. */
+static void norm(slm_forward *f, slm_ref x, slm_ref add, slm_norm_w w, int rows, slm_ref y)
+{
+    slm_backend *be = f->m->be;
+    const slm_hparams *hp = &f->m->hp;
+    if (hp->ad->norm == SLM_NORM_LAYER)
+        be->ops->layernorm(be, x, add, w.w, w.b, hp->norm_eps, rows, hp->n_embd, y);
+    else
+        be->ops->rmsnorm(be, x, add, w.w, hp->norm_eps, rows, hp->n_embd, y);
+}
+
 /* q, k, v as (T, ·) views with one row stride: columns of one fused output, or
- * three dense regions of the qkv buffer when the weights could not be fused. */
+ * three dense regions of the qkv buffer when the weights could not be fused.
+ * Biases are added here, on whichever layout. */
 static int qkv_matmul(slm_forward *f, const slm_layer *L, int T, slm_ref *q, slm_ref *k,
                       slm_ref *v)
 {
@@ -139,9 +158,18 @@ static int qkv_matmul(slm_forward *f, const slm_layer *L, int T, slm_ref *q, slm
     const slm_hparams *hp = &f->m->hp;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
     if (L->wqkv) {
+        int stride = (int)(nq + 2 * nkv);
         be->ops->matmul(be, L->wqkv, f->xn, T, none, f->qkv);
         *q = f->qkv, *k = at(f->qkv, nq), *v = at(f->qkv, nq + nkv);
-        return (int)(nq + 2 * nkv);
+        if (L->bqkv)
+            be->ops->bias(be, f->qkv, stride, T, L->bqkv);
+        if (L->bq)
+            be->ops->bias(be, *q, stride, T, L->bq);
+        if (L->bk)
+            be->ops->bias(be, *k, stride, T, L->bk);
+        if (L->bv)
+            be->ops->bias(be, *v, stride, T, L->bv);
+        return stride;
     }
     /* NOTE: unfused, q/k/v are dense and share the stride only when nq == nkv;
      * otherwise each gets its own stride, which the ops below take per call. */
@@ -149,44 +177,122 @@ static int qkv_matmul(slm_forward *f, const slm_layer *L, int T, slm_ref *q, slm
     be->ops->matmul(be, L->wq, f->xn, T, none, *q);
     be->ops->matmul(be, L->wk, f->xn, T, none, *k);
     be->ops->matmul(be, L->wv, f->xn, T, none, *v);
+    if (L->bq)
+        be->ops->bias(be, *q, (int)nq, T, L->bq);
+    if (L->bk)
+        be->ops->bias(be, *k, (int)nkv, T, L->bk);
+    if (L->bv)
+        be->ops->bias(be, *v, (int)nkv, T, L->bv);
     return 0; /* dense: each view's stride is its own width */
 }
 
-static void attention_block(slm_forward *f, slm_kv *kv, int l, int T)
+/* The attention half of layer l on the normed input f->xn. Its output goes
+ * into x (the O matmul's residual add), or, with a post-norm, normed into
+ * f->xn and left for the next norm to add (*pend). */
+static void attention_block(slm_forward *f, int l, int T, slm_ref *pend)
 {
     slm_backend *be = f->m->be;
     const slm_hparams *hp = &f->m->hp;
     const slm_layer *L = &f->m->layers[l];
     int nq = hp->n_head * hp->head_dim, nkv = hp->n_head_kv * hp->head_dim;
-    be->ops->rmsnorm(be, f->x, none, L->attn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
     slm_ref q, k, v;
     int stride = qkv_matmul(f, L, T, &q, &k, &v);
     int qs = stride ? stride : nq, ks = stride ? stride : nkv;
-    be->ops->rope(be, q, qs, hp->n_head, hp->head_dim, f->m->rope);
-    be->ops->rope(be, k, ks, hp->n_head_kv, hp->head_dim, f->m->rope);
-    be->ops->kv_store(be, kv, l, k, ks, v, ks);
-    slm_attn_params ap = {.scale = 1.0f / sqrtf((float)hp->head_dim)};
-    be->ops->attention(be, kv, l, q, qs, hp->n_head, &ap, f->attn);
+    if (L->q_norm) { /* per head: q and k are dense here (not fused at load) */
+        be->ops->rmsnorm(be, q, none, L->q_norm, hp->norm_eps, T * hp->n_head, hp->head_dim, q);
+        be->ops->rmsnorm(be, k, none, L->k_norm, hp->norm_eps, T * hp->n_head_kv, hp->head_dim,
+                         k);
+    }
+    const slm_rope *rope = L->swa && f->m->rope_swa ? f->m->rope_swa : f->m->rope;
+    be->ops->rope(be, q, qs, hp->n_head, hp->head_dim, rope);
+    be->ops->rope(be, k, ks, hp->n_head_kv, hp->head_dim, rope);
+    be->ops->kv_store(be, f->kv, l, k, ks, v, ks);
+    slm_attn_params ap = {.scale = 1.0f / sqrtf((float)hp->head_dim),
+                          .softcap = hp->attn_softcap,
+                          .window = L->swa ? hp->swa_window : 0};
+    be->ops->attention(be, f->kv, l, q, qs, hp->n_head, &ap, f->attn);
+    if (L->post_attn_norm) {
+        be->ops->matmul(be, L->wo, f->attn, T, none, f->xn);
+        be->ops->rmsnorm(be, f->xn, none, L->post_attn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
+        *pend = f->xn;
+        return;
+    }
     be->ops->matmul(be, L->wo, f->attn, T, f->x, f->x);
+    if (L->bo)
+        be->ops->bias(be, f->x, hp->n_embd, T, L->bo);
 }
 
-static void ffn_block(slm_forward *f, int l, int T)
+/* ff(T, n_ff) = the FFN's activation of its normed input xin. */
+static void ffn_activation(slm_forward *f, const slm_layer *L, slm_ref xin, int T)
+{
+    slm_backend *be = f->m->be;
+    const slm_arch *ad = f->m->hp.ad;
+    int ff = f->m->hp.n_ff;
+    if (ad->ffn == SLM_FFN_GELU) {
+        be->ops->matmul(be, L->w_up, xin, T, none, f->ff);
+        if (L->b_up)
+            be->ops->bias(be, f->ff, ff, T, L->b_up);
+        be->ops->gelu(be, f->ff, (size_t)T * ff, f->ff);
+        return;
+    }
+    void (*glu)(slm_backend *, slm_ref, slm_ref, int, int, int, slm_ref) =
+        ad->ffn == SLM_FFN_GEGLU ? be->ops->geglu : be->ops->swiglu;
+    if (L->w_gate_up) {
+        be->ops->matmul(be, L->w_gate_up, xin, T, none, f->gu);
+        if (L->b_up)
+            be->ops->bias(be, f->gu, 2 * ff, T, L->b_up);
+        glu(be, f->gu, at(f->gu, (size_t)ff), 2 * ff, T, ff, f->ff);
+    } else {
+        slm_ref g = f->gu, u = at(f->gu, (size_t)T * ff);
+        be->ops->matmul(be, L->w_gate, xin, T, none, g);
+        be->ops->matmul(be, L->w_up, xin, T, none, u);
+        glu(be, g, u, ff, T, ff, f->ff);
+    }
+}
+
+/* The FFN half of layer l on xin; its output joins x as the attention's did. */
+static void ffn_block(slm_forward *f, int l, slm_ref xin, int T, slm_ref *pend)
 {
     slm_backend *be = f->m->be;
     const slm_hparams *hp = &f->m->hp;
     const slm_layer *L = &f->m->layers[l];
-    int ff = hp->n_ff;
-    be->ops->rmsnorm(be, f->x, none, L->ffn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
-    if (L->w_gate_up) {
-        be->ops->matmul(be, L->w_gate_up, f->xn, T, none, f->gu);
-        be->ops->swiglu(be, f->gu, at(f->gu, (size_t)ff), 2 * ff, T, ff, f->ff);
-    } else {
-        slm_ref g = f->gu, u = at(f->gu, (size_t)T * ff);
-        be->ops->matmul(be, L->w_gate, f->xn, T, none, g);
-        be->ops->matmul(be, L->w_up, f->xn, T, none, u);
-        be->ops->swiglu(be, g, u, ff, T, ff, f->ff);
+    ffn_activation(f, L, xin, T);
+    if (L->post_ffn_norm) {
+        be->ops->matmul(be, L->w_down, f->ff, T, none, f->xn);
+        be->ops->rmsnorm(be, f->xn, none, L->post_ffn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
+        *pend = f->xn;
+        return;
     }
     be->ops->matmul(be, L->w_down, f->ff, T, f->x, f->x);
+    if (L->b_down)
+        be->ops->bias(be, f->x, hp->n_embd, T, L->b_down);
+}
+
+/* One layer. Sequential: x += attn(norm₁ x); x += ffn(norm₂ x). Parallel
+ * (GPT-NeoX): both read the same x, x += attn(norm₁ x) + ffn(norm₂ x) —
+ * norm₂ is taken before the attention changes x, from norm₁'s output when
+ * the layer has no FFN norm of its own. */
+static void layer(slm_forward *f, int l, int T, slm_ref *pend)
+{
+    const slm_layer *L = &f->m->layers[l];
+    norm(f, f->x, *pend, L->attn_norm, T, f->xn);
+    *pend = none;
+    if (f->m->hp.parallel) {
+        slm_ref xin = f->xn;
+        if (L->ffn_norm.w) {
+            norm(f, f->x, none, L->ffn_norm, T, f->xn2);
+            xin = f->xn2;
+        }
+        /* NOTE: xn (the FFN's input when it has no norm) survives the
+         * attention: only post-norms write it, and no family has both. */
+        attention_block(f, l, T, pend);
+        ffn_block(f, l, xin, T, pend);
+        return;
+    }
+    attention_block(f, l, T, pend);
+    norm(f, f->x, *pend, L->ffn_norm, T, f->xn);
+    *pend = none;
+    ffn_block(f, l, f->xn, T, pend);
 }
 
 /* The ops of one step, in order, for a step the backend has begun. */
@@ -198,15 +304,19 @@ static void record(slm_forward *f, int T, int Lr, const slm_kv_copy *copies, int
     if (n_copies > 0)
         be->ops->kv_copy(be, f->kv, copies, n_copies);
     be->ops->embed(be, m->tok_embd, f->x);
-    for (int l = 0; l < hp->n_layer; l++) {
-        attention_block(f, f->kv, l, T);
-        ffn_block(f, l, T);
-    }
+    if (hp->ad->embed_scale)
+        be->ops->scale(be, f->x, sqrtf((float)hp->n_embd), (size_t)T * hp->n_embd);
+    slm_ref pend = none;
+    for (int l = 0; l < hp->n_layer; l++)
+        layer(f, l, T, &pend);
+    if (pend.buf)
+        be->ops->add(be, f->x, pend, (size_t)T * hp->n_embd, f->x);
     if (Lr > 0) {
         be->ops->get_rows(be, f->x, hp->n_embd, f->sel);
-        be->ops->rmsnorm(be, f->sel, none, m->output_norm, hp->norm_eps, Lr, hp->n_embd,
-                         f->sel);
+        norm(f, f->sel, none, m->output_norm, Lr, f->sel);
         be->ops->matmul(be, m->output, f->sel, Lr, none, f->logits);
+        if (hp->final_softcap > 0)
+            be->ops->softcap(be, f->logits, (size_t)Lr * hp->n_vocab, hp->final_softcap);
         be->ops->logits(be, f->logits, hp->n_vocab);
     }
 }

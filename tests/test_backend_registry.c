@@ -46,9 +46,13 @@ static void test_bad_tables_refused(void **state)
     t = *slm_backend_cpu();
     t.kv_copy = NULL;
     t.memory = NULL;
-    t.add = NULL;
-    t.scale = NULL;
     assert_int_equal(slm_backend_ops_check(&t), SLM_OK);
+
+    /* Version 3's ops are mandatory: a family's model needs them. */
+    t = *slm_backend_cpu();
+    t.geglu = NULL;
+    assert_int_equal(slm_backend_ops_check(&t), SLM_STATUS_INTERNAL);
+    assert_non_null(strstr(slm_last_error(), "slot geglu"));
 }
 
 static void test_unknown_name(void **state)

@@ -21,9 +21,22 @@
  *                   activations, within 4e-6 of Σ|w·x| (f32 products only);
  *   softmax         the parts a split context is cut into (cover it once);
  *                   the online update over random split points, merged in
- *                   random order with empty parts, against ref_attention.
- * One case feeds the checker a wrong decoding and expects it to object, so
- * these comparisons can fail.
+ *                   random order with empty parts, against ref_attention;
+ *   window, cap     the sliding window's span against the plain causal /
+ *                   window test, its split parts (cover the span, never
+ *                   start before it), the per-layer split plan; attention
+ *                   with window and soft-cap through attend's per-part
+ *                   steps, merged, against ref_attention (double);
+ *   rope            the NORM / NEOX pairing with partial rotary, rotated
+ *                   as rope_pairs does, against ref_rope (untouched dims
+ *                   bit for bit);
+ *   activations     SiLU, GELU (tanh and erf forms) and the soft-cap
+ *                   against double formulas (ref_geglu / ref_gelu /
+ *                   ref_softcap), over the whole useful range and at ±inf;
+ *   layernorm       the kernel's 256 thread shares and halving tree,
+ *                   against ref_layernorm, rows far from zero mean too.
+ * Some cases feed the checker a wrong decoding, an off-by-one window or
+ * the other GELU and expect it to object, so these comparisons can fail.
  *
  * What this does not show: that the kernels around these functions index,
  * reduce across lanes or synchronise correctly. That needs a GPU
@@ -509,7 +522,8 @@ static void softmax_split_merge(void **state)
         tu_fill_normal(v, (size_t)n * hd, 1.0f);
         float scale = 1.0f / sqrtf((float)hd);
         attend_split(q, k, v, n, hd, scale, got);
-        ref_attention(q, 1, 1, hd, scale, k, v, (size_t)hd, n, ref);
+        slm_attn_params ap = {scale, 0.0f, 0};
+        ref_attention(q, 1, 1, hd, &ap, k, v, (size_t)hd, n, ref);
         /* f32 scores (hd-term sums: ~hd·2⁻²⁴ relative each, times |s| up to
          * ~10 through exp), the exp and the weighted f32 sums: 2e-5 of the
          * largest |v| bounds it with room; outputs are averages of v. */
@@ -530,6 +544,460 @@ static void softmax_split_merge(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* sliding window and soft-cap                                               */
+
+/* The span of a token is exactly the positions the plain test admits
+ * (0 <= j <= p, and p − window < j when window > 0); the split parts cover
+ * it once, in order, and none starts before it (no KV block wholly before
+ * the window is read); a layer's plan needs no more parts than the longest
+ * span of its step. */
+static void window_span_and_parts(void **state)
+{
+    (void)state;
+    for (int p = 0; p < 150; p++)
+        for (int w = 0; w < 160; w += 1 + (w > 40) * 7) {
+            int lo, hi;
+            slm_cu_attn_span(p, w, &lo, &hi);
+            for (int j = 0; j <= p + 2; j++) {
+                bool plain = j <= p && (w == 0 || j > p - w);
+                if (plain != (j >= lo && j < hi) || plain != slm_cu_in_window(p, j, w))
+                    fail_msg("position %d, window %d: j %d is %s", p, w, j,
+                             plain ? "in the window but not the span" : "outside the window");
+            }
+            for (int n_split = 1; n_split <= 32; n_split += 1 + (n_split > 8) * 4) {
+                int next = lo;
+                for (int s = 0; s < n_split; s++) {
+                    int p0, p1;
+                    slm_cu_attn_part(p, w, n_split, s, &p0, &p1);
+                    assert_true(p0 <= p1 && p0 >= lo && p1 <= hi);
+                    if (p0 < p1) {
+                        assert_int_equal(p0, next);
+                        next = p1;
+                    }
+                }
+                assert_int_equal(next, hi);
+            }
+        }
+    for (int n_ctx = 1; n_ctx < 200; n_ctx += 3)
+        for (int w = 0; w < 220; w += 5) {
+            int longest = 0;
+            for (int p = 0; p < n_ctx; p++) {
+                int lo, hi;
+                slm_cu_attn_span(p, w, &lo, &hi);
+                longest = hi - lo > longest ? hi - lo : longest;
+            }
+            assert_int_equal(slm_cu_window_ctx(n_ctx, w), longest);
+        }
+}
+
+/* One query token at position pos as attention.cu computes it: n_split
+ * parts of the span of window `window` (slm_cu_attn_part), each a run of
+ * slm_cu_osm_push on soft-capped f32 scores of the pre-scaled q (attend),
+ * merged in split order (merge_parts), normalized. k and v rows are hd
+ * floats, position j at j·hd. */
+static void attend_windowed(const float *q, const float *k, const float *v, int pos, int hd,
+                            const slm_attn_params *p, int window, int n_split, float *out)
+{
+    float *acc = (float *)xmalloc((size_t)hd * sizeof(float));
+    slm_cu_osm all = slm_cu_osm_init();
+    for (int i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        int p0, p1;
+        slm_cu_attn_part(pos, window, n_split, s, &p0, &p1);
+        slm_cu_osm st = slm_cu_osm_init();
+        for (int i = 0; i < hd; i++)
+            acc[i] = 0.0f;
+        for (int j = p0; j < p1; j++) {
+            float d = 0.0f, corr, w;
+            for (int i = 0; i < hd; i++)
+                d += q[i] * p->scale * k[(size_t)j * hd + i];
+            slm_cu_osm_push(&st, slm_cu_softcap(d, p->softcap), &corr, &w);
+            for (int i = 0; i < hd; i++)
+                acc[i] = acc[i] * corr + w * v[(size_t)j * hd + i];
+        }
+        float ca, cb;
+        slm_cu_osm_merge(&all, st, &ca, &cb);
+        for (int i = 0; i < hd; i++)
+            out[i] = out[i] * ca + (cb != 0.0f ? acc[i] * cb : 0.0f);
+    }
+    for (int i = 0; i < hd; i++)
+        out[i] /= all.l;
+    free(acc);
+}
+
+/* The largest |got − ref| / tol over n (> 1: the comparison fails). */
+static double worst_ratio(const float *got, const double *ref, const double *tol, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = isnan(got[i]) ? INFINITY : fabs((double)got[i] - ref[i]) / tol[i];
+        worst = r > worst ? r : worst;
+    }
+    return worst;
+}
+
+/* Windowed, soft-capped attention of one token through the split path
+ * (1 to 32 parts) against ref_attention over positions 0..pos. Returns
+ * the worst error over its tolerance. */
+static double windowed_ratio(int pos, int hd, const slm_attn_params *ap, int n_split)
+{
+    int n = pos + 1;
+    float *q = (float *)xmalloc((size_t)hd * 4), *k = (float *)xmalloc((size_t)n * hd * 4);
+    float *v = (float *)xmalloc((size_t)n * hd * 4), *got = (float *)xmalloc((size_t)hd * 4);
+    double *ref = (double *)xmalloc((size_t)hd * 8), *tol = (double *)xmalloc((size_t)hd * 8);
+    /* q large enough that scores reach the cap (|s| up to ~3·cap) */
+    tu_fill_normal(q, (size_t)hd, tu_uniform(0.5f, 6.0f));
+    tu_fill_normal(k, (size_t)n * hd, 1.0f);
+    tu_fill_normal(v, (size_t)n * hd, 1.0f);
+    attend_windowed(q, k, v, pos, hd, ap, ap->window, n_split, got);
+    ref_attention(q, 1, 1, hd, ap, k, v, (size_t)hd, n, ref);
+    /* as softmax_split_merge: f32 scores of hd terms, exp, weighted f32
+     * sums; tanh (the cap) only shrinks a score's error. Outputs are
+     * averages of v: 2e-5 of the largest |v| (scaled with hd) bounds it. */
+    double vmax = 0;
+    for (size_t i = 0; i < (size_t)n * hd; i++)
+        vmax = fmax(vmax, fabs(v[i]));
+    for (int i = 0; i < hd; i++)
+        tol[i] = 2e-5 * vmax * (1 + hd / 64.0);
+    double r = worst_ratio(got, ref, tol, (size_t)hd);
+    free(q);
+    free(k);
+    free(v);
+    free(got);
+    free(ref);
+    free(tol);
+    return r;
+}
+
+static void attention_window_softcap(void **state)
+{
+    (void)state;
+    for (int it = 0; it < 400; it++) {
+        int pos = tu_int(0, 300), hd = it % 8 == 0 ? 256 : tu_int(1, 256);
+        slm_attn_params ap;
+        ap.scale = 1.0f / sqrtf((float)hd);
+        ap.softcap = tu_int(0, 2) ? tu_uniform(1.0f, 2.5f) : 0.0f;
+        ap.window = tu_int(0, 3) ? tu_int(1, pos + 10) : 0;
+        int n_split = tu_int(0, 1) ? 1 : tu_int(2, 32);
+        double r = windowed_ratio(pos, hd, &ap, n_split);
+        if (r > 1.0)
+            fail_msg("position %d, head %d, window %d, softcap %g, %d parts: error %.3g of the "
+                     "tolerance",
+                     pos, hd, ap.window, (double)ap.softcap, n_split, r);
+    }
+}
+
+/* The checker sees a window one position too wide (equal scores, v of
+ * position j all j: the window of 3 at position 60 averages 59, one of 4
+ * 58.5), and a soft-cap left out (scores 12 and 0, the first capped to
+ * ~1). */
+static void window_checker_fails(void **state)
+{
+    (void)state;
+    enum { NP = 61, HD = 16 };
+    float *kk = (float *)xmalloc(NP * HD * 4), *vv = (float *)xmalloc(NP * HD * 4);
+    float q[HD], k[2 * HD], v[2 * HD], got[HD];
+    double ref[HD], tol[HD];
+    for (int j = 0; j < NP * HD; j++) {
+        kk[j] = 1.0f;
+        vv[j] = (float)(j / HD);
+    }
+    for (int i = 0; i < HD; i++) {
+        q[i] = 1.0f;
+        tol[i] = 1e-4;
+    }
+    slm_attn_params ap = {0.25f, 0.0f, 3};
+    ref_attention(q, 1, 1, HD, &ap, kk, vv, HD, NP, ref);
+    attend_windowed(q, kk, vv, NP - 1, HD, &ap, 3, 4, got);
+    assert_true(worst_ratio(got, ref, tol, HD) <= 1.0);
+    attend_windowed(q, kk, vv, NP - 1, HD, &ap, 4, 4, got);
+    assert_true(worst_ratio(got, ref, tol, HD) > 1.0);
+    free(kk);
+    free(vv);
+    for (int i = 0; i < 16; i++) {
+        q[i] = 3.0f;
+        k[i] = 1.0f;       /* position 0: score 16·3·0.25 = 12, capped to ~1 */
+        k[16 + i] = 0.0f;  /* position 1: score 0 */
+        v[i] = 1.0f;
+        v[16 + i] = -1.0f;
+        tol[i] = 1e-4;
+    }
+    slm_attn_params capped = {0.25f, 1.0f, 0}, uncapped = {0.25f, 0.0f, 0};
+    ref_attention(q, 1, 1, 16, &capped, k, v, 16, 2, ref);
+    attend_windowed(q, k, v, 1, 16, &capped, 0, 2, got);
+    assert_true(worst_ratio(got, ref, tol, 16) <= 1.0);
+    attend_windowed(q, k, v, 1, 16, &uncapped, 0, 2, got);
+    assert_true(worst_ratio(got, ref, tol, 16) > 1.0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* RoPE: pairing and partial rotary                                          */
+
+/* n tokens of n_heads heads rotated as rope_pairs does (a thread per token
+ * and pair: the angle in double, its cos and sin in f32, then
+ * slm_cu_rope_pair / slm_cu_rope_rotate on every head), against ref_rope;
+ * elements no pair covers (past n_rot, between rows) must come back bit
+ * for bit. */
+static void rope_partial_rotary(void **state)
+{
+    (void)state;
+    for (int it = 0; it < 300; it++) {
+        int head_dim = it % 5 == 0 ? 256 : 2 * tu_int(1, 128);
+        int n_rot = tu_int(0, 2) ? 2 * tu_int(1, head_dim / 2) : head_dim;
+        int n_heads = tu_int(1, 4), n = tu_int(1, 5);
+        int stride = n_heads * head_dim + tu_int(0, 1) * tu_int(1, 9);
+        slm_rope_params p = {tu_int(0, 1) ? SLM_ROPE_NEOX : SLM_ROPE_NORM, n_rot, 10000.0f,
+                             1.0f, NULL};
+        if (it % 3 == 0)
+            p.freq_base = 1000000.0f;
+        int32_t pos[5];
+        for (int t = 0; t < n; t++)
+            pos[t] = tu_int(0, 8000);
+        size_t extent = (size_t)(n - 1) * stride + (size_t)n_heads * head_dim;
+        float *x = (float *)xmalloc(extent * 4), *got = (float *)xmalloc(extent * 4);
+        double *ref = (double *)xmalloc(extent * 8), *tol = (double *)xmalloc(extent * 8);
+        tu_fill_normal(x, extent, 2.0f);
+        memcpy(got, x, extent * 4);
+        int half = n_rot / 2, neox = p.mode == SLM_ROPE_NEOX;
+        for (int t = 0; t < n; t++)
+            for (int kk = 0; kk < half; kk++) {
+                double theta = (double)pos[t] * slm_rope_inv_freq(&p, kk);
+                float c = (float)cos(theta), sn = (float)sin(theta);
+                int a, b;
+                slm_cu_rope_pair(neox, n_rot, kk, &a, &b);
+                for (int h = 0; h < n_heads; h++)
+                    slm_cu_rope_rotate(got + (size_t)t * stride + (size_t)h * head_dim, a, b, c,
+                                       sn);
+            }
+        ref_rope(&p, pos, n, x, stride, n_heads, head_dim, ref, NULL);
+        for (size_t i = 0; i < extent; i++) {
+            int e = (int)(i % (size_t)stride);
+            bool rotated = e < n_heads * head_dim && e % head_dim < n_rot;
+            if (!rotated) {
+                if (!same_float(got[i], x[i]))
+                    fail_msg("rope %s, n_rot %d of %d: element %d moved",
+                             neox ? "neox" : "norm", n_rot, head_dim, e);
+                tol[i] = 0;
+                continue;
+            }
+            /* the pair's two inputs: cos and sin rounded to f32 (2⁻²⁴ each),
+             * two products and a sum in f32: < 3·2⁻²⁴·(|x0| + |x1|) */
+            int d = e % head_dim, partner = neox ? (d < half ? d + half : d - half) : d ^ 1;
+            size_t row = i - (size_t)d;
+            tol[i] = 2.5e-7 * (fabs(x[row + d]) + fabs(x[row + partner])) + 1e-30;
+        }
+        for (size_t i = 0; i < extent; i++)
+            if (tol[i] > 0 && fabs((double)got[i] - ref[i]) > tol[i])
+                fail_msg("rope %s, n_rot %d of %d, element %zu: %g, reference %g",
+                         neox ? "neox" : "norm", n_rot, head_dim, i, (double)got[i], ref[i]);
+        free(x);
+        free(got);
+        free(ref);
+        free(tol);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* activations                                                               */
+
+/* Inputs over the range each activation is not yet saturated or
+ * underflowed, a fine grid plus random draws, and the extremes. */
+static float *act_inputs(size_t *n)
+{
+    size_t grid = 24 * 256 + 1, rnd = 100000;
+    float *x = (float *)xmalloc((grid + rnd + 8) * sizeof(float));
+    size_t k = 0;
+    for (size_t i = 0; i < grid; i++)
+        x[k++] = -12.0f + (float)i / 256.0f;
+    tu_fill_normal(x + k, rnd, 3.0f);
+    k += rnd;
+    const float edges[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e20f, -1e20f, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 8; i++)
+        x[k++] = edges[i];
+    *n = k;
+    return x;
+}
+
+/* got against want (double) within rel·|want| + abs; the worst ratio. */
+static double act_ratio(float got, double want, double rel, double abs_tol)
+{
+    if (isinf(want) || isnan(want))
+        return (double)got == want || (isnan(got) && isnan(want)) ? 0 : INFINITY;
+    if (isnan(got))
+        return INFINITY;
+    return fabs((double)got - want) / (rel * fabs(want) + abs_tol);
+}
+
+static void activations_against_double(void **state)
+{
+    (void)state;
+    size_t n;
+    float *x = act_inputs(&n);
+    float *one = (float *)xmalloc(n * sizeof(float));
+    double *rg = (double *)xmalloc(n * 8), *re = (double *)xmalloc(n * 8);
+    double *rs = (double *)xmalloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        one[i] = 1.0f;
+    float cap = 2.5f;
+    ref_geglu(x, one, (int)n, 1, (int)n, rg);
+    ref_gelu(x, n, re);
+    ref_softcap(x, cap, n, rs);
+    for (size_t i = 0; i < n; i++) {
+        double xd = x[i];
+        if (isinf(xd)) {
+            /* as the formulas in double: +inf → +inf; −inf → NaN (−inf·0)
+             * for both GELUs; ±cap for the soft-cap */
+            assert_true(act_ratio(slm_cu_gelu_tanh(x[i]), rg[i], 0, 0) == 0);
+            assert_true(act_ratio(slm_cu_gelu_erf(x[i]), re[i], 0, 0) == 0);
+            assert_true(slm_cu_softcap(x[i], cap) == (xd > 0 ? cap : -cap));
+            continue;
+        }
+        double z = 0.7978845608028654 * (xd + 0.044715 * xd * xd * xd);
+        double u = fabs(xd) / sqrt(2.0);
+        /* the same functions in forms exact in double where the reference's
+         * 1 + tanh / 1 + erf cancel (x ≪ 0) */
+        double gt = xd / (1.0 + exp(-2.0 * z)), ge = 0.5 * xd * erfc(-xd / sqrt(2.0));
+        double silu = xd / (1.0 + exp(-xd));
+        /* f32 tolerances, relative, from the condition of each form: z
+         * (no cancellation: x and x³ share a sign) to ~4 roundings, which
+         * exp turns into 2|z| times that; erfc's argument rounded once,
+         * which erfc turns into 2u² times it; tanh(x/cap) and exp(−x) well
+         * conditioned (a few roundings); 1e-37 absolute for results near
+         * f32's smallest normal. */
+        double r[] = {
+            act_ratio(slm_cu_gelu_tanh(x[i]), gt, 3e-7 + 6e-7 * fabs(z), 1e-37),
+            act_ratio(slm_cu_gelu_erf(x[i]), ge, 4e-7 + 2e-7 * u * u, 1e-37),
+            act_ratio(slm_cu_softcap(x[i], cap), rs[i], 4e-7, 1e-37),
+            act_ratio(slm_cu_silu(x[i]), silu, 3e-7 + 1.2e-7 * fabs(xd), 1e-37),
+            /* and the op-parity test's tolerance against the shared
+             * reference (1e-6 absolute, 4e-6 relative) */
+            act_ratio(slm_cu_gelu_tanh(x[i]), rg[i], 4e-6, 1e-6),
+            act_ratio(slm_cu_gelu_erf(x[i]), re[i], 4e-6, 1e-6),
+        };
+        static const char *names[] = {"gelu_tanh", "gelu_erf", "softcap", "silu",
+                                      "gelu_tanh vs ref_geglu", "gelu_erf vs ref_gelu"};
+        for (int k = 0; k < 6; k++)
+            if (r[k] > 1.0)
+                fail_msg("%s(%a): error %.3g of the tolerance", names[k], xd, r[k]);
+    }
+    free(x);
+    free(one);
+    free(rg);
+    free(re);
+    free(rs);
+}
+
+/* The comparison tells the two GELUs apart (they differ by up to ~2e-4 near
+ * |x| ≈ 2), so a kernel calling the wrong one fails. */
+static void gelu_checker_fails(void **state)
+{
+    (void)state;
+    double worst = 0;
+    for (float x = -4.0f; x <= 4.0f; x += 1.0f / 64) {
+        double xd = x, ge = 0.5 * xd * erfc(-xd / sqrt(2.0));
+        double r = act_ratio(slm_cu_gelu_tanh(x), ge, 4e-6, 1e-6);
+        worst = r > worst ? r : worst;
+    }
+    assert_true(worst > 1.0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* layernorm                                                                 */
+
+/* A row as layernorm_rows computes it with 256 threads: x += add, every
+ * thread's share (slm_cu_ln_share), block_sum's halving tree, the mean,
+ * then the centred sum the same way, then each element. */
+#define LN_THREADS 256
+static float ln_tree(float *part)
+{
+    for (int s = LN_THREADS / 2; s > 0; s >>= 1)
+        for (int t = 0; t < s; t++)
+            part[t] += part[t + s];
+    return part[0];
+}
+
+static void ln_row(float *x, const float *add, const float *w, const float *b, float eps, int d,
+                   float *y)
+{
+    float part[LN_THREADS];
+    if (add)
+        for (int i = 0; i < d; i++)
+            x[i] += add[i];
+    for (int t = 0; t < LN_THREADS; t++)
+        part[t] = slm_cu_ln_share(x, d, t, LN_THREADS, 0.0f, false);
+    float mean = ln_tree(part) / (float)d;
+    for (int t = 0; t < LN_THREADS; t++)
+        part[t] = slm_cu_ln_share(x, d, t, LN_THREADS, mean, true);
+    float inv = slm_cu_ln_inv(ln_tree(part), d, eps);
+    for (int i = 0; i < d; i++)
+        y[i] = slm_cu_ln_out(x[i], mean, inv, w[i], b ? b[i] : 0.0f);
+}
+
+static void layernorm_rows_against_double(void **state)
+{
+    (void)state;
+    for (int it = 0; it < 300; it++) {
+        int d = it % 10 == 0 ? tu_int(1, 3) : tu_int(1, 5000);
+        bool far = it % 3 == 0, residual = tu_int(0, 1), bias = tu_int(0, 1);
+        float eps = tu_int(0, 1) ? 1e-5f : 1e-6f;
+        float *x = (float *)xmalloc((size_t)d * 4), *a = (float *)xmalloc((size_t)d * 4);
+        float *w = (float *)xmalloc((size_t)d * 4), *b = (float *)xmalloc((size_t)d * 4);
+        float *xk = (float *)xmalloc((size_t)d * 4), *rx = (float *)xmalloc((size_t)d * 4);
+        float *y = (float *)xmalloc((size_t)d * 4);
+        double *ref = (double *)xmalloc((size_t)d * 8), *tol = (double *)xmalloc((size_t)d * 8);
+        /* far: a mean 1000× the spread, where Σx² − (Σx)²/d in f32 would
+         * lose every digit of the variance */
+        float mean0 = far ? tu_uniform(-1000.0f, 1000.0f) : tu_uniform(-4.0f, 4.0f);
+        tu_fill_normal(x, (size_t)d, far ? 1.0f : 3.0f);
+        for (int i = 0; i < d; i++)
+            x[i] += mean0;
+        tu_fill_normal(a, (size_t)d, 1.0f);
+        tu_fill_uniform(w, (size_t)d, 0.5f, 1.5f);
+        tu_fill_normal(b, (size_t)d, 1.0f);
+        memcpy(xk, x, (size_t)d * 4);
+        ln_row(xk, residual ? a : NULL, w, bias ? b : NULL, eps, d, y);
+        ref_layernorm(x, residual ? a : NULL, w, bias ? b : NULL, eps, 1, d, rx, ref);
+        if (memcmp(xk, rx, (size_t)d * 4) != 0)
+            fail_msg("layernorm: x + add differs from the reference's f32 sum");
+        /* γ: the f32 sums' relative error (a thread's share of ⌈d/256⌉
+         * terms, then 8 tree levels, then the division): the mean is off by
+         * ≤ γ·mean|x|, which moves every centred value by that over σ
+         * (σ = sqrt(var + eps)); the variance by ≤ 2γ; the element's own
+         * x − mean, ·inv, ·w, +b by a few roundings. 4× that bound. */
+        double mabs = 0, m = 0, var = 0;
+        for (int i = 0; i < d; i++) {
+            mabs += fabs(rx[i]);
+            m += rx[i];
+        }
+        mabs /= d;
+        m /= d;
+        for (int i = 0; i < d; i++)
+            var += (rx[i] - m) * (rx[i] - m);
+        double sigma = sqrt(var / d + eps);
+        double gamma = ((d + LN_THREADS - 1) / LN_THREADS + 9) * 0x1p-24;
+        for (int i = 0; i < d; i++) {
+            double bi = bias ? fabs(b[i]) : 0.0, yc = fabs(ref[i] - (bias ? b[i] : 0.0));
+            tol[i] = 4 * gamma * (1 + mabs / sigma) * (fabs(w[i]) + yc) +
+                     4e-7 * (fabs(ref[i]) + bi + fabs(w[i]) * fabs(rx[i]) / sigma) + 1e-30;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "layernorm d %d, mean %g%s%s", d, (double)mean0,
+                 residual ? ", residual" : "", bias ? ", bias" : "");
+        tu_expect_close_d(what, y, ref, tol, (size_t)d);
+        free(x);
+        free(a);
+        free(w);
+        free(b);
+        free(xk);
+        free(rx);
+        free(y);
+        free(ref);
+        free(tol);
+    }
+}
+
 int main(void)
 {
     tu_seed();
@@ -545,6 +1013,13 @@ int main(void)
         cmocka_unit_test(dot_every_quant_type),
         cmocka_unit_test(dot_checker_fails),
         cmocka_unit_test(softmax_split_merge),
+        cmocka_unit_test(window_span_and_parts),
+        cmocka_unit_test(attention_window_softcap),
+        cmocka_unit_test(window_checker_fails),
+        cmocka_unit_test(rope_partial_rotary),
+        cmocka_unit_test(activations_against_double),
+        cmocka_unit_test(gelu_checker_fails),
+        cmocka_unit_test(layernorm_rows_against_double),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,10 @@
  * cmd_info.c — `slm info`: what is inside a GGUF file. Prints the file facts,
  * every metadata key with its value (long arrays abbreviated), the tensor
  * table (name, type, shape, size, offset) and a summary of parameters and
- * bytes per tensor type. Reads only through the validating GGUF reader, so
- * it is safe on any file and reports what is wrong with a malformed one.
+ * bytes per tensor type, and whether slm can run it (and if not, the key,
+ * tensor or type that stops it). Reads only through the validating GGUF
+ * reader, so it is safe on any file and reports what is wrong with a
+ * malformed one.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -124,6 +126,22 @@ static void print_tensors(const slm_gguf *g)
                    slm_type_supported(ty) ? "" : "  (not supported by slm's kernels)");
 }
 
+/* Whether slm runs the file: its architecture, keys, tensors and types,
+ * checked as loading would check them (no weights read). */
+static void print_support(const char *path)
+{
+    char arch[64] = "?";
+    slm_gguf *g;
+    if (slm_gguf_open(path, &g) == SLM_OK) {
+        slm_gguf_get_str_copy(g, "general.architecture", arch, sizeof arch);
+        slm_gguf_close(g);
+    }
+    if (slm_model_check(path) == SLM_OK)
+        printf("\nsupported: yes (architecture %s)\n", arch);
+    else
+        printf("\nsupported: no (architecture %s): %s\n", arch, slm_last_error());
+}
+
 /* Each backend's devices, found by opening device 0, 1, ... until one is
  * not there (the backends have no separate listing call; opening is what
  * proves a device usable). The CPU backend is one device. */
@@ -155,7 +173,8 @@ static void print_devices(void)
 static void help(void)
 {
     printf("usage: slm info [-m MODEL] [--no-tensors] [--devices]\n\n"
-           "Prints a GGUF file's metadata and tensor table, then the devices each backend\n"
+           "Prints a GGUF file's metadata and tensor table, whether slm runs it (if not,\n"
+           "the architecture, key, tensor or type that stops it), then the devices each backend\n"
            "of this build sees (the index is what --backend's device choice and\n"
            "SLM_VK_DEVICE take).\n\n"
            "  -m, --model PATH   GGUF file (default: %s)\n"
@@ -198,6 +217,7 @@ int slm_cmd_info(int argc, char **argv)
     if (tensors)
         print_tensors(g);
     slm_gguf_close(g);
+    print_support(path);
     print_devices();
     return 0;
 }
