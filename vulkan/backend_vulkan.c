@@ -111,7 +111,12 @@ static slm_status vk_supports(slm_backend *b, const slm_support_query *q)
                              q->head_dim);
         return SLM_OK;
     case SLM_OP_RMSNORM:
+    case SLM_OP_LAYERNORM:
+    case SLM_OP_BIAS:
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
+    case SLM_OP_GELU:
+    case SLM_OP_SOFTCAP:
     case SLM_OP_ADD:
     case SLM_OP_SCALE:
     case SLM_OP_GET_ROWS:
@@ -403,7 +408,7 @@ static slm_status begin(slm_vk_backend *be, const slm_step *s)
     be->logits_bytes = 0;
     be->logits_recorded = false;
     be->plan_kv = NULL;
-    be->split_n = be->split_chunk = 0;
+    be->split_longest = 0;
     if (s->kv && (st = slm_vk_plan(be, s->kv, s->n_heads)))
         return st;
     if ((st = slm_vk_chunk_begin(be, 0)))
@@ -524,6 +529,11 @@ static const slm_backend_ops vk_ops = {
     .kv_store = slm_vk_kv_store,
     .attention = slm_vk_attention,
     .swiglu = slm_vk_swiglu,
+    .geglu = slm_vk_geglu,
+    .gelu = slm_vk_gelu,
+    .layernorm = slm_vk_layernorm,
+    .bias = slm_vk_bias,
+    .softcap = slm_vk_softcap,
     .add = slm_vk_add,
     .scale = slm_vk_scale,
     .get_rows = slm_vk_get_rows,

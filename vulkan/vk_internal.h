@@ -64,11 +64,13 @@ enum { VK_FAM_EMBED, VK_FAM_MATVEC, VK_FAM_MATMUL, VK_FAM_DIRECT, VK_FAM_DIRECT1
 enum {
     VK_P_RMSNORM, VK_P_ROPE, VK_P_KV_STORE_F32, VK_P_KV_STORE_F16, VK_P_ATTN_F32,
     VK_P_ATTN_F16, VK_P_ATTN_SPLIT_F32, VK_P_ATTN_SPLIT_F16, VK_P_ATTN_MERGE, VK_P_SWIGLU,
-    VK_P_ADD, VK_P_SCALE, VK_P_GET_ROWS, VK_N_MISC
+    VK_P_ADD, VK_P_SCALE, VK_P_GET_ROWS, VK_P_GEGLU, VK_P_GELU, VK_P_LAYERNORM, VK_P_BIAS,
+    VK_P_SOFTCAP, VK_N_MISC
 };
 
 /* Split-K decode attention: steps of at most VK_SPLIT_TOKENS tokens whose
- * longest context reaches split_min_len positions are split into at most
+ * longest context — as one layer sees it, so no longer than its sliding
+ * window — reaches split_min_len positions are split into at most
  * VK_SPLIT_MAX chunks of positions (multiples of 64), each chunk one
  * workgroup, merged by a second kernel. The partials live in a workspace
  * allocated with the KV pool, sized for query heads up to
@@ -180,7 +182,10 @@ typedef struct slm_vk_backend {
     bool submitted;        /* the last chunk went to the queue with the fence */
     int n_tokens, n_seqs, n_logit, n_bt;
     slm_kv *plan_kv;       /* the pool begin_step checked the step against */
-    uint32_t split_n, split_chunk; /* decode attention split (split_n < 2: one pass) */
+    /* the longest context of the step's tokens when split-K decode attention
+     * may run (few tokens, few query heads per KV head), else 0; each
+     * attention call splits the part of it its window keeps */
+    int64_t split_longest;
     float *logits_out;     /* step->logits */
     slm_ref logits_src;    /* the logits op's rows on the device */
     size_t logits_bytes;   /* their bytes (0: no logits op) */
@@ -244,16 +249,23 @@ void slm_vk_rope(slm_backend *be, slm_ref x, int stride, int n_heads, int head_d
 void slm_vk_kv_store(slm_backend *be, slm_kv *kv, int layer, slm_ref k, int k_stride, slm_ref v,
                      int v_stride);
 void slm_vk_attention(slm_backend *be, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                      int n_heads, float scale, slm_ref out);
+                      int n_heads, const slm_attn_params *p, slm_ref out);
 void slm_vk_swiglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
                    slm_ref y);
+void slm_vk_geglu(slm_backend *be, slm_ref g, slm_ref u, int stride, int rows, int ff,
+                  slm_ref y);
+void slm_vk_gelu(slm_backend *be, slm_ref x, size_t count, slm_ref y);
+void slm_vk_layernorm(slm_backend *be, slm_ref x, slm_ref add, const slm_weight *w,
+                      const slm_weight *b, float eps, int rows, int d, slm_ref y);
+void slm_vk_bias(slm_backend *be, slm_ref x, int stride, int rows, const slm_weight *b);
+void slm_vk_softcap(slm_backend *be, slm_ref x, size_t count, float cap);
 void slm_vk_add(slm_backend *be, slm_ref a, slm_ref b, size_t count, slm_ref y);
 void slm_vk_scale(slm_backend *be, slm_ref x, float s, size_t count);
 void slm_vk_get_rows(slm_backend *be, slm_ref x, int d, slm_ref y);
 void slm_vk_logits(slm_backend *be, slm_ref x, int cols);
 void slm_vk_kv_copy(slm_backend *be, slm_kv *kv, const slm_kv_copy *copies, int n);
 /* The step's plan over kv (begin_step): slots, tables, positions checked;
- * the attention split chosen for n_heads query heads. */
+ * whether decode attention may split for n_heads query heads. */
 slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads);
 
 #endif

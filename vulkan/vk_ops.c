@@ -211,6 +211,42 @@ void slm_vk_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
     dispatch(be, be->misc[VK_P_RMSNORM], pc, 11, (uint32_t)rows, 1, 1);
 }
 
+/* True when w is an F32 weight of d elements (a norm's scale or bias). */
+static bool vec_ok(const slm_weight *w, int d)
+{
+    return w && w->buf && w->type == SLM_TYPE_F32 && w->rows * w->cols == d;
+}
+
+void slm_vk_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
+                      const slm_weight *bias, float eps, int rows, int d, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, ab = 0, ao = 0, wb, wo, bb = 0, bo = 0, yb, yo;
+    if (!op_ok(be, "layernorm"))
+        return;
+    if (rows < 0 || d < 1 || !vec_ok(w, d) || (bias && !vec_ok(bias, d)) || !(eps >= 0)) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "layernorm: %d rows of %d, weight %s of %lld elements, bias %s of %lld, "
+                    "eps %g",
+                    rows, d, w ? slm_type_name(w->type) : "missing",
+                    w ? (long long)(w->rows * w->cols) : 0LL,
+                    bias ? slm_type_name(bias->type) : "none",
+                    bias ? (long long)(bias->rows * bias->cols) : 0LL, (double)eps);
+        return;
+    }
+    uint64_t count = (uint64_t)rows * (uint64_t)d;
+    if (!act(be, x, count, "layernorm", "x", &xb, &xo) ||
+        (add.buf && !act(be, add, count, "layernorm", "add", &ab, &ao)) ||
+        !act(be, y, count, "layernorm", "y", &yb, &yo) ||
+        !act(be, (slm_ref){w->buf, 0}, (uint64_t)d, "layernorm", "w", &wb, &wo) ||
+        (bias && !act(be, (slm_ref){bias->buf, 0}, (uint64_t)d, "layernorm", "b", &bb, &bo)) ||
+        !grid_ok(be, "layernorm", (uint64_t)rows, 1, 1))
+        return;
+    uint32_t pc[] = {xb, xo, ab, ao, add.buf != NULL, wb, wo, bb, bo, bias != NULL,
+                     yb, yo, (uint32_t)d, fbits(eps)};
+    dispatch(be, be->misc[VK_P_LAYERNORM], pc, 14, (uint32_t)rows, 1, 1);
+}
+
 /* One part of a weight (out rows of it) times x: y columns start at yo,
  * rows of y and add are y_stride floats apart. */
 static void matmul_part(slm_vk_backend *be, int ti, const slm_weight *w, const slm_buf *pb,
@@ -383,25 +419,37 @@ static slm_status plan_tables(const slm_vk_backend *be, const slm_kv *kv)
     return SLM_OK;
 }
 
-/* Chooses split-K for few tokens over long contexts: split_n chunks of
- * split_chunk positions (a multiple of 64), or split_n < 2 for one pass.
- * n_heads 0 (not known) plans as if every query head had its own KV head. */
+/* Whether decode attention may split (few tokens, a workspace with room
+ * for n_heads): keeps the step's longest context for the attention calls
+ * to split (split_of), or 0. n_heads 0 (not known) plans as if every query
+ * head had its own KV head. */
 static void plan_split(slm_vk_backend *be, const slm_kv *kv, int n_heads)
 {
-    be->split_n = 0;
-    be->split_chunk = 0;
+    be->split_longest = 0;
     if (be->n_tokens > VK_SPLIT_TOKENS || n_heads > VK_SPLIT_GQA * kv->desc.n_kv_heads)
         return;
-    int64_t longest = 0;
     for (int t = 0; t < be->n_tokens; t++)
-        if (step_at(be, VK_ST_POS, t) + 1 > longest)
-            longest = step_at(be, VK_ST_POS, t) + 1;
-    if (longest < be->split_min_len || longest <= 64)
-        return;
-    int64_t tiles = (longest + 63) / 64;
+        if (step_at(be, VK_ST_POS, t) + 1 > be->split_longest)
+            be->split_longest = step_at(be, VK_ST_POS, t) + 1;
+}
+
+/* The split of one attention call with a sliding window of `window`
+ * positions (0: none): the most positions a token of the step attends to,
+ * cut into at most VK_SPLIT_MAX chunks of *chunk positions (a multiple of
+ * 64); returns their count, or 0 for one pass. The chunks start at each
+ * token's window (attention_split.comp), so a window shorter than the
+ * context both shortens the split and skips the blocks before it. */
+static uint32_t split_of(const slm_vk_backend *be, int window, uint32_t *chunk)
+{
+    int64_t span = be->split_longest;
+    if (window > 0 && window < span)
+        span = window;
+    if (span < be->split_min_len || span <= 64)
+        return 0;
+    int64_t tiles = (span + 63) / 64;
     int64_t per = (tiles + VK_SPLIT_MAX - 1) / VK_SPLIT_MAX; /* tiles per chunk */
-    be->split_chunk = (uint32_t)(per * 64);
-    be->split_n = (uint32_t)((longest + be->split_chunk - 1) / be->split_chunk);
+    *chunk = (uint32_t)(per * 64);
+    return (uint32_t)((span + *chunk - 1) / *chunk);
 }
 
 slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads)
@@ -414,7 +462,7 @@ slm_status slm_vk_plan(slm_vk_backend *be, slm_kv *kv, int n_heads)
 }
 
 void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_stride,
-                      int n_heads, float scale, slm_ref out)
+                      int n_heads, const slm_attn_params *p, slm_ref out)
 {
     slm_vk_backend *be = slm_vk_be(b);
     uint32_t qb, qo, ob, oo, pb, pk, pv;
@@ -422,10 +470,16 @@ void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
         !kv_layer(be, kv, layer, "attention", &pb, &pk, &pv))
         return;
     int hd = kv->desc.head_dim, nkv = kv->desc.n_kv_heads, n = be->n_tokens;
-    if (n_heads < nkv || n_heads % nkv != 0 || q_stride < n_heads * hd || !isfinite(scale)) {
+    if (!p) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "attention: no slm_attn_params");
+        return;
+    }
+    if (n_heads < nkv || n_heads % nkv != 0 || q_stride < n_heads * hd || !isfinite(p->scale) ||
+        !(p->softcap >= 0) || !isfinite(p->softcap) || p->window < 0) {
         slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                    "attention: %d query heads over %d KV heads of %d, q stride %d, scale %g",
-                    n_heads, nkv, hd, q_stride, (double)scale);
+                    "attention: %d query heads over %d KV heads of %d, q stride %d, scale %g, "
+                    "softcap %g, window %d",
+                    n_heads, nkv, hd, q_stride, (double)p->scale, (double)p->softcap, p->window);
         return;
     }
     if (!act(be, q, strided(n, (int64_t)n_heads * hd, q_stride), "attention", "q", &qb, &qo) ||
@@ -434,13 +488,14 @@ void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
         !grid_ok(be, "attention", (uint64_t)n_heads, (uint64_t)n, 1))
         return;
     uint32_t pc[] = {qb, qo, (uint32_t)q_stride, ob, oo, pb, pk, pv, (uint32_t)n_heads,
-                     (uint32_t)nkv, (uint32_t)hd, (uint32_t)kv->desc.block_size, fbits(scale), 0, 0};
+                     (uint32_t)nkv, (uint32_t)hd, (uint32_t)kv->desc.block_size,
+                     fbits(p->scale), 0, 0, fbits(p->softcap), (uint32_t)p->window};
     bool f16 = kv->desc.type == SLM_TYPE_F16;
-    /* The split planned at begin_step; more query heads than its workspace
+    /* Split when begin_step allowed it; more query heads than the workspace
      * holds (a step planned without n_heads) take the single pass. */
-    uint32_t n_split = be->split_n, chunk = be->split_chunk;
+    uint32_t chunk = 0, n_split = split_of(be, p->window, &chunk);
     if (n_split < 2 || n_heads > VK_SPLIT_GQA * nkv) {
-        dispatch(be, be->misc[f16 ? VK_P_ATTN_F16 : VK_P_ATTN_F32], pc, 15, (uint32_t)n_heads,
+        dispatch(be, be->misc[f16 ? VK_P_ATTN_F16 : VK_P_ATTN_F32], pc, 17, (uint32_t)n_heads,
                  (uint32_t)n, 1);
         return;
     }
@@ -450,31 +505,92 @@ void slm_vk_attention(slm_backend *b, slm_kv *kv, int layer, slm_ref q, int q_st
     pc[4] = wo;
     pc[13] = chunk;
     pc[14] = n_split;
-    dispatch(be, be->misc[f16 ? VK_P_ATTN_SPLIT_F16 : VK_P_ATTN_SPLIT_F32], pc, 15,
+    dispatch(be, be->misc[f16 ? VK_P_ATTN_SPLIT_F16 : VK_P_ATTN_SPLIT_F32], pc, 17,
              (uint32_t)n_heads, (uint32_t)n, n_split);
     uint32_t mc[] = {wb, wo, ob, oo, (uint32_t)n_heads, (uint32_t)hd, n_split};
     dispatch(be, be->misc[VK_P_ATTN_MERGE], mc, 7, (uint32_t)n_heads, (uint32_t)n, 1);
 }
 
-void slm_vk_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff, slm_ref y)
+/* swiglu and geglu: the same shapes and push constants, another pipeline. */
+static void glu(slm_vk_backend *be, const char *op, int pipe, slm_ref g, slm_ref u, int stride,
+                int rows, int ff, slm_ref y)
 {
-    slm_vk_backend *be = slm_vk_be(b);
     uint32_t gb, go, ub, uo, yb, yo;
-    if (!op_ok(be, "swiglu"))
+    if (!op_ok(be, op))
         return;
     if (rows < 0 || ff < 1 || stride < ff) {
-        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "swiglu: %d rows of %d, stride %d", rows, ff,
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "%s: %d rows of %d, stride %d", op, rows, ff,
                     stride);
         return;
     }
     uint64_t gx = ((uint64_t)ff + 63) / 64;
-    if (!act(be, g, strided(rows, ff, stride), "swiglu", "g", &gb, &go) ||
-        !act(be, u, strided(rows, ff, stride), "swiglu", "u", &ub, &uo) ||
-        !act(be, y, (uint64_t)rows * (uint64_t)ff, "swiglu", "y", &yb, &yo) ||
-        !grid_ok(be, "swiglu", gx, (uint64_t)rows, 1))
+    if (!act(be, g, strided(rows, ff, stride), op, "g", &gb, &go) ||
+        !act(be, u, strided(rows, ff, stride), op, "u", &ub, &uo) ||
+        !act(be, y, (uint64_t)rows * (uint64_t)ff, op, "y", &yb, &yo) ||
+        !grid_ok(be, op, gx, (uint64_t)rows, 1))
         return;
     uint32_t pc[] = {gb, go, ub, uo, (uint32_t)stride, (uint32_t)ff, yb, yo};
-    dispatch(be, be->misc[VK_P_SWIGLU], pc, 8, (uint32_t)gx, (uint32_t)rows, 1);
+    dispatch(be, be->misc[pipe], pc, 8, (uint32_t)gx, (uint32_t)rows, 1);
+}
+
+void slm_vk_swiglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff, slm_ref y)
+{
+    glu(slm_vk_be(b), "swiglu", VK_P_SWIGLU, g, u, stride, rows, ff, y);
+}
+
+void slm_vk_geglu(slm_backend *b, slm_ref g, slm_ref u, int stride, int rows, int ff, slm_ref y)
+{
+    glu(slm_vk_be(b), "geglu", VK_P_GEGLU, g, u, stride, rows, ff, y);
+}
+
+void slm_vk_gelu(slm_backend *b, slm_ref x, size_t count, slm_ref y)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, yb, yo, gx, gy;
+    if (!op_ok(be, "gelu") || !act(be, x, count, "gelu", "x", &xb, &xo) ||
+        !act(be, y, count, "gelu", "y", &yb, &yo) || !grid1d(be, "gelu", count, 256, &gx, &gy))
+        return;
+    uint32_t pc[] = {xb, xo, yb, yo, (uint32_t)count};
+    dispatch(be, be->misc[VK_P_GELU], pc, 5, gx, gy, 1);
+}
+
+void slm_vk_softcap(slm_backend *b, slm_ref x, size_t count, float cap)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, gx, gy;
+    if (!op_ok(be, "softcap"))
+        return;
+    if (!(cap > 0) || !isfinite(cap)) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT, "softcap: cap %g (must be > 0)", (double)cap);
+        return;
+    }
+    if (!act(be, x, count, "softcap", "x", &xb, &xo) ||
+        !grid1d(be, "softcap", count, 256, &gx, &gy))
+        return;
+    uint32_t pc[] = {xb, xo, (uint32_t)count, fbits(cap)};
+    dispatch(be, be->misc[VK_P_SOFTCAP], pc, 4, gx, gy, 1);
+}
+
+void slm_vk_bias(slm_backend *b, slm_ref x, int stride, int rows, const slm_weight *w)
+{
+    slm_vk_backend *be = slm_vk_be(b);
+    uint32_t xb, xo, wb, wo;
+    if (!op_ok(be, "bias"))
+        return;
+    int64_t d = w ? w->rows * w->cols : 0;
+    if (rows < 0 || !w || !w->buf || w->type != SLM_TYPE_F32 || d < 1 || stride < d) {
+        slm_vk_fail(be, SLM_STATUS_INVALID_ARGUMENT,
+                    "bias: %d rows %d floats apart, bias %s of %lld elements", rows, stride,
+                    w ? slm_type_name(w->type) : "missing", (long long)d);
+        return;
+    }
+    uint64_t gx = ((uint64_t)d + 63) / 64;
+    if (!act(be, x, strided(rows, d, stride), "bias", "x", &xb, &xo) ||
+        !act(be, (slm_ref){w->buf, 0}, (uint64_t)d, "bias", "b", &wb, &wo) ||
+        !grid_ok(be, "bias", gx, (uint64_t)rows, 1))
+        return;
+    uint32_t pc[] = {xb, xo, (uint32_t)stride, wb, wo, (uint32_t)d};
+    dispatch(be, be->misc[VK_P_BIAS], pc, 6, (uint32_t)gx, (uint32_t)rows, 1);
 }
 
 void slm_vk_add(slm_backend *b, slm_ref a, slm_ref bb, size_t count, slm_ref y)

@@ -173,6 +173,9 @@ static int plan(slm_vk_backend *be, job *jobs)
         [VK_P_ATTN_MERGE] = {"attention_merge", 0},
         [VK_P_SWIGLU] = {"swiglu", 0},     [VK_P_ADD] = {"add", 0},
         [VK_P_SCALE] = {"scale", 0},       [VK_P_GET_ROWS] = {"get_rows", 0},
+        [VK_P_GEGLU] = {"geglu", 0},       [VK_P_GELU] = {"gelu", 0},
+        [VK_P_LAYERNORM] = {"layernorm", 0}, [VK_P_BIAS] = {"bias", 0},
+        [VK_P_SOFTCAP] = {"softcap", 0},
     };
     int n = 0;
     for (int f = 0; f < VK_N_FAMS; f++) {

@@ -1,13 +1,14 @@
 #version 450
 // attention.comp — fused causal attention over the paged KV cache: one
-// workgroup per (query head, token) covers positions 0..pos and writes the
-// normalized output (the core is attention_body.glsl).
+// workgroup per (query head, token) covers positions first_pos..pos (0..pos
+// without a sliding window) and writes the normalized output (the core is
+// attention_body.glsl).
 #include "attention_body.glsl"
 
 void main()
 {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, hd = pc.head_dim;
-    attend(h, t, 0u, uint(step_at(ST_POS, int(t))) + 1u);
+    attend(h, t, first_pos(t), uint(step_at(ST_POS, int(t))) + 1u);
     uint oi = pc.o_o + t * pc.n_heads * hd + h * hd;
     for (uint k = 0u; k < MAXD / 64u; k++) {
         uint d = gl_LocalInvocationID.x + 64u * k;

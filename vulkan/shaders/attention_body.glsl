@@ -6,9 +6,13 @@
 // through the block table); an online softmax keeps the running max m and
 // sum l, and each thread owns head_dim/64 output dimensions, accumulating
 // Σ p·v with a rescale when the max grows. Query head h reads KV head
-// h / (n_heads / n_kv_heads). head_dim <= 256.
+// h / (n_heads / n_kv_heads). head_dim <= 256. Scores are soft-capped
+// (softcap·tanh(s/softcap)) when softcap > 0; with a sliding window > 0 a
+// token at position p sees only p − window < j <= p (first_pos), and the
+// callers never visit the positions before it.
 #include "common.glsl"
 #include "kv.glsl"
+#include "act.glsl"
 
 layout(local_size_x = 64) in;
 
@@ -17,6 +21,8 @@ layout(push_constant) uniform PC {
     uint kv_b, kv_k, kv_v, n_heads, n_kv_heads, head_dim, block_size;
     float scale;
     uint chunk, n_split; // split variant: positions per split, splits per (token, head)
+    float softcap;       // > 0: scores become softcap·tanh(s / softcap)
+    uint window;         // > 0: positions p − window < j <= p only
 } pc;
 
 #define MAXD 256u
@@ -56,6 +62,13 @@ float reduce_sum(float v)
     return r;
 }
 
+// The first position token t attends to (0 without a window).
+uint first_pos(uint t)
+{
+    uint hi = uint(step_at(ST_POS, int(t))) + 1u;
+    return pc.window > 0u && hi > pc.window ? hi - pc.window : 0u;
+}
+
 float g_m, g_l;
 float g_acc[MAXD / 64u];
 
@@ -91,6 +104,8 @@ void attend(uint h, uint t, uint lo, uint hi)
             for (uint d = 0u; d < hd; d++)
                 dot_qk += sq[d] * kv_load(pc.kv_b, kb + d);
             s = dot_qk * pc.scale;
+            if (pc.softcap > 0.0)
+                s = pc.softcap * slm_tanh(s / pc.softcap);
         }
         float m_new = max(m, reduce_max(s));
         float p = j < hi ? exp(s - m_new) : 0.0;
