@@ -121,8 +121,9 @@ typedef struct slm_model_info {
      * could not load the model ("" when it did not). */
     const char *fallback;
     /* The chat template messages are rendered with by default ("chatml",
-     * "llama3", ...), and "" or why it is a fallback (the model's own
-     * template is missing or not one slm recognises). */
+     * "llama3", ...), and "" or why it was chosen otherwise (the model has
+     * no template, so its vocabulary's turn tokens chose, or "plain" for a
+     * base model; or the template is not one slm recognises: ChatML). */
     const char *chat_template;
     const char *chat_template_note;
 } slm_model_info;
@@ -230,7 +231,8 @@ typedef struct slm_request_params {
     int n_tokens;
     const slm_sampling *sampling; /* NULL: slm_sampling_default()'s; copied at submit */
     /* Renders messages: "chatml", "llama3", "llama2", "mistral", "phi3",
-     * "gemma", or NULL for the model's own (see slm_model_info). */
+     * "gemma", "exaone", "plain", or NULL for the model's own (see
+     * slm_model_info). */
     const char *chat_template;
     int max_tokens;               /* output cap (default 256); the context cap also applies */
     const char *const *stop;      /* stop strings (not included in the output) */
