@@ -126,6 +126,9 @@ typedef struct slm_model_info {
      * base model; or the template is not one slm recognises: ChatML). */
     const char *chat_template;
     const char *chat_template_note;
+    /* What the tokenizer ignored in the file ("" when nothing), e.g. a
+     * special token id outside the vocabulary, naming the key and value. */
+    const char *tokenizer_warning;
 } slm_model_info;
 
 SLM_API slm_status slm_model_get_info(const slm_model *m, slm_model_info *info);

@@ -164,6 +164,7 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *info)
     const char *why = slm_model_chat_template(m, &t);
     info->chat_template = slm_chat_format_name(t.format);
     info->chat_template_note = why ? why : "";
+    info->tokenizer_warning = slm_tokenizer_warning(m->tok);
     return SLM_OK;
 }
 

@@ -9,6 +9,8 @@
  * arena, pieces — the bytes each token stands for — into another), so
  * decoding a token is a table lookup and the file may be closed afterwards.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,9 +97,26 @@ static size_t pow2_at_least(size_t n)
 
 /* --- loading ----------------------------------------------------------------- */
 
-/* Reads an optional u32-ish special id; absent keeps *id, an id out of range
- * (llama.cpp ignores those) also keeps it. */
-static slm_status read_id(const slm_gguf *g, const char *key, int32_t n_vocab, int32_t *id)
+/* Appends one sentence to t->warning (cut when it is full: a warning is
+ * for people, and the first ones say enough). */
+static void warn(slm_tokenizer *t, const char *fmt, ...)
+{
+    size_t used = strlen(t->warning);
+    if (used && used + 2 < sizeof t->warning) {
+        memcpy(t->warning + used, "; ", 3);
+        used += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->warning + used, sizeof t->warning - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads an optional u32-ish special id; absent keeps *id. An id outside
+ * the vocabulary also keeps it (llama.cpp too keeps its default then), but
+ * is not silent: a wrong EOS means generation that never stops, so the key
+ * and value go into t->warning. */
+static slm_status read_id(slm_tokenizer *t, const slm_gguf *g, const char *key, int32_t *id)
 {
     int64_t v;
     slm_status st = slm_gguf_get_int(g, key, &v);
@@ -105,8 +124,14 @@ static slm_status read_id(const slm_gguf *g, const char *key, int32_t n_vocab, i
         return SLM_OK;
     if (st)
         return st;
-    if (v >= 0 && v < n_vocab)
+    if (v >= 0 && v < t->n_vocab)
         *id = (int32_t)v;
+    else if (*id >= 0)
+        warn(t, "%s = %lld is outside the vocabulary (%d tokens); using %d", key, (long long)v,
+             (int)t->n_vocab, (int)*id);
+    else
+        warn(t, "%s = %lld is outside the vocabulary (%d tokens); ignored", key, (long long)v,
+             (int)t->n_vocab);
     return SLM_OK;
 }
 
@@ -412,7 +437,7 @@ static slm_status build_specials(slm_tokenizer *t)
 static const char *const eot_names[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
     "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
-    "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>"};
+    "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>", "[|endofturn|]"};
 
 static void add_eog(slm_tokenizer *t, int32_t id)
 {
@@ -444,12 +469,12 @@ static slm_status load_specials(slm_tokenizer *t, const slm_gguf *g)
         t->eos = -1;
     if (t->unk >= t->n_vocab)
         t->unk = -1;
-    if ((st = read_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos)) ||
-        (st = read_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos)) ||
-        (st = read_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk)) ||
-        (st = read_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad)) ||
-        (st = read_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot)) ||
-        (st = read_id(g, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom)) ||
+    if ((st = read_id(t, g, "tokenizer.ggml.bos_token_id", &t->bos)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eos_token_id", &t->eos)) ||
+        (st = read_id(t, g, "tokenizer.ggml.unknown_token_id", &t->unk)) ||
+        (st = read_id(t, g, "tokenizer.ggml.padding_token_id", &t->pad)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eot_token_id", &t->eot)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eom_token_id", &t->eom)) ||
         (st = read_flag(g, "tokenizer.ggml.add_bos_token", &t->add_bos)) ||
         (st = read_flag(g, "tokenizer.ggml.add_eos_token", &t->add_eos)) ||
         (st = read_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix)))
@@ -791,6 +816,7 @@ bool slm_tokenizer_add_bos(const slm_tokenizer *t) { return t->add_bos; }
 bool slm_tokenizer_add_eos(const slm_tokenizer *t) { return t->add_eos; }
 size_t slm_tokenizer_max_piece(const slm_tokenizer *t) { return t->max_piece; }
 const char *slm_tokenizer_pre(const slm_tokenizer *t) { return t->pre; }
+const char *slm_tokenizer_warning(const slm_tokenizer *t) { return t->warning; }
 
 int slm_tokenizer_token_type(const slm_tokenizer *t, int32_t id)
 {

@@ -14,7 +14,8 @@
  *     dropped at load (they could never apply to token symbols);
  *   - byte_id[b]: BPE, the token of byte b's mapped character; SPM, the
  *     <0xXX> token; -1 when the vocabulary lacks it;
- *   - special ids are -1 or < n_vocab.
+ *   - special ids are -1 or < n_vocab (a file's id outside the vocabulary
+ *     is ignored and named in warning).
  */
 #ifndef SLM_TOKENIZER_IMPL_H
 #define SLM_TOKENIZER_IMPL_H
@@ -61,6 +62,9 @@ struct slm_tokenizer {
     int32_t eog[SLM_TOK_MAX_EOG];
     int n_eog;
     size_t max_piece;
+    /* What load ignored and the user should hear of (special ids outside
+     * the vocabulary), "; "-separated; "" when nothing. */
+    char warning[512];
 };
 
 /* Growable id list for encode's output. */

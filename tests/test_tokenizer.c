@@ -863,6 +863,16 @@ static slm_status add_merges_short_scores(slm_gguf_writer *w)
     slm_status st = add_merges(w);
     return st ? st : slm_gguf_put_arr_f32(w, "tokenizer.ggml.scores", sc, 2);
 }
+/* Special ids outside the 3-token vocabulary: EOS 300000 (SPM's default 2
+ * stays), BOS 3 (the default 1 stays), EOT 4 (no default: ignored). */
+static slm_status add_bad_special_ids(slm_gguf_writer *w)
+{
+    slm_status st;
+    if ((st = slm_gguf_put_u32(w, "tokenizer.ggml.eos_token_id", 300000)) ||
+        (st = slm_gguf_put_u32(w, "tokenizer.ggml.bos_token_id", 3)))
+        return st;
+    return slm_gguf_put_u32(w, "tokenizer.ggml.eot_token_id", 4);
+}
 /* Tokens as integers instead of strings. */
 static slm_status add_merges_tokens_i32(slm_gguf_writer *w)
 {
@@ -944,8 +954,40 @@ static void test_bad_metadata(void **state)
     assert_true(slm_tokenizer_add_bos(t));
     assert_false(slm_tokenizer_add_eos(t));
     assert_true(slm_tokenizer_is_eog(t, 2));
+    assert_string_equal(slm_tokenizer_warning(t), "");
     slm_tokenizer_free(t);
 
+    /* Special ids outside the vocabulary load (as in llama.cpp, the default
+     * stays) but are named, key and value, in the warning. */
+    assert_int_equal(tiny_bpe("llama", NULL, add_bad_special_ids, &t), SLM_OK);
+    assert_int_equal(slm_tokenizer_eos(t), 2);
+    assert_int_equal(slm_tokenizer_bos(t), 1);
+    assert_int_equal(slm_tokenizer_eot(t), -1);
+    const char *w = slm_tokenizer_warning(t);
+    fprintf(stderr, "warning as loaded: %s\n", w);
+    assert_non_null(strstr(w, "tokenizer.ggml.eos_token_id = 300000 is outside the vocabulary "
+                              "(3 tokens); using 2"));
+    assert_non_null(strstr(w, "tokenizer.ggml.bos_token_id = 3 is outside the vocabulary "
+                              "(3 tokens); using 1"));
+    assert_non_null(strstr(w, "tokenizer.ggml.eot_token_id = 4 is outside the vocabulary "
+                              "(3 tokens); ignored"));
+    slm_tokenizer_free(t);
+
+    /* The pre names the model families' files carry, mapped as llama.cpp
+     * (src/llama-vocab.cpp) maps them; each preset's split is checked
+     * against Hugging Face in test_bpe_pieces and test_bpe_presets. */
+    static const struct {
+        const char *pre, *preset;
+    } fam[] = {{"qwen2", "qwen2"},   {"stablelm2", "qwen2"}, {"exaone", "smollm"},
+               {"gpt-2", "gpt-2"},   {"olmo", "gpt-2"},      {"llama-bpe", "llama3"},
+               {"smollm", "smollm"}, {"default", "default"}};
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        assert_int_equal(tiny_bpe("gpt2", fam[i].pre, add_merges, &t), SLM_OK);
+        if (strcmp(slm_tokenizer_pre(t), fam[i].preset))
+            fail_msg("pre '%s' gave preset '%s', want '%s'", fam[i].pre, slm_tokenizer_pre(t),
+                     fam[i].preset);
+        slm_tokenizer_free(t);
+    }
     expect_fail(tiny_bpe("gpt2", "no-such-pre", add_merges, &t), SLM_STATUS_UNSUPPORTED,
                 "no-such-pre");
     assert_null(t);
