@@ -395,6 +395,13 @@ static bool is_special_type(int ty)
     return ty == SLM_TOKEN_CONTROL || ty == SLM_TOKEN_USER_DEFINED || ty == SLM_TOKEN_UNKNOWN;
 }
 
+/* The bucket of special token id (see tokenizer_impl.h). */
+static uint32_t special_key(const slm_tokenizer *t, int32_t id)
+{
+    const uint8_t *s = (const uint8_t *)t->text + t->text_off[id];
+    return t->text_len[id] >= 2 ? (uint32_t)s[0] << 8 | s[1] : 65536u + s[0];
+}
+
 static slm_status build_specials(slm_tokenizer *t)
 {
     size_t n = 0;
@@ -407,17 +414,21 @@ static slm_status build_specials(slm_tokenizer *t)
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (is_special_type(t->type[id]) && t->text_len[id] > 0)
             t->special[n++] = id;
-    /* Sort by first byte, then longest first (then id), so a scan tries the
+    t->special_begin = calloc(SLM_TOK_SPECIAL_KEYS + 1, sizeof(uint32_t));
+    if (!t->special_begin)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "tokenizer: special token index");
+    /* Sort by bucket key, then longest first (then id), so a scan tries the
      * longest candidate first. Insertion sort: qsort has no context pointer
-     * in C11 and special tokens number in the hundreds in real vocabularies. */
+     * in C11 and special tokens number in the thousands at most. */
     for (size_t i = 1; i < n; i++) {
         int32_t v = t->special[i];
+        uint32_t kv = special_key(t, v);
         size_t j = i;
         while (j > 0) {
             int32_t u = t->special[j - 1];
-            uint8_t fu = (uint8_t)t->text[t->text_off[u]], fv = (uint8_t)t->text[t->text_off[v]];
-            int before = fv < fu || (fv == fu && (t->text_len[v] > t->text_len[u] ||
-                                                   (t->text_len[v] == t->text_len[u] && v < u)));
+            uint32_t ku = special_key(t, u);
+            int before = kv < ku || (kv == ku && (t->text_len[v] > t->text_len[u] ||
+                                                  (t->text_len[v] == t->text_len[u] && v < u)));
             if (!before)
                 break;
             t->special[j] = u;
@@ -425,11 +436,10 @@ static slm_status build_specials(slm_tokenizer *t)
         }
         t->special[j] = v;
     }
-    memset(t->special_begin, 0, sizeof(t->special_begin));
     for (size_t i = 0; i < n; i++)
-        t->special_begin[(uint8_t)t->text[t->text_off[t->special[i]]] + 1]++;
-    for (int b = 0; b < 256; b++)
-        t->special_begin[b + 1] += t->special_begin[b];
+        t->special_begin[special_key(t, t->special[i]) + 1]++;
+    for (uint32_t k = 0; k < SLM_TOK_SPECIAL_KEYS; k++)
+        t->special_begin[k + 1] += t->special_begin[k];
     return SLM_OK;
 }
 
@@ -580,6 +590,7 @@ void slm_tokenizer_free(slm_tokenizer *t)
     free(t->vhash);
     free(t->mhash);
     free(t->special);
+    free(t->special_begin);
     for (int i = 0; i < t->n_re; i++)
         pcre2_code_free(t->re[i]);
     free(t);
@@ -587,22 +598,38 @@ void slm_tokenizer_free(slm_tokenizer *t)
 
 /* --- encoding ------------------------------------------------------------------ */
 
+/* The longest special token of bucket k at text[i..len), or -1. */
+static int32_t match_bucket(const slm_tokenizer *t, uint32_t k, const char *text, size_t len,
+                            size_t i, bool parse_special)
+{
+    for (uint32_t j = t->special_begin[k]; j < t->special_begin[k + 1]; j++) {
+        int32_t s = t->special[j];
+        if (!parse_special && t->type[s] != SLM_TOKEN_USER_DEFINED)
+            continue;
+        size_t n = t->text_len[s];
+        if (n <= len - i && !memcmp(text + i, t->text + t->text_off[s], n))
+            return s;
+    }
+    return -1;
+}
+
 /* Leftmost-longest special token in text[from..len): its start and id, or
- * start = len when there is none. */
+ * start = len when there is none. A two-byte bucket holds only tokens
+ * longer than any of the one-byte bucket, so it is tried first. */
 static size_t next_special(const slm_tokenizer *t, const char *text, size_t len, size_t from,
                            bool parse_special, int32_t *id)
 {
     for (size_t i = from; i < len; i++) {
         uint8_t b = (uint8_t)text[i];
-        for (uint32_t k = t->special_begin[b]; k < t->special_begin[b + 1]; k++) {
-            int32_t s = t->special[k];
-            if (!parse_special && t->type[s] != SLM_TOKEN_USER_DEFINED)
-                continue;
-            size_t n = t->text_len[s];
-            if (n <= len - i && !memcmp(text + i, t->text + t->text_off[s], n)) {
-                *id = s;
-                return i;
-            }
+        int32_t s = -1;
+        if (i + 1 < len)
+            s = match_bucket(t, (uint32_t)b << 8 | (uint8_t)text[i + 1], text, len, i,
+                             parse_special);
+        if (s < 0)
+            s = match_bucket(t, 65536u + b, text, len, i, parse_special);
+        if (s >= 0) {
+            *id = s;
+            return i;
         }
     }
     return len;
