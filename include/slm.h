@@ -121,10 +121,14 @@ typedef struct slm_model_info {
      * could not load the model ("" when it did not). */
     const char *fallback;
     /* The chat template messages are rendered with by default ("chatml",
-     * "llama3", ...), and "" or why it is a fallback (the model's own
-     * template is missing or not one slm recognises). */
+     * "llama3", ...), and "" or why it was chosen otherwise (the model has
+     * no template, so its vocabulary's turn tokens chose, or "plain" for a
+     * base model; or the template is not one slm recognises: ChatML). */
     const char *chat_template;
     const char *chat_template_note;
+    /* What the tokenizer ignored in the file ("" when nothing), e.g. a
+     * special token id outside the vocabulary, naming the key and value. */
+    const char *tokenizer_warning;
 } slm_model_info;
 
 SLM_API slm_status slm_model_get_info(const slm_model *m, slm_model_info *info);
@@ -230,7 +234,8 @@ typedef struct slm_request_params {
     int n_tokens;
     const slm_sampling *sampling; /* NULL: slm_sampling_default()'s; copied at submit */
     /* Renders messages: "chatml", "llama3", "llama2", "mistral", "phi3",
-     * "gemma", or NULL for the model's own (see slm_model_info). */
+     * "gemma", "exaone", "plain", or NULL for the model's own (see
+     * slm_model_info). */
     const char *chat_template;
     int max_tokens;               /* output cap (default 256); the context cap also applies */
     const char *const *stop;      /* stop strings (not included in the output) */

@@ -164,6 +164,7 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *info)
     const char *why = slm_model_chat_template(m, &t);
     info->chat_template = slm_chat_format_name(t.format);
     info->chat_template_note = why ? why : "";
+    info->tokenizer_warning = slm_tokenizer_warning(m->tok);
     return SLM_OK;
 }
 
@@ -211,8 +212,9 @@ const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t)
     slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len);
     if (slm_chat_detect(s, len, t))
         return NULL;
-    return s ? "the model's chat template is not one slm recognises"
-             : "the model has no chat template";
+    if (!s) /* no template: the vocabulary's turn markers, else plain */
+        return slm_chat_from_vocab(m->tok, t);
+    return "the model's chat template is not one slm recognises";
 }
 
 slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,

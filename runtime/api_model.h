@@ -19,13 +19,14 @@ slm_status slm_model_encode(const slm_model *m, const char *text, bool special, 
                             int *n);
 
 /* The model's chat template family, recognised from tokenizer.chat_template.
- * Returns NULL when recognised; otherwise *t is ChatML (the fallback) and
- * the return value says why ("the model has no chat template", ...). */
+ * Returns NULL when recognised. A file without a template gets the family
+ * its vocabulary's turn tokens name, or plain for a base model
+ * (slm_chat_from_vocab); an unrecognised template gets ChatML. Either way
+ * the return value says why. */
 const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t);
 
-/* Renders messages with the chat template named (NULL: the model's,
- * recognised from tokenizer.chat_template; ChatML when it is not
- * recognised), ending where the assistant's answer begins. *out is
+/* Renders messages with the chat template named (NULL: the model's, as
+ * slm_model_chat_template chooses it), ending where the assistant's answer begins. *out is
  * malloc'd. An unknown template name fails naming it. */
 slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
                                  const char *template_name, char **out);

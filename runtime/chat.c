@@ -1,6 +1,9 @@
 /*
  * chat.c — see chat.h. Rendering appends to a growing string; each family
- * is one small function. Formats follow ../shared/gguf-facts.md §6.
+ * is one small function. Formats follow ../shared/gguf-facts.md §6, and the
+ * Hugging Face Jinja templates for the families added since (EXAONE 3) —
+ * where llama.cpp's C++ rendering of a family differs from the model's own
+ * template, the template wins and the function says how they differ.
  */
 #include "chat.h"
 
@@ -50,7 +53,8 @@ static void put_trimmed(sbuf *b, const char *s)
     put(b, s, (size_t)(e - s));
 }
 
-static const char *names[SLM_CHAT_FORMAT_COUNT] = {"chatml", "llama3", "llama2", "phi3", "gemma"};
+static const char *names[SLM_CHAT_FORMAT_COUNT] = {"chatml", "llama3", "llama2", "phi3",
+                                                   "gemma",  "exaone", "plain"};
 
 const char *slm_chat_format_name(slm_chat_format f)
 {
@@ -93,9 +97,49 @@ bool slm_chat_detect(const char *t, size_t len, slm_chat_template *out)
         out->format = SLM_CHAT_PHI3;
     else if (has(t, len, "<start_of_turn>"))
         out->format = SLM_CHAT_GEMMA;
+    else if (has(t, len, "[|system|]") && has(t, len, "[|assistant|]") &&
+             has(t, len, "[|endofturn|]"))
+        out->format = SLM_CHAT_EXAONE; /* llama.cpp's markers for EXAONE 3 */
     else
         return false;
     return true;
+}
+
+/* Turn markers that, as tokens of a vocabulary, name its chat family; the
+ * note is what slm_chat_from_vocab reports. */
+static const struct {
+    const char *marker, *also, *note;
+    slm_chat_format format;
+} vocab_markers[] = {
+    {"<|im_start|>", "<|im_end|>",
+     "the model has no chat template; its vocabulary has <|im_start|>", SLM_CHAT_CHATML},
+    {"<|start_header_id|>", "<|eot_id|>",
+     "the model has no chat template; its vocabulary has <|start_header_id|>", SLM_CHAT_LLAMA3},
+    {"<start_of_turn>", "<end_of_turn>",
+     "the model has no chat template; its vocabulary has <start_of_turn>", SLM_CHAT_GEMMA},
+    {"<|assistant|>", "<|end|>",
+     "the model has no chat template; its vocabulary has <|assistant|>", SLM_CHAT_PHI3},
+    {"[|assistant|]", "[|endofturn|]",
+     "the model has no chat template; its vocabulary has [|assistant|]", SLM_CHAT_EXAONE},
+    {"[INST]", "[/INST]", "the model has no chat template; its vocabulary has [INST]",
+     SLM_CHAT_LLAMA2},
+};
+
+static bool has_token(const slm_tokenizer *t, const char *text)
+{
+    return slm_tokenizer_find(t, text, strlen(text)) >= 0;
+}
+
+const char *slm_chat_from_vocab(const slm_tokenizer *t, slm_chat_template *out)
+{
+    out->default_system = NULL;
+    out->format = SLM_CHAT_PLAIN;
+    for (size_t i = 0; t && i < sizeof vocab_markers / sizeof vocab_markers[0]; i++)
+        if (has_token(t, vocab_markers[i].marker) && has_token(t, vocab_markers[i].also)) {
+            out->format = vocab_markers[i].format;
+            return vocab_markers[i].note;
+        }
+    return "the model has no chat template nor turn-marker tokens (a base model)";
 }
 
 slm_status slm_chat_from_name(const char *name, slm_chat_template *out)
@@ -112,7 +156,7 @@ slm_status slm_chat_from_name(const char *name, slm_chat_template *out)
     }
     return slm_error(SLM_STATUS_INVALID_ARGUMENT,
                      "chat template '%s' is unknown (known: chatml, llama3, llama2, mistral, "
-                     "phi3, gemma)",
+                     "phi3, gemma, exaone, plain)",
                      name);
 }
 
@@ -124,6 +168,7 @@ const char *slm_chat_end_of_turn(slm_chat_format f)
     case SLM_CHAT_LLAMA2: return "</s>";
     case SLM_CHAT_PHI3: return "<|end|>";
     case SLM_CHAT_GEMMA: return "<end_of_turn>";
+    case SLM_CHAT_EXAONE: return "[|endofturn|]";
     default: return "";
     }
 }
@@ -195,27 +240,68 @@ static void render_phi3(sbuf *b, const slm_chat_msg *m, int n, bool gen)
         puts_(b, "<|assistant|>\n");
 }
 
-/* Gemma has no system role: its text opens the first user turn. */
+/* Gemma has no system role: as in llama.cpp, the system texts (trimmed,
+ * concatenated) open the next user turn, followed by a blank line.
+ * NOTE: Gemma 3's Jinja template takes only a leading system message and
+ * does not trim it; for the usual conversation (one system message first,
+ * no surrounding whitespace) the two agree. */
 static void render_gemma(sbuf *b, const slm_chat_msg *m, int n, bool gen)
 {
-    const char *sys = NULL;
+    int sys_from = -1; /* first system message not yet placed */
     for (int i = 0; i < n; i++) {
         if (!strcmp(m[i].role, "system")) {
-            sys = m[i].content;
+            if (sys_from < 0)
+                sys_from = i;
             continue;
         }
         bool user = !strcmp(m[i].role, "user");
         puts_(b, user ? "<start_of_turn>user\n" : "<start_of_turn>model\n");
-        if (user && sys) {
-            put_trimmed(b, sys);
-            puts_(b, "\n\n");
-            sys = NULL;
+        if (user && sys_from >= 0) {
+            size_t before = b->len;
+            for (int j = sys_from; j < i; j++)
+                if (!strcmp(m[j].role, "system"))
+                    put_trimmed(b, m[j].content);
+            if (b->len > before) /* an all-blank system text adds nothing */
+                puts_(b, "\n\n");
+            sys_from = -1;
         }
         put_trimmed(b, m[i].content);
         puts_(b, "<end_of_turn>\n");
     }
     if (gen)
         puts_(b, "<start_of_turn>model\n");
+}
+
+/* EXAONE 3.0/3.5 (LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct's template): contents
+ * verbatim, an empty system turn when the conversation does not open with
+ * one; a user turn ends with a newline only. NOTE: llama.cpp's
+ * LLM_CHAT_TEMPLATE_EXAONE_3 trims contents and omits the empty system turn;
+ * the model was trained on the template's text. */
+static void render_exaone(sbuf *b, const slm_chat_msg *m, int n, bool gen)
+{
+    if (n == 0 || strcmp(m[0].role, "system"))
+        puts_(b, "[|system|][|endofturn|]\n");
+    for (int i = 0; i < n; i++) {
+        puts_(b, "[|");
+        puts_(b, m[i].role);
+        puts_(b, "|]");
+        puts_(b, m[i].content);
+        puts_(b, strcmp(m[i].role, "user") ? "[|endofturn|]\n" : "\n");
+    }
+    if (gen)
+        puts_(b, "[|assistant|]");
+}
+
+/* Base models have no turns: the contents as one text, a blank line
+ * between messages, so the model continues the last one. Nothing marks the
+ * generation prompt. */
+static void render_plain(sbuf *b, const slm_chat_msg *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (i)
+            puts_(b, "\n\n");
+        puts_(b, m[i].content);
+    }
 }
 
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
@@ -247,6 +333,8 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
     case SLM_CHAT_LLAMA2: render_llama2(&b, msgs, n); break;
     case SLM_CHAT_PHI3: render_phi3(&b, msgs, n, gen); break;
     case SLM_CHAT_GEMMA: render_gemma(&b, msgs, n, gen); break;
+    case SLM_CHAT_EXAONE: render_exaone(&b, msgs, n, gen); break;
+    case SLM_CHAT_PLAIN: render_plain(&b, msgs, n); break;
     default: render_chatml(&b, msgs, n, gen); break;
     }
     free(all);

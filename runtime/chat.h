@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "slm.h"
+#include "tokenizer.h"
 
 typedef enum slm_chat_format {
     SLM_CHAT_CHATML = 0, /* <|im_start|>role\ncontent<|im_end|>\n (SmolLM2, Qwen2) */
@@ -20,6 +21,8 @@ typedef enum slm_chat_format {
     SLM_CHAT_LLAMA2 = 2, /* [INST] <<SYS>>..<</SYS>> user [/INST] answer </s> (and Mistral) */
     SLM_CHAT_PHI3 = 3,   /* <|role|>\ncontent<|end|>\n */
     SLM_CHAT_GEMMA = 4,  /* <start_of_turn>user|model\ncontent<end_of_turn>\n */
+    SLM_CHAT_EXAONE = 5, /* [|role|]content then [|endofturn|]\n, or \n after a user turn */
+    SLM_CHAT_PLAIN = 6,  /* base models: the contents alone, separated by blank lines */
     SLM_CHAT_FORMAT_COUNT
 } slm_chat_format;
 
@@ -39,7 +42,16 @@ typedef struct slm_chat_template {
  * *out to ChatML, the fallback) when no family's markers are present. */
 bool slm_chat_detect(const char *tmpl, size_t len, slm_chat_template *out);
 
-/* "chatml", "llama3", "llama2" (also "mistral"), "phi3", "gemma". Fails with
+/* For a file without tokenizer.chat_template: the family whose turn markers
+ * are tokens of the vocabulary (Gemma 3 270M ships no template but has
+ * <start_of_turn>/<end_of_turn>), else the plain format of base models
+ * (also when t is NULL). Returns a static sentence saying which way it
+ * went, for the user ("the model has no chat template; its vocabulary has
+ * <start_of_turn>"). */
+const char *slm_chat_from_vocab(const slm_tokenizer *t, slm_chat_template *out);
+
+/* "chatml", "llama3", "llama2" (also "mistral"), "phi3", "gemma", "exaone",
+ * "plain". Fails with
  * INVALID_ARGUMENT listing the valid names. */
 slm_status slm_chat_from_name(const char *name, slm_chat_template *out);
 const char *slm_chat_format_name(slm_chat_format f);
@@ -50,7 +62,8 @@ const char *slm_chat_format_name(slm_chat_format f);
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
                            bool add_generation_prompt, char **out);
 
-/* The text that ends an assistant turn (a stop string for generation). */
+/* The text that ends an assistant turn (a stop string for generation);
+ * "" for plain, whose turns end only at the model's EOS. */
 const char *slm_chat_end_of_turn(slm_chat_format f);
 
 #endif

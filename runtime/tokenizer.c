@@ -9,6 +9,8 @@
  * arena, pieces — the bytes each token stands for — into another), so
  * decoding a token is a table lookup and the file may be closed afterwards.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,9 +97,26 @@ static size_t pow2_at_least(size_t n)
 
 /* --- loading ----------------------------------------------------------------- */
 
-/* Reads an optional u32-ish special id; absent keeps *id, an id out of range
- * (llama.cpp ignores those) also keeps it. */
-static slm_status read_id(const slm_gguf *g, const char *key, int32_t n_vocab, int32_t *id)
+/* Appends one sentence to t->warning (cut when it is full: a warning is
+ * for people, and the first ones say enough). */
+static void warn(slm_tokenizer *t, const char *fmt, ...)
+{
+    size_t used = strlen(t->warning);
+    if (used && used + 2 < sizeof t->warning) {
+        memcpy(t->warning + used, "; ", 3);
+        used += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->warning + used, sizeof t->warning - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads an optional u32-ish special id; absent keeps *id. An id outside
+ * the vocabulary also keeps it (llama.cpp too keeps its default then), but
+ * is not silent: a wrong EOS means generation that never stops, so the key
+ * and value go into t->warning. */
+static slm_status read_id(slm_tokenizer *t, const slm_gguf *g, const char *key, int32_t *id)
 {
     int64_t v;
     slm_status st = slm_gguf_get_int(g, key, &v);
@@ -105,8 +124,14 @@ static slm_status read_id(const slm_gguf *g, const char *key, int32_t n_vocab, i
         return SLM_OK;
     if (st)
         return st;
-    if (v >= 0 && v < n_vocab)
+    if (v >= 0 && v < t->n_vocab)
         *id = (int32_t)v;
+    else if (*id >= 0)
+        warn(t, "%s = %lld is outside the vocabulary (%d tokens); using %d", key, (long long)v,
+             (int)t->n_vocab, (int)*id);
+    else
+        warn(t, "%s = %lld is outside the vocabulary (%d tokens); ignored", key, (long long)v,
+             (int)t->n_vocab);
     return SLM_OK;
 }
 
@@ -370,6 +395,13 @@ static bool is_special_type(int ty)
     return ty == SLM_TOKEN_CONTROL || ty == SLM_TOKEN_USER_DEFINED || ty == SLM_TOKEN_UNKNOWN;
 }
 
+/* The bucket of special token id (see tokenizer_impl.h). */
+static uint32_t special_key(const slm_tokenizer *t, int32_t id)
+{
+    const uint8_t *s = (const uint8_t *)t->text + t->text_off[id];
+    return t->text_len[id] >= 2 ? (uint32_t)s[0] << 8 | s[1] : 65536u + s[0];
+}
+
 static slm_status build_specials(slm_tokenizer *t)
 {
     size_t n = 0;
@@ -382,17 +414,21 @@ static slm_status build_specials(slm_tokenizer *t)
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (is_special_type(t->type[id]) && t->text_len[id] > 0)
             t->special[n++] = id;
-    /* Sort by first byte, then longest first (then id), so a scan tries the
+    t->special_begin = calloc(SLM_TOK_SPECIAL_KEYS + 1, sizeof(uint32_t));
+    if (!t->special_begin)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "tokenizer: special token index");
+    /* Sort by bucket key, then longest first (then id), so a scan tries the
      * longest candidate first. Insertion sort: qsort has no context pointer
-     * in C11 and special tokens number in the hundreds in real vocabularies. */
+     * in C11 and special tokens number in the thousands at most. */
     for (size_t i = 1; i < n; i++) {
         int32_t v = t->special[i];
+        uint32_t kv = special_key(t, v);
         size_t j = i;
         while (j > 0) {
             int32_t u = t->special[j - 1];
-            uint8_t fu = (uint8_t)t->text[t->text_off[u]], fv = (uint8_t)t->text[t->text_off[v]];
-            int before = fv < fu || (fv == fu && (t->text_len[v] > t->text_len[u] ||
-                                                   (t->text_len[v] == t->text_len[u] && v < u)));
+            uint32_t ku = special_key(t, u);
+            int before = kv < ku || (kv == ku && (t->text_len[v] > t->text_len[u] ||
+                                                  (t->text_len[v] == t->text_len[u] && v < u)));
             if (!before)
                 break;
             t->special[j] = u;
@@ -400,11 +436,10 @@ static slm_status build_specials(slm_tokenizer *t)
         }
         t->special[j] = v;
     }
-    memset(t->special_begin, 0, sizeof(t->special_begin));
     for (size_t i = 0; i < n; i++)
-        t->special_begin[(uint8_t)t->text[t->text_off[t->special[i]]] + 1]++;
-    for (int b = 0; b < 256; b++)
-        t->special_begin[b + 1] += t->special_begin[b];
+        t->special_begin[special_key(t, t->special[i]) + 1]++;
+    for (uint32_t k = 0; k < SLM_TOK_SPECIAL_KEYS; k++)
+        t->special_begin[k + 1] += t->special_begin[k];
     return SLM_OK;
 }
 
@@ -412,7 +447,7 @@ static slm_status build_specials(slm_tokenizer *t)
 static const char *const eot_names[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
     "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
-    "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>"};
+    "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>", "[|endofturn|]"};
 
 static void add_eog(slm_tokenizer *t, int32_t id)
 {
@@ -444,12 +479,12 @@ static slm_status load_specials(slm_tokenizer *t, const slm_gguf *g)
         t->eos = -1;
     if (t->unk >= t->n_vocab)
         t->unk = -1;
-    if ((st = read_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos)) ||
-        (st = read_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos)) ||
-        (st = read_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk)) ||
-        (st = read_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad)) ||
-        (st = read_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot)) ||
-        (st = read_id(g, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom)) ||
+    if ((st = read_id(t, g, "tokenizer.ggml.bos_token_id", &t->bos)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eos_token_id", &t->eos)) ||
+        (st = read_id(t, g, "tokenizer.ggml.unknown_token_id", &t->unk)) ||
+        (st = read_id(t, g, "tokenizer.ggml.padding_token_id", &t->pad)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eot_token_id", &t->eot)) ||
+        (st = read_id(t, g, "tokenizer.ggml.eom_token_id", &t->eom)) ||
         (st = read_flag(g, "tokenizer.ggml.add_bos_token", &t->add_bos)) ||
         (st = read_flag(g, "tokenizer.ggml.add_eos_token", &t->add_eos)) ||
         (st = read_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix)))
@@ -555,6 +590,7 @@ void slm_tokenizer_free(slm_tokenizer *t)
     free(t->vhash);
     free(t->mhash);
     free(t->special);
+    free(t->special_begin);
     for (int i = 0; i < t->n_re; i++)
         pcre2_code_free(t->re[i]);
     free(t);
@@ -562,22 +598,38 @@ void slm_tokenizer_free(slm_tokenizer *t)
 
 /* --- encoding ------------------------------------------------------------------ */
 
+/* The longest special token of bucket k at text[i..len), or -1. */
+static int32_t match_bucket(const slm_tokenizer *t, uint32_t k, const char *text, size_t len,
+                            size_t i, bool parse_special)
+{
+    for (uint32_t j = t->special_begin[k]; j < t->special_begin[k + 1]; j++) {
+        int32_t s = t->special[j];
+        if (!parse_special && t->type[s] != SLM_TOKEN_USER_DEFINED)
+            continue;
+        size_t n = t->text_len[s];
+        if (n <= len - i && !memcmp(text + i, t->text + t->text_off[s], n))
+            return s;
+    }
+    return -1;
+}
+
 /* Leftmost-longest special token in text[from..len): its start and id, or
- * start = len when there is none. */
+ * start = len when there is none. A two-byte bucket holds only tokens
+ * longer than any of the one-byte bucket, so it is tried first. */
 static size_t next_special(const slm_tokenizer *t, const char *text, size_t len, size_t from,
                            bool parse_special, int32_t *id)
 {
     for (size_t i = from; i < len; i++) {
         uint8_t b = (uint8_t)text[i];
-        for (uint32_t k = t->special_begin[b]; k < t->special_begin[b + 1]; k++) {
-            int32_t s = t->special[k];
-            if (!parse_special && t->type[s] != SLM_TOKEN_USER_DEFINED)
-                continue;
-            size_t n = t->text_len[s];
-            if (n <= len - i && !memcmp(text + i, t->text + t->text_off[s], n)) {
-                *id = s;
-                return i;
-            }
+        int32_t s = -1;
+        if (i + 1 < len)
+            s = match_bucket(t, (uint32_t)b << 8 | (uint8_t)text[i + 1], text, len, i,
+                             parse_special);
+        if (s < 0)
+            s = match_bucket(t, 65536u + b, text, len, i, parse_special);
+        if (s >= 0) {
+            *id = s;
+            return i;
         }
     }
     return len;
@@ -791,6 +843,7 @@ bool slm_tokenizer_add_bos(const slm_tokenizer *t) { return t->add_bos; }
 bool slm_tokenizer_add_eos(const slm_tokenizer *t) { return t->add_eos; }
 size_t slm_tokenizer_max_piece(const slm_tokenizer *t) { return t->max_piece; }
 const char *slm_tokenizer_pre(const slm_tokenizer *t) { return t->pre; }
+const char *slm_tokenizer_warning(const slm_tokenizer *t) { return t->warning; }
 
 int slm_tokenizer_token_type(const slm_tokenizer *t, int32_t id)
 {

@@ -60,8 +60,9 @@ typedef enum slm_tokenizer_kind {
 } slm_tokenizer_kind;
 
 /* Builds a tokenizer from the tokenizer.ggml.* keys of g. Special ids and
- * flags take llama.cpp's defaults when absent (gguf-facts §5.2); an id >=
- * n_vocab counts as absent. Fails with:
+ * flags take llama.cpp's defaults when absent (gguf-facts §5.2); an id
+ * outside the vocabulary counts as absent and is named in
+ * slm_tokenizer_warning. Fails with:
  *   SLM_STATUS_UNSUPPORTED  tokenizer.ggml.model other than gpt2/llama, or an
  *                           unknown tokenizer.ggml.pre (the message names it);
  *   SLM_STATUS_BAD_FORMAT   missing tokens (or merges for gpt2), arrays of
@@ -138,6 +139,10 @@ bool slm_tokenizer_is_eog(const slm_tokenizer *t, int32_t id);
 size_t slm_tokenizer_max_piece(const slm_tokenizer *t);
 /* The pre-tokenizer in use for BPE ("smollm", "llama3", ...; "" for SPM). */
 const char *slm_tokenizer_pre(const slm_tokenizer *t);
+/* What load ignored in the file, for the user ("" when nothing), e.g.
+ * "tokenizer.ggml.eos_token_id = 300000 is outside the vocabulary (262144
+ * tokens); using 2". Lives as long as t. */
+const char *slm_tokenizer_warning(const slm_tokenizer *t);
 
 /* --- streaming detokenization ---------------------------------------------- */
 

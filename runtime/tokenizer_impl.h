@@ -14,7 +14,8 @@
  *     dropped at load (they could never apply to token symbols);
  *   - byte_id[b]: BPE, the token of byte b's mapped character; SPM, the
  *     <0xXX> token; -1 when the vocabulary lacks it;
- *   - special ids are -1 or < n_vocab.
+ *   - special ids are -1 or < n_vocab (a file's id outside the vocabulary
+ *     is ignored and named in warning).
  */
 #ifndef SLM_TOKENIZER_IMPL_H
 #define SLM_TOKENIZER_IMPL_H
@@ -26,6 +27,7 @@
 
 #define SLM_TOK_MAX_REGEX 4
 #define SLM_TOK_MAX_EOG 16
+#define SLM_TOK_SPECIAL_KEYS (65536 + 256)
 
 typedef struct slm_tok_merge {
     uint64_t key;   /* left id << 32 | right id; UINT64_MAX = empty slot */
@@ -47,10 +49,12 @@ struct slm_tokenizer {
     slm_tok_merge *mhash;         /* BPE only */
     size_t mhash_mask;
     int32_t byte_id[256];
-    /* Special tokens matched in text, sorted by first byte and, within a
-     * first byte, longest first: special[special_begin[b] .. special_begin[b+1]). */
+    /* Special tokens matched in text, bucketed by their first two bytes
+     * (key b0 << 8 | b1; a one-byte token's key is 65536 + b0) and, within a
+     * bucket, longest first: special[special_begin[k] .. special_begin[k+1]).
+     * Two bytes, not one: Gemma's 6k control tokens all start with '<'. */
     int32_t *special;
-    uint32_t special_begin[257];
+    uint32_t *special_begin; /* [SLM_TOK_SPECIAL_KEYS + 1] */
     /* BPE pre-tokenizer. */
     pcre2_code *re[SLM_TOK_MAX_REGEX];
     int n_re;
@@ -61,6 +65,9 @@ struct slm_tokenizer {
     int32_t eog[SLM_TOK_MAX_EOG];
     int n_eog;
     size_t max_piece;
+    /* What load ignored and the user should hear of (special ids outside
+     * the vocabulary), "; "-separated; "" when nothing. */
+    char warning[512];
 };
 
 /* Growable id list for encode's output. */

@@ -7,8 +7,12 @@
  *   - SentencePiece on a small model trained by the sentencepiece library
  *     (tests/fixtures/tokenizer/spm_tiny.gguf) against that library's ids
  *     and decodes;
+ *   - SentencePiece on Gemma 3's 262k vocabulary (gemma-3-270m-q4_k_m.gguf
+ *     in models/ or ~/.cache/slm-peers/models/; skipped visibly when
+ *     absent) against llama.cpp's llama-tokenize
+ *     (scripts/make_gemma_tokenizer_fixtures.py);
  *   - UTF-8 sanitizing against Python's decode("utf-8", "replace");
- * all made by scripts/make_tokenizer_fixtures.py. Then properties: invalid
+ * the others made by scripts/make_tokenizer_fixtures.py. Then properties: invalid
  * UTF-8 input round-trips byte-exactly (random sweep), streaming
  * detokenization never emits a partial or malformed sequence and adds up to
  * the full decode, and malformed tokenizer metadata fails with a status
@@ -537,6 +541,115 @@ static void test_spm_fixture(void **state)
     slm_tokenizer_free(t);
 }
 
+/* --- Gemma 3 against llama.cpp -------------------------------------------------- */
+
+#define GEMMA3_NAME "gemma-3-270m-q4_k_m.gguf"
+
+/* The Gemma 3 file: models/ (scripts/fetch-model), else the peer-tool cache
+ * under $HOME; false when neither has it. */
+static bool find_gemma3(char *path, size_t cap)
+{
+    snprintf(path, cap, "models/" GEMMA3_NAME);
+    if (access(path, R_OK) == 0)
+        return true;
+    const char *home = getenv("HOME");
+    if (!home)
+        return false;
+    snprintf(path, cap, "%s/.cache/slm-peers/models/" GEMMA3_NAME, home);
+    return access(path, R_OK) == 0;
+}
+
+static double ms_since(const struct timespec *a)
+{
+    struct timespec b;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (b.tv_sec - a->tv_sec) * 1e3 + (b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Gemma 3's 262,144-token SentencePiece vocabulary (add_space_prefix false,
+ * whitespace runs and HTML tags as user-defined tokens, 6k control tokens)
+ * against llama.cpp's llama-tokenize ids (gemma3_cases.txt, made by
+ * scripts/make_gemma_tokenizer_fixtures.py), then load and encode times. */
+static void test_spm_gemma3(void **state)
+{
+    (void)state;
+    char path[512];
+    if (!find_gemma3(path, sizeof path)) {
+        fprintf(stderr, "skipped: " GEMMA3_NAME " not found in models/ or "
+                        "~/.cache/slm-peers/models/ (scripts/fetch-model)\n");
+        skip();
+    }
+    struct timespec a;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    slm_tokenizer *t = load_tok(path);
+    double load_ms = ms_since(&a);
+    assert_int_equal(slm_tokenizer_kind_of(t), SLM_TOKENIZER_SPM);
+    assert_int_equal(slm_tokenizer_n_vocab(t), 262144);
+    assert_int_equal(slm_tokenizer_bos(t), 2);
+    assert_int_equal(slm_tokenizer_eos(t), 1);
+    assert_true(slm_tokenizer_add_bos(t));
+    assert_string_equal(slm_tokenizer_warning(t), "");
+    /* No eot key in the file: <end_of_turn> is found by its text and ends
+     * generation, as in llama.cpp; <start_of_turn> does not. */
+    assert_int_equal(slm_tokenizer_eot(t), 106);
+    assert_string_equal(slm_tokenizer_token_text(t, 106), "<end_of_turn>");
+    assert_true(slm_tokenizer_is_eog(t, 106));
+    assert_true(slm_tokenizer_is_eog(t, 1));
+    assert_false(slm_tokenizer_is_eog(t, 105));
+
+    /* NOTE: llama.cpp forces every token whose text is "</s>" to control
+     * and end-of-generation (a heuristic for other models' files), so
+     * without special parsing it spells Gemma's user-defined "</s>" (an
+     * HTML tag here) out of pieces, where Hugging Face's tokenizer and slm
+     * cut it out as they do every added token. Those cases compare the
+     * special-parsing ids only. */
+    size_t n;
+    fcase *cs = load_cases(FIX "gemma3_cases.txt", "gemma3", &n);
+    assert_true(n >= 300);
+    int bad = 0, exempt = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ends = memmem(cs[i].text, cs[i].text_len, "</s>", 4) != NULL;
+        exempt += ends;
+        bad += check_cases(t, &cs[i], 1, !ends);
+    }
+    free_cases(cs, n);
+    fprintf(stderr, "gemma3: %zu cases (%d with </s> compared with special parsing only)\n", n,
+            exempt);
+    if (bad)
+        fail_msg("%d gemma3 cases differ from llama.cpp", bad);
+
+    size_t k;
+    int32_t *ids = encode(t, "Hi", 2, true, false, &k);
+    assert_true(k >= 2);
+    assert_int_equal(ids[0], 2);
+    free(ids);
+
+    /* Speed: ~200 KB of prose, code, HTML and whitespace runs — text where
+     * '<', ' ' and '\n' start many candidate special tokens. Reported, and
+     * bounded loosely so that a quadratic slip fails. */
+    const char *para = "The quick brown fox jumps over the lazy dog 1234 times; "
+                       "안녕하세요 세계! 你好，世界。 <div class=\"x\"><b>bold</b></div>\n"
+                       "    def f(x):\n        return x ** 2\n\n\t\t";
+    size_t pl = strlen(para), total = 0, reps = 2000;
+    char *big = malloc(pl * reps);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(big + total, para, pl), total += pl;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    ids = encode(t, big, total, false, true, &k);
+    double enc_ms = ms_since(&a);
+    fprintf(stderr, "gemma3: load %.1f ms; encode %zu bytes -> %zu tokens in %.1f ms\n", load_ms,
+            total, k, enc_ms);
+    size_t dl;
+    char *d = decode(t, ids, k, true, &dl);
+    assert_int_equal(dl, total);
+    assert_memory_equal(d, big, total);
+    assert_true(enc_ms < 5000);
+    free(d);
+    free(ids);
+    free(big);
+    slm_tokenizer_free(t);
+}
+
 /* --- invalid UTF-8: defined behaviour ------------------------------------------------ */
 
 /* Random byte strings (many malformed) must encode and decode back
@@ -863,6 +976,16 @@ static slm_status add_merges_short_scores(slm_gguf_writer *w)
     slm_status st = add_merges(w);
     return st ? st : slm_gguf_put_arr_f32(w, "tokenizer.ggml.scores", sc, 2);
 }
+/* Special ids outside the 3-token vocabulary: EOS 300000 (SPM's default 2
+ * stays), BOS 3 (the default 1 stays), EOT 4 (no default: ignored). */
+static slm_status add_bad_special_ids(slm_gguf_writer *w)
+{
+    slm_status st;
+    if ((st = slm_gguf_put_u32(w, "tokenizer.ggml.eos_token_id", 300000)) ||
+        (st = slm_gguf_put_u32(w, "tokenizer.ggml.bos_token_id", 3)))
+        return st;
+    return slm_gguf_put_u32(w, "tokenizer.ggml.eot_token_id", 4);
+}
 /* Tokens as integers instead of strings. */
 static slm_status add_merges_tokens_i32(slm_gguf_writer *w)
 {
@@ -944,8 +1067,40 @@ static void test_bad_metadata(void **state)
     assert_true(slm_tokenizer_add_bos(t));
     assert_false(slm_tokenizer_add_eos(t));
     assert_true(slm_tokenizer_is_eog(t, 2));
+    assert_string_equal(slm_tokenizer_warning(t), "");
     slm_tokenizer_free(t);
 
+    /* Special ids outside the vocabulary load (as in llama.cpp, the default
+     * stays) but are named, key and value, in the warning. */
+    assert_int_equal(tiny_bpe("llama", NULL, add_bad_special_ids, &t), SLM_OK);
+    assert_int_equal(slm_tokenizer_eos(t), 2);
+    assert_int_equal(slm_tokenizer_bos(t), 1);
+    assert_int_equal(slm_tokenizer_eot(t), -1);
+    const char *w = slm_tokenizer_warning(t);
+    fprintf(stderr, "warning as loaded: %s\n", w);
+    assert_non_null(strstr(w, "tokenizer.ggml.eos_token_id = 300000 is outside the vocabulary "
+                              "(3 tokens); using 2"));
+    assert_non_null(strstr(w, "tokenizer.ggml.bos_token_id = 3 is outside the vocabulary "
+                              "(3 tokens); using 1"));
+    assert_non_null(strstr(w, "tokenizer.ggml.eot_token_id = 4 is outside the vocabulary "
+                              "(3 tokens); ignored"));
+    slm_tokenizer_free(t);
+
+    /* The pre names the model families' files carry, mapped as llama.cpp
+     * (src/llama-vocab.cpp) maps them; each preset's split is checked
+     * against Hugging Face in test_bpe_pieces and test_bpe_presets. */
+    static const struct {
+        const char *pre, *preset;
+    } fam[] = {{"qwen2", "qwen2"},   {"stablelm2", "qwen2"}, {"exaone", "smollm"},
+               {"gpt-2", "gpt-2"},   {"olmo", "gpt-2"},      {"llama-bpe", "llama3"},
+               {"smollm", "smollm"}, {"default", "default"}};
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        assert_int_equal(tiny_bpe("gpt2", fam[i].pre, add_merges, &t), SLM_OK);
+        if (strcmp(slm_tokenizer_pre(t), fam[i].preset))
+            fail_msg("pre '%s' gave preset '%s', want '%s'", fam[i].pre, slm_tokenizer_pre(t),
+                     fam[i].preset);
+        slm_tokenizer_free(t);
+    }
     expect_fail(tiny_bpe("gpt2", "no-such-pre", add_merges, &t), SLM_STATUS_UNSUPPORTED,
                 "no-such-pre");
     assert_null(t);
@@ -1027,6 +1182,7 @@ int main(void)
         cmocka_unit_test(test_bpe_presets),
         cmocka_unit_test(test_bpe_pieces),
         cmocka_unit_test(test_spm_fixture),
+        cmocka_unit_test(test_spm_gemma3),
         cmocka_unit_test(test_invalid_utf8_spm),
         cmocka_unit_test(test_invalid_utf8_bpe),
         cmocka_unit_test(test_detok_stream),

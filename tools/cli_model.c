@@ -45,6 +45,8 @@ int slm_cli_load(const char *cmd, const slm_cli_common *o, slm_model **m, slm_mo
     if (info->fallback[0])
         fprintf(stderr, "slm %s: the model did not load on the GPU (%s); running on the CPU\n",
                 cmd, info->fallback);
+    if (info->tokenizer_warning[0])
+        fprintf(stderr, "slm %s: warning: %s\n", cmd, info->tokenizer_warning);
     if (o->verbose)
         fprintf(stderr, "slm %s: loaded %s in %.2f s on %s\n", cmd, o->model, slm_cli_now() - t0,
                 info->backend);

@@ -29,7 +29,8 @@ static void help(void)
            "  -c, --ctx N            context size in tokens (default 2048)\n"
            "  --raw                  use the prompt as is, without the chat template\n"
            "                         (special tokens such as <|im_start|> are recognised)\n"
-           "  --chat-template NAME   chatml, llama3, llama2, mistral, phi3 or gemma\n"
+           "  --chat-template NAME   chatml, llama3, llama2, mistral, phi3, gemma, exaone\n"
+           "                         or plain (base models)\n"
            "                         (default: recognised from the model)\n"
            "%s"
            "  --seed N               random seed (default 1)\n%s",
