@@ -25,6 +25,16 @@
  * it is held to floors under those measurements (96%, KL < 0.01, 1): it
  * deviates only by activation rounding, which the q8x2 run proves.
  *
+ * Gemma 3 270M (argument "gemma3"; tests/fixtures/reference/
+ * gemma3-270m-q4_k_m.ref, made by make_reference.py --model gemma3-270m:
+ * transformers loading the same GGUF, 8 prompts, one of 1,580 tokens that
+ * crosses the 512-token window of the local layers; every position of that
+ * prompt is scored too, 1,899 positions in all). Measured on the CPU: q8x2
+ * 100% teacher-forced, 8 of 8 continuations (the issue's thresholds: >= 99%,
+ * 6 of 8); the default q8 98.1% and 4 of 8 (llama.cpp's CPU build, which
+ * also quantizes activations to 8 bits, agrees with the same reference at
+ * 97.7%: scripts/check_reference_llamacpp.py), held to floors of 97% and 3.
+ *
  * A backend other than the CPU is also checked against the CPU backend
  * itself (its "peer", opened here with SLM_CPU_ACT=q8x2): along the same
  * teacher-forced tokens, argmax agreement >= 99% and mean KL(cpu || backend)
@@ -64,7 +74,7 @@ static const ref_model models[] = {
     /* Gemma 3 270M: <eos> and <end_of_turn>; one prompt of > 1,500 tokens
      * crosses the 512-token window of the local layers */
     {"gemma3", "models/gemma-3-270m-q4_k_m.gguf",
-     "tests/fixtures/reference/gemma3-270m-q4_k_m.ref", 2048, {1, 106}, 0.96, 1},
+     "tests/fixtures/reference/gemma3-270m-q4_k_m.ref", 2048, {1, 106}, 0.97, 3},
 };
 static const ref_model *M = &models[0];
 
