@@ -18,10 +18,11 @@
  * Before the words, per block:
  *   Q4_0  d[16] (f16)                                         + 4 words
  *   Q4_1  d[16], m[16] (f16)                                  + 4 words
+ *   Q5_0  d[16] (f16), 1 word of fifth bits (pack.c's order)  + 4 words
  *   Q4_K  d[16], dmin[16] (f16), sc[8][16], mn[8][16] (u8,
  *         the decoded 6-bit scales and mins)                  + 32 words
  * Every layout is the GGUF block's bytes rearranged (Q4_K's scales unpacked
- * from 12 to 16 bytes), so packing costs no precision and about no memory.
+ * from 12 to 16 bytes, Q5_0's high bits regrouped by word), so packing costs no precision and about no memory.
  *
  * A kernel's result for (row i, activation row c) is a float sum over blocks
  * in block order whatever the number of activation rows, so packed results

@@ -1,6 +1,6 @@
 /*
  * gemm16_avx2.c — AVX2 kernels for weights packed in 16-row groups
- * (cpu_packed.h): Q4_0, Q4_1 and Q4_K. (A packed Q6_K kernel measured no
+ * (cpu_packed.h): Q4_0, Q4_1, Q5_0 and Q4_K. (A packed Q6_K kernel measured no
  * faster than dot_avx2.c's in prefill and a third slower in decode — its
  * 6-bit codes cost six operations per word to assemble, shared by only four
  * activation rows — so Q6_K keeps the row kernel; bench/NOTES.md.)
@@ -122,6 +122,72 @@ INLINE void q4_1_impl(int64_t n, const void *w, const void *x, size_t xs, int nc
 SLM_DOT_DISPATCH(gemm_q4_0, q4_0_impl)
 SLM_DOT_DISPATCH(gemm_q4_1, q4_1_impl)
 
+/* Q5_0 rows 8hf..: as Q4_0 with each code's fifth bit from the packed
+ * high-bit word (pack.c: byte k of a row's word holds the bits of word k's
+ * low elements in bits 0-3 and of its high elements in bits 4-7). A
+ * shuffle brings byte k to all four bytes of its lane, a mask and compare
+ * turn bit b into 0x10 in byte b. Codes reach 31, so int16 partial sums
+ * are widened every two words (2 × 2 × 2·31·127 = 31496). */
+INLINE void q5_0_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
+                      int hf)
+{
+    enum { HDR = 2 * ROWS, QW = HDR + WORD, BB = QW + 4 * WORD };
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(0x10);
+    const __m256i mlo = _mm256_set1_epi32(0x08040201), mhi = _mm256_set1_epi32((int)0x80402010u);
+    const __m256i dw0 = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0,
+                                         0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+    const slm_act_q8_0 *a[SLM_PACK_MAX_COLS];
+    __m256 acc[SLM_PACK_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        a[c] = slm_dot_act_q8_0(x, xs, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    const uint8_t *blk = wg;
+    for (int64_t b = 0; b < n / SLM_QK; b++, blk += BB) {
+        if (hf == 0)
+            prefetch_ahead(blk, BB);
+        __m256i hv = ld(blk + HDR + 32 * hf);
+        __m256i s32[SLM_PACK_MAX_COLS], s16[SLM_PACK_MAX_COLS];
+        for (int c = 0; c < nc; c++)
+            s32[c] = s16[c] = _mm256_setzero_si256();
+        NO_UNROLL
+        for (int k = 0; k < 4; k++) {
+            /* byte k of every dword to all four of its bytes */
+            __m256i hb = _mm256_shuffle_epi8(hv, _mm256_add_epi8(dw0, _mm256_set1_epi8((char)k)));
+            __m256i hlo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, mlo), mlo), b16);
+            __m256i hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, mhi), mhi), b16);
+            __m256i v = ld(blk + QW + WORD * k + 32 * hf);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), hlo);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hhi);
+            for (int c = 0; c < nc; c++) {
+                const int8_t *xq = a[c][b].qs;
+                s16[c] = _mm256_add_epi16(s16[c], mubs(lo, bcst32(xq + 4 * k)));
+                s16[c] = _mm256_add_epi16(s16[c], mubs(hi, bcst32(xq + 16 + 4 * k)));
+                if (k & 1) {
+                    s32[c] = _mm256_add_epi32(s32[c], widen(s16[c]));
+                    s16[c] = _mm256_setzero_si256();
+                }
+            }
+        }
+        __m256 dw = halves8(blk + 16 * hf);
+        for (int c = 0; c < nc; c++) {
+            const slm_act_q8_0 *xb = &a[c][b];
+            __m256 t = _mm256_fmsub_ps(fl(s32[c]), _mm256_set1_ps(xb->d),
+                                       _mm256_set1_ps(16.0f * xb->s));
+            acc[c] = _mm256_fmadd_ps(t, dw, acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_ps(out + c * ROWS + HALF * hf, acc[c]);
+}
+
+INLINE void q5_0_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
+{
+    q5_0_half(n, w, x, xs, nc, out, 0);
+    q5_0_half(n, w, x, xs, nc, out, 1);
+}
+SLM_DOT_DISPATCH(gemm_q5_0, q5_0_impl)
+
 /* ---------------------------------------------------------------------- */
 /* K types against slm_block_q8_k. Each super-block's sum sb is added into */
 /* out (kept in memory: registers go to the per-column partial sums).     */
@@ -199,6 +265,7 @@ const slm_gemm16_kernels slm_gemm16_avx2 = {
         {
             [SLM_TYPE_Q4_0] = gemm_q4_0,
             [SLM_TYPE_Q4_1] = gemm_q4_1,
+            [SLM_TYPE_Q5_0] = gemm_q5_0,
             [SLM_TYPE_Q4_K] = gemm_q4_k,
         },
     /* activation rows per call: four keeps Q4_0/Q4_1's partial sums and
@@ -210,6 +277,7 @@ const slm_gemm16_kernels slm_gemm16_avx2 = {
         {
             [SLM_TYPE_Q4_0] = 4,
             [SLM_TYPE_Q4_1] = 4,
+            [SLM_TYPE_Q5_0] = 4,
             [SLM_TYPE_Q4_K] = 8,
         },
 };

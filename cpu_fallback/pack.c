@@ -20,6 +20,7 @@ size_t slm_pack_block_bytes(slm_type type)
     switch (type) {
     case SLM_TYPE_Q4_0: return HALVES + WORDS_AT(4);
     case SLM_TYPE_Q4_1: return 2 * HALVES + WORDS_AT(4);
+    case SLM_TYPE_Q5_0: return HALVES + WORDS_AT(5);
     case SLM_TYPE_Q4_K: return 2 * HALVES + 16 * SLM_PACK_ROWS + WORDS_AT(32);
     default: return 0;
     }
@@ -82,6 +83,28 @@ static void pack_q4_k(uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
     put_words(dst, qs, 32);
 }
 
+/* Q5_0: d, then each row's fifth bits rearranged into one word (byte k:
+ * bits 0-3 those of elements 4k..4k+3, bits 4-7 those of 16+4k..16+4k+3,
+ * the two halves word k of the codes holds), then the code words. */
+static void pack_q5_0(uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
+{
+    const uint8_t *codes[SLM_PACK_ROWS];
+    uint8_t hw[SLM_PACK_ROWS][4];
+    const uint8_t *hp[SLM_PACK_ROWS];
+    dst = put_halves(dst, blk, offsetof(slm_block_q5_0, d));
+    for (int i = 0; i < SLM_PACK_ROWS; i++) {
+        const slm_block_q5_0 *b = (const slm_block_q5_0 *)blk[i];
+        uint32_t qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
+                      (uint32_t)b->qh[3] << 24;
+        for (int k = 0; k < 4; k++)
+            hw[i][k] = (uint8_t)((qh >> (4 * k) & 0xF) | (qh >> (16 + 4 * k) & 0xF) << 4);
+        hp[i] = hw[i];
+        codes[i] = b->qs;
+    }
+    dst = put_words(dst, hp, 1);
+    put_words(dst, codes, 4);
+}
+
 /* One packed block from the same block of 16 rows. */
 static void pack_block(slm_type type, uint8_t *dst, const uint8_t *const blk[SLM_PACK_ROWS])
 {
@@ -90,6 +113,7 @@ static void pack_block(slm_type type, uint8_t *dst, const uint8_t *const blk[SLM
                                       : offsetof(slm_block_q4_0, qs);
     switch (type) {
     case SLM_TYPE_Q4_K: pack_q4_k(dst, blk); return;
+    case SLM_TYPE_Q5_0: pack_q5_0(dst, blk); return;
     default: break;
     }
     for (int i = 0; i < SLM_PACK_ROWS; i++)
