@@ -157,38 +157,53 @@ static int qkv_matmul(slm_forward *f, const slm_layer *L, int T, slm_ref *q, slm
     slm_backend *be = f->m->be;
     const slm_hparams *hp = &f->m->hp;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
+    int stride = 0; /* dense: each view's stride is its own width */
     if (L->wqkv) {
-        int stride = (int)(nq + 2 * nkv);
+        stride = (int)(nq + 2 * nkv);
         be->ops->matmul(be, L->wqkv, f->xn, T, none, f->qkv);
         *q = f->qkv, *k = at(f->qkv, nq), *v = at(f->qkv, nq + nkv);
         if (L->bqkv)
             be->ops->bias(be, f->qkv, stride, T, L->bqkv);
-        if (L->bq)
-            be->ops->bias(be, *q, stride, T, L->bq);
-        if (L->bk)
-            be->ops->bias(be, *k, stride, T, L->bk);
-        if (L->bv)
-            be->ops->bias(be, *v, stride, T, L->bv);
-        return stride;
+    } else {
+        /* NOTE: unfused, q/k/v are dense and share the stride only when nq ==
+         * nkv; otherwise each gets its own stride, which the ops below take
+         * per call. */
+        *q = f->qkv, *k = at(f->qkv, T * nq), *v = at(f->qkv, T * (nq + nkv));
+        be->ops->matmul(be, L->wq, f->xn, T, none, *q);
+        be->ops->matmul(be, L->wk, f->xn, T, none, *k);
+        be->ops->matmul(be, L->wv, f->xn, T, none, *v);
     }
-    /* NOTE: unfused, q/k/v are dense and share the stride only when nq == nkv;
-     * otherwise each gets its own stride, which the ops below take per call. */
-    *q = f->qkv, *k = at(f->qkv, T * nq), *v = at(f->qkv, T * (nq + nkv));
-    be->ops->matmul(be, L->wq, f->xn, T, none, *q);
-    be->ops->matmul(be, L->wk, f->xn, T, none, *k);
-    be->ops->matmul(be, L->wv, f->xn, T, none, *v);
     if (L->bq)
-        be->ops->bias(be, *q, (int)nq, T, L->bq);
+        be->ops->bias(be, *q, stride ? stride : (int)nq, T, L->bq);
     if (L->bk)
-        be->ops->bias(be, *k, (int)nkv, T, L->bk);
+        be->ops->bias(be, *k, stride ? stride : (int)nkv, T, L->bk);
     if (L->bv)
-        be->ops->bias(be, *v, (int)nkv, T, L->bv);
-    return 0; /* dense: each view's stride is its own width */
+        be->ops->bias(be, *v, stride ? stride : (int)nkv, T, L->bv);
+    return stride;
 }
 
-/* The attention half of layer l on the normed input f->xn. Its output goes
- * into x (the O matmul's residual add), or, with a post-norm, normed into
- * f->xn and left for the next norm to add (*pend). */
+/* A block's output projection y = W·in joins the residual stream: added to
+ * x by the matmul's fused add (then its bias, if any), or, with a
+ * post-norm, normed into f->xn and left for the next norm's fused add
+ * (*pend) — so a post-norm costs no extra pass over x. */
+static void block_out(slm_forward *f, const slm_weight *w, slm_ref in, const slm_weight *bias,
+                      const slm_weight *post_norm, int T, slm_ref *pend)
+{
+    slm_backend *be = f->m->be;
+    const slm_hparams *hp = &f->m->hp;
+    if (post_norm) {
+        be->ops->matmul(be, w, in, T, none, f->xn);
+        be->ops->rmsnorm(be, f->xn, none, post_norm, hp->norm_eps, T, hp->n_embd, f->xn);
+        *pend = f->xn;
+        return;
+    }
+    be->ops->matmul(be, w, in, T, f->x, f->x);
+    if (bias)
+        be->ops->bias(be, f->x, hp->n_embd, T, bias);
+}
+
+/* The attention half of layer l on the normed input f->xn; its output
+ * joins x through block_out. */
 static void attention_block(slm_forward *f, int l, int T, slm_ref *pend)
 {
     slm_backend *be = f->m->be;
@@ -211,15 +226,7 @@ static void attention_block(slm_forward *f, int l, int T, slm_ref *pend)
                           .softcap = hp->attn_softcap,
                           .window = L->swa ? hp->swa_window : 0};
     be->ops->attention(be, f->kv, l, q, qs, hp->n_head, &ap, f->attn);
-    if (L->post_attn_norm) {
-        be->ops->matmul(be, L->wo, f->attn, T, none, f->xn);
-        be->ops->rmsnorm(be, f->xn, none, L->post_attn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
-        *pend = f->xn;
-        return;
-    }
-    be->ops->matmul(be, L->wo, f->attn, T, f->x, f->x);
-    if (L->bo)
-        be->ops->bias(be, f->x, hp->n_embd, T, L->bo);
+    block_out(f, L->wo, f->attn, L->bo, L->post_attn_norm, T, pend);
 }
 
 /* ff(T, n_ff) = the FFN's activation of its normed input xin. */
@@ -250,22 +257,12 @@ static void ffn_activation(slm_forward *f, const slm_layer *L, slm_ref xin, int 
     }
 }
 
-/* The FFN half of layer l on xin; its output joins x as the attention's did. */
+/* The FFN half of layer l on xin; its output joins x through block_out. */
 static void ffn_block(slm_forward *f, int l, slm_ref xin, int T, slm_ref *pend)
 {
-    slm_backend *be = f->m->be;
-    const slm_hparams *hp = &f->m->hp;
     const slm_layer *L = &f->m->layers[l];
     ffn_activation(f, L, xin, T);
-    if (L->post_ffn_norm) {
-        be->ops->matmul(be, L->w_down, f->ff, T, none, f->xn);
-        be->ops->rmsnorm(be, f->xn, none, L->post_ffn_norm, hp->norm_eps, T, hp->n_embd, f->xn);
-        *pend = f->xn;
-        return;
-    }
-    be->ops->matmul(be, L->w_down, f->ff, T, f->x, f->x);
-    if (L->b_down)
-        be->ops->bias(be, f->x, hp->n_embd, T, L->b_down);
+    block_out(f, L->w_down, f->ff, L->b_down, L->post_ffn_norm, T, pend);
 }
 
 /* One layer. Sequential: x += attn(norm₁ x); x += ffn(norm₂ x). Parallel
