@@ -230,11 +230,13 @@ static slm_status upload(slm_model *m, const char *name, slm_type type, int64_t 
 {
     slm_backend *be = m->be;
     slm_support_query q = {rows == 1 ? SLM_OP_RMSNORM : SLM_OP_MATMUL, type, 0};
-    if (!be) /* slm_model_check: the file only */
-        return (*out = NULL), slm_type_supported(type) ? SLM_OK
-                                        : slm_error(SLM_STATUS_UNSUPPORTED,
-                                                    "model: tensor '%s' has type %s, which slm "
-                                                    "cannot run", name, slm_type_name(type));
+    *out = NULL;
+    if (!be && !slm_type_supported(type)) /* slm_model_check: the file only */
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "model: tensor '%s' has type %s, which slm cannot run", name,
+                         slm_type_name(type));
+    if (!be)
+        return SLM_OK;
     if (!slm_type_supported(type) || be->ops->supports(be, &q))
         return slm_error(SLM_STATUS_UNSUPPORTED,
                          "model: tensor '%s' has type %s, which the %s backend cannot run", name,
@@ -336,7 +338,7 @@ static slm_status load_attention(slm_model *m, int l, slm_layer *L)
     int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
             nkv = (int64_t)hp->n_head_kv * hp->head_dim;
     char n[3][96], b[96];
-    slm_status st;
+    slm_status st = SLM_OK;
     if (hp->ad->fused_qkv) {
         if ((st = load(m, tname(n[0], sizeof n[0], l, "attn_qkv", "weight"), d, nq + 2 * nkv,
                        &L->wqkv)) ||
@@ -349,9 +351,10 @@ static slm_status load_attention(slm_model *m, int l, slm_layer *L)
         int64_t rows[3] = {nq, nkv, nkv};
         slm_weight *single[3] = {0};
         /* per-head q/k norms want q and k dense: no fusion then */
-        st = hp->ad->qk_norm ? load(m, qkv[0], d, nq, &single[0]) : load_fused(m, qkv, rows, 3, d, &L->wqkv, single);
-        if (!st && hp->ad->qk_norm && !(st = load(m, qkv[1], d, nkv, &single[1])))
-            st = load(m, qkv[2], d, nkv, &single[2]);
+        if (!hp->ad->qk_norm)
+            st = load_fused(m, qkv, rows, 3, d, &L->wqkv, single);
+        for (int i = 0; hp->ad->qk_norm && i < 3 && !st; i++)
+            st = load(m, qkv[i], d, rows[i], &single[i]);
         if (st)
             return st;
         L->wq = single[0], L->wk = single[1], L->wv = single[2];
@@ -379,11 +382,10 @@ static slm_status load_ffn(slm_model *m, int l, slm_layer *L)
     slm_status st;
     /* The FFN norm: required unless attention and FFN share the input
      * (a parallel-residual StableLM has none). */
-    char nn[96];
-    if (!hp->parallel || slm_gguf_find_tensor(m->gguf, tname(nn, sizeof nn, l, "ffn_norm",
-                                                               "weight")) >= 0)
-        if ((st = load_norm(m, l, "ffn_norm", &L->ffn_norm)))
-            return st;
+    bool has_norm =
+        slm_gguf_find_tensor(m->gguf, tname(b, sizeof b, l, "ffn_norm", "weight")) >= 0;
+    if ((!hp->parallel || has_norm) && (st = load_norm(m, l, "ffn_norm", &L->ffn_norm)))
+        return st;
     if (hp->ad->ffn == SLM_FFN_GELU || hp->ad->fused_gate_up) {
         int64_t up_rows = hp->ad->fused_gate_up ? 2 * ff : ff;
         slm_weight **up = hp->ad->fused_gate_up ? &L->w_gate_up : &L->w_up;

@@ -128,14 +128,10 @@ static void print_tensors(const slm_gguf *g)
 
 /* Whether slm runs the file: its architecture, keys, tensors and types,
  * checked as loading would check them (no weights read). */
-static void print_support(const char *path)
+static void print_support(const char *path, const slm_gguf *g)
 {
     char arch[64] = "?";
-    slm_gguf *g;
-    if (slm_gguf_open(path, &g) == SLM_OK) {
-        slm_gguf_get_str_copy(g, "general.architecture", arch, sizeof arch);
-        slm_gguf_close(g);
-    }
+    slm_gguf_get_str_copy(g, "general.architecture", arch, sizeof arch);
     if (slm_model_check(path) == SLM_OK)
         printf("\nsupported: yes (architecture %s)\n", arch);
     else
@@ -216,8 +212,8 @@ int slm_cmd_info(int argc, char **argv)
     print_metadata(g);
     if (tensors)
         print_tensors(g);
+    print_support(path, g);
     slm_gguf_close(g);
-    print_support(path);
     print_devices();
     return 0;
 }
