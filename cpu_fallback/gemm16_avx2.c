@@ -62,6 +62,22 @@ INLINE __m256 fl(__m256i v) { return _mm256_cvtepi32_ps(v); }
 /* ---------------------------------------------------------------------- */
 /* 32-element blocks against slm_act_q8_0.                                */
 
+/* The activation rows' blocks and zeroed per-row sums of one half. */
+INLINE void start_q8_0(const void *x, size_t xs, int nc, const slm_act_q8_0 **a, __m256 *acc)
+{
+    for (int c = 0; c < nc; c++) {
+        a[c] = slm_dot_act_q8_0(x, xs, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+}
+
+/* out[c·16 + 8hf ..] = acc[c]: one half's eight outputs per activation row. */
+INLINE void store_half(float *out, int nc, int hf, const __m256 *acc)
+{
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_ps(out + c * ROWS + HALF * hf, acc[c]);
+}
+
 /* Rows 8·hf .. 8·hf+7 of the group; has_min: Q4_1 (d·dx·Σq·x + m·s), else
  * Q4_0 (d·(dx·Σq·x − 8·s)). */
 INLINE void blk32_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, int nc, float *out,
@@ -71,10 +87,7 @@ INLINE void blk32_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, i
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const slm_act_q8_0 *a[SLM_PACK_MAX_COLS];
     __m256 acc[SLM_PACK_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        a[c] = slm_dot_act_q8_0(x, xs, c);
-        acc[c] = _mm256_setzero_ps();
-    }
+    start_q8_0(x, xs, nc, a, acc);
     const uint8_t *blk = wg;
     for (int64_t b = 0; b < n / SLM_QK; b++, blk += bb) {
         if (hf == 0)
@@ -105,8 +118,7 @@ INLINE void blk32_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, i
             }
         }
     }
-    for (int c = 0; c < nc; c++)
-        _mm256_storeu_ps(out + c * ROWS + HALF * hf, acc[c]);
+    store_half(out, nc, hf, acc);
 }
 
 INLINE void q4_0_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)
@@ -138,10 +150,7 @@ INLINE void q5_0_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, in
                                          0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
     const slm_act_q8_0 *a[SLM_PACK_MAX_COLS];
     __m256 acc[SLM_PACK_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        a[c] = slm_dot_act_q8_0(x, xs, c);
-        acc[c] = _mm256_setzero_ps();
-    }
+    start_q8_0(x, xs, nc, a, acc);
     const uint8_t *blk = wg;
     for (int64_t b = 0; b < n / SLM_QK; b++, blk += BB) {
         if (hf == 0)
@@ -177,8 +186,7 @@ INLINE void q5_0_half(int64_t n, const uint8_t *wg, const void *x, size_t xs, in
             acc[c] = _mm256_fmadd_ps(t, dw, acc[c]);
         }
     }
-    for (int c = 0; c < nc; c++)
-        _mm256_storeu_ps(out + c * ROWS + HALF * hf, acc[c]);
+    store_half(out, nc, hf, acc);
 }
 
 INLINE void q5_0_impl(int64_t n, const void *w, const void *x, size_t xs, int nc, float *out)

@@ -102,16 +102,36 @@ void slm_cpu_embed(slm_backend *b, const slm_weight *table, slm_ref y)
 }
 
 /* ------------------------------------------------------------------------ */
-/* rmsnorm                                                                   */
+/* rmsnorm, layernorm                                                        */
 
 typedef struct norm_job {
     float *x;          /* (rows, d), updated in place when add != NULL */
     const float *add;  /* (rows, d) or NULL */
-    const float *w;    /* [d] */
+    const float *w, *b; /* [d]; b (layernorm only) may be NULL */
     float *y;          /* (rows, d); may equal x */
     float eps;
     int64_t rows, d;
+    bool layer;        /* layernorm: centred, then + b */
 } norm_job;
+
+/* 1/sqrt(var + eps) of row x, with its mean in *mean for a layernorm (0 for
+ * rmsnorm). In double: a 4096-wide row of large residuals loses digits in
+ * a float sum, and this is cheap; the layernorm's two passes (mean, then
+ * centred squares) because one-pass E[x²] − E[x]² cancels on rows with a
+ * large mean. */
+static float inv_rms(const float *x, int64_t d, float eps, bool centre, float *mean)
+{
+    double m = 0, ss = 0;
+    if (centre) {
+        for (int64_t i = 0; i < d; i++)
+            m += x[i];
+        m /= (double)d;
+    }
+    for (int64_t i = 0; i < d; i++)
+        ss += ((double)x[i] - m) * ((double)x[i] - m);
+    *mean = (float)m;
+    return (float)(1.0 / sqrt(ss / (double)d + (double)eps));
+}
 
 static void norm_rows(void *ctx, int ith, int nth)
 {
@@ -126,82 +146,14 @@ static void norm_rows(void *ctx, int ith, int nth)
             for (int64_t i = 0; i < j->d; i++)
                 x[i] += a[i];
         }
-        /* NOTE: the mean of squares in double: a 4096-wide row of large
-         * residuals loses digits in a float sum, and this is cheap. */
-        double ss = 0;
-        for (int64_t i = 0; i < j->d; i++)
-            ss += (double)x[i] * x[i];
-        float inv = (float)(1.0 / sqrt(ss / (double)j->d + (double)j->eps));
-        for (int64_t i = 0; i < j->d; i++)
-            y[i] = x[i] * inv * j->w[i];
-    }
-}
-
-void slm_cpu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
-                     int rows, int d, slm_ref y)
-{
-    slm_cpu_backend *be = slm_cpu_be(b);
-    if (!slm_cpu_op_ok(be, "rmsnorm"))
-        return;
-    if (rows < 0 || d < 1 || w == NULL || w->type != SLM_TYPE_F32 || w->rows * w->cols != d ||
-        !(eps >= 0)) {
-        slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                     "rmsnorm: rows %d, d %d, eps %g with a %s weight of %lld elements "
-                     "(needs an f32 weight of d elements)",
-                     rows, d, (double)eps, w ? slm_type_name((int)w->type) : "missing",
-                     w ? (long long)(w->rows * w->cols) : 0LL);
-        return;
-    }
-    size_t n = (size_t)rows * (size_t)d;
-    float *xp = slm_cpu_ref_f32(be, x, n, "rmsnorm", "x");
-    float *yp = xp ? slm_cpu_ref_f32(be, y, n, "rmsnorm", "y") : NULL;
-    if (yp == NULL)
-        return;
-    const float *ap = NULL;
-    if (add.buf != NULL && (ap = slm_cpu_ref_f32(be, add, n, "rmsnorm", "add")) == NULL)
-        return;
-    norm_job j = {.x = xp, .add = ap, .w = (const float *)w->data, .y = yp, .eps = eps,
-                  .rows = rows, .d = d};
-    slm_cpu_run(be, n, norm_rows, &j);
-}
-
-/* ------------------------------------------------------------------------ */
-/* layernorm                                                                 */
-
-typedef struct lnorm_job {
-    float *x;          /* (rows, d), updated in place when add != NULL */
-    const float *add;  /* (rows, d) or NULL */
-    const float *w, *b; /* [d]; b may be NULL */
-    float *y;          /* (rows, d); may equal x */
-    float eps;
-    int64_t rows, d;
-} lnorm_job;
-
-static void lnorm_rows(void *ctx, int ith, int nth)
-{
-    const lnorm_job *j = ctx;
-    int64_t lo, hi;
-    share(j->rows, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        float *x = j->x + r * j->d;
-        float *y = j->y + r * j->d;
-        if (j->add) {
-            const float *a = j->add + r * j->d;
+        float mf;
+        float inv = inv_rms(x, j->d, j->eps, j->layer, &mf);
+        if (!j->layer)
             for (int64_t i = 0; i < j->d; i++)
-                x[i] += a[i];
-        }
-        /* Two passes in double (mean, then the centred squares): the
-         * one-pass E[x²] − E[x]² cancels badly on rows with a large mean. */
-        double sum = 0;
-        for (int64_t i = 0; i < j->d; i++)
-            sum += x[i];
-        double mean = sum / (double)j->d, ss = 0;
-        for (int64_t i = 0; i < j->d; i++)
-            ss += ((double)x[i] - mean) * ((double)x[i] - mean);
-        float inv = (float)(1.0 / sqrt(ss / (double)j->d + (double)j->eps));
-        float mf = (float)mean;
-        for (int64_t i = 0; i < j->d; i++)
-            y[i] = (x[i] - mf) * inv * j->w[i] + (j->b ? j->b[i] : 0.0f);
+                y[i] = x[i] * inv * j->w[i];
+        else
+            for (int64_t i = 0; i < j->d; i++)
+                y[i] = (x[i] - mf) * inv * j->w[i] + (j->b ? j->b[i] : 0.0f);
     }
 }
 
@@ -211,32 +163,47 @@ static bool vec_weight(const slm_weight *w, int d)
     return w != NULL && w->type == SLM_TYPE_F32 && w->rows * w->cols == d;
 }
 
-void slm_cpu_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
-                       const slm_weight *bias, float eps, int rows, int d, slm_ref y)
+/* The binding both norms share: checks, then the job. */
+static void norm_op(slm_backend *b, const char *op, bool layer, slm_ref x, slm_ref add,
+                    const slm_weight *w, const slm_weight *bias, float eps, int rows, int d,
+                    slm_ref y)
 {
     slm_cpu_backend *be = slm_cpu_be(b);
-    if (!slm_cpu_op_ok(be, "layernorm"))
+    if (!slm_cpu_op_ok(be, op))
         return;
     if (rows < 0 || d < 1 || !vec_weight(w, d) || (bias && !vec_weight(bias, d)) ||
         !(eps >= 0)) {
         slm_cpu_fail(be, SLM_STATUS_INVALID_ARGUMENT,
-                     "layernorm: rows %d, d %d, eps %g: the weight%s must be f32 with d "
-                     "elements",
-                     rows, d, (double)eps, bias ? " and bias" : "");
+                     "%s: rows %d, d %d, eps %g with a %s weight of %lld elements%s (needs "
+                     "f32 weights of d elements)",
+                     op, rows, d, (double)eps, w ? slm_type_name((int)w->type) : "missing",
+                     w ? (long long)(w->rows * w->cols) : 0LL, bias ? " and a bias" : "");
         return;
     }
     size_t n = (size_t)rows * (size_t)d;
-    float *xp = slm_cpu_ref_f32(be, x, n, "layernorm", "x");
-    float *yp = xp ? slm_cpu_ref_f32(be, y, n, "layernorm", "y") : NULL;
+    float *xp = slm_cpu_ref_f32(be, x, n, op, "x");
+    float *yp = xp ? slm_cpu_ref_f32(be, y, n, op, "y") : NULL;
     if (yp == NULL)
         return;
     const float *ap = NULL;
-    if (add.buf != NULL && (ap = slm_cpu_ref_f32(be, add, n, "layernorm", "add")) == NULL)
+    if (add.buf != NULL && (ap = slm_cpu_ref_f32(be, add, n, op, "add")) == NULL)
         return;
-    lnorm_job j = {.x = xp, .add = ap, .w = (const float *)w->data,
-                   .b = bias ? (const float *)bias->data : NULL, .y = yp, .eps = eps,
-                   .rows = rows, .d = d};
-    slm_cpu_run(be, n * 2, lnorm_rows, &j);
+    norm_job j = {.x = xp, .add = ap, .w = (const float *)w->data,
+                  .b = bias ? (const float *)bias->data : NULL, .y = yp, .eps = eps,
+                  .rows = rows, .d = d, .layer = layer};
+    slm_cpu_run(be, layer ? n * 2 : n, norm_rows, &j);
+}
+
+void slm_cpu_rmsnorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w, float eps,
+                     int rows, int d, slm_ref y)
+{
+    norm_op(b, "rmsnorm", false, x, add, w, NULL, eps, rows, d, y);
+}
+
+void slm_cpu_layernorm(slm_backend *b, slm_ref x, slm_ref add, const slm_weight *w,
+                       const slm_weight *bias, float eps, int rows, int d, slm_ref y)
+{
+    norm_op(b, "layernorm", true, x, add, w, bias, eps, rows, d, y);
 }
 
 /* ------------------------------------------------------------------------ */
