@@ -17,16 +17,14 @@
 #     local layers) is answered.
 # The 270M file is a base (pretrained) model: answers are checked for form,
 # not for quality. Run: SLM_BUILD_DIR=build python3 tests/test_cli_gemma3.py
-import http.client
+import functools
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
-import time
 
 import cli_e2e
+import test_server
 from cli_e2e import check, slm
 
 GEMMA = os.environ.get("SLM_TEST_GEMMA", "models/gemma-3-270m-q4_k_m.gguf")
@@ -63,59 +61,11 @@ def test_chat_two_turns():
     check(out.strip() and not CONTROL.search(out), "answers without control-token text", out)
 
 
-class Server:
-    def __init__(self):
-        self.log = []
-        self.proc = subprocess.Popen(
-            [cli_e2e.SLM, "serve", "-m", GEMMA, "--backend", "cpu", "--port", "0", "--ctx",
-             "2048"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.port = None
-        got = threading.Event()
-
-        def pump():
-            for line in self.proc.stderr:
-                self.log.append(line.rstrip())
-                m = re.search(r"listening on http://[^:]+:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
-                    got.set()
-            got.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        check(got.wait(60) and self.port, "serve starts", self.log)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.request("GET", "/health")[0] == 200:
-                return
-            check(self.proc.poll() is None, "serve stays up", self.log)
-            time.sleep(0.1)
-        check(False, "serve becomes ready", self.log)
-
-    def request(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        try:
-            c.request(method, path, body=json.dumps(body) if body is not None else None,
-                      headers={"Content-Type": "application/json"})
-            r = c.getresponse()
-            return r.status, r.read().decode("utf-8")
-        except ConnectionError:
-            return -1, ""
-        finally:
-            c.close()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_serve():
-    s = Server()
+    s = test_server.Server("--ctx", "2048", model=GEMMA)
+    post = functools.partial(test_server.request, s.port, "POST")
     try:
-        st, body = s.request("POST", "/v1/chat/completions", {
+        st, body, _ = post("/v1/chat/completions", {
             "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16,
             "temperature": 0})
         check(st == 200, "chat completion 200", body)
@@ -123,14 +73,14 @@ def test_serve():
         text = d["choices"][0]["message"]["content"]
         check(not CONTROL.search(text), "no control-token text", text)
         check(d["usage"]["completion_tokens"] >= 1, "usage counts tokens", d["usage"])
-        st, body = s.request("POST", "/v1/chat/completions", {
+        st, body, _ = post("/v1/chat/completions", {
             "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
             "temperature": 0, "stream": True})
         check(st == 200 and "data: [DONE]" in body, "a streamed answer", body[-300:])
         # Past the 512-token window of the local layers: a long numbered
         # list, then the next number should follow.
         long = " ".join("%d," % i for i in range(1, 180))
-        st, body = s.request("POST", "/v1/completions", {
+        st, body, _ = post("/v1/completions", {
             "prompt": long, "max_tokens": 4, "temperature": 0})
         check(st == 200, "a prompt past the sliding window is answered", body)
         d = json.loads(body)

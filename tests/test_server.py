@@ -43,10 +43,10 @@ class Server:
     """An `slm serve` child on a free loopback port (the server picks it:
     --port 0, and says which on stderr)."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, model=None):
         self.log = []
         self.proc = subprocess.Popen(
-            [SLM, "serve", "-m", MODEL, "--backend", "cpu", "--port", "0", *extra],
+            [SLM, "serve", "-m", model or MODEL, "--backend", "cpu", "--port", "0", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.port = None
         got_port = threading.Event()
