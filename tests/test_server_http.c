@@ -365,15 +365,28 @@ static void *produce(void *arg)
     return NULL;
 }
 
+/* The loop's side of a job: the wake hook posts to a pipe, as the server's
+ * eventfd does; the reader waits on it, acknowledges, and takes. */
+static void wake_pipe(void *ctx, slm_srv_job *j)
+{
+    (void)j;
+    int fd = *(int *)ctx;
+    assert_int_equal(write(fd, "w", 1), 1);
+}
+
 static void test_job_handoff(void **state)
 {
     (void)state;
     slm_srv_metrics m;
     slm_srv_metrics_init(&m);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
     for (int round = 0; round < 20; round++) {
         static producer p;
         p.job = slm_srv_job_new(&m);
         assert_non_null(p.job);
+        p.job->wake = wake_pipe;
+        p.job->wake_ctx = &pfd[1];
         int n = tu_int(0, 2000);
         for (int i = 0; i < n; i++)
             p.text[i] = (char)tu_int('a', 'z');
@@ -382,10 +395,17 @@ static void test_job_handoff(void **state)
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, produce, &p), 0);
         slm_srv_buf got = {0};
-        bool done = false;
-        while (!done)
-            assert_int_not_equal(slm_srv_job_wait(p.job, -1, &got, &done), SLM_SRV_WAIT_GONE);
+        int wakes = 0;
+        for (bool done = false; !done;) {
+            char c;
+            assert_int_equal(read(pfd[0], &c, 1), 1);
+            wakes++;
+            slm_srv_job_woken(p.job);
+            done = slm_srv_job_take(p.job, &got);
+        }
         pthread_join(th, NULL);
+        /* One wake-up at most per piece and the end: never one per byte. */
+        assert_true(wakes >= 1 && wakes <= p.pieces + 1);
         assert_int_equal(got.len, (size_t)n);
         assert_true(n == 0 || !memcmp(got.data, p.text, (size_t)n));
         assert_int_equal(p.job->result.finish, SLM_FINISH_LENGTH);
@@ -393,26 +413,42 @@ static void test_job_handoff(void **state)
         slm_srv_buf_free(&got);
         slm_srv_job_release(p.job); /* the connection's reference: frees (ASan checks) */
     }
+    close(pfd[0]);
+    close(pfd[1]);
     assert_true(atomic_load(&m.finished[SLM_FINISH_LENGTH]) == 20);
 }
 
-static void test_peer_gone(void **state)
+/* While a wake-up is pending, more output does not wake again; after the
+ * loop acknowledged it, the next output does. */
+static void test_job_wake_once(void **state)
 {
     (void)state;
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_false(slm_srv_peer_gone(sv[0]));
-    assert_int_equal(write(sv[1], "GET", 3), 3); /* pipelined data is not a hang-up */
-    assert_false(slm_srv_peer_gone(sv[0]));
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
     slm_srv_job *j = slm_srv_job_new(NULL);
+    j->wake = wake_pipe;
+    j->wake_ctx = &pfd[1];
+    slm_srv_job_on_token(j, "ab", 2);
+    slm_srv_job_on_token(j, "cd", 2);
+    char buf[8];
+    assert_int_equal(read(pfd[0], buf, sizeof buf), 1);
+    slm_srv_job_woken(j);
     slm_srv_buf got = {0};
-    bool done = false;
-    close(sv[1]);
-    assert_true(slm_srv_peer_gone(sv[0]));
-    assert_int_equal(slm_srv_job_wait(j, sv[0], &got, &done), SLM_SRV_WAIT_GONE);
-    close(sv[0]);
+    assert_false(slm_srv_job_take(j, &got));
+    assert_int_equal(got.len, 4);
+    slm_srv_job_on_token(j, "e", 1);
+    assert_int_equal(read(pfd[0], buf, sizeof buf), 1);
+    slm_srv_job_woken(j);
+    j->wake = NULL; /* the connection ended: done is not announced */
+    slm_result r = {.size = sizeof r, .finish = SLM_FINISH_STOP, .error = ""};
+    slm_srv_job_on_done(j, &r); /* drops the engine's reference */
+    assert_true(slm_srv_job_take(j, &got));
+    assert_int_equal(got.len, 5);
+    assert_memory_equal(got.data, "abcde", 5);
+    slm_srv_buf_free(&got);
     slm_srv_job_release(j);
-    slm_srv_job_release(j);
+    close(pfd[0]);
+    close(pfd[1]);
 }
 
 int main(void)
@@ -422,7 +458,7 @@ int main(void)
         cmocka_unit_test(test_parse_chat),     cmocka_unit_test(test_parse_defaults_and_prompts),
         cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_responses),
         cmocka_unit_test(test_sse),            cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_job_handoff),    cmocka_unit_test(test_peer_gone),
+        cmocka_unit_test(test_job_handoff),    cmocka_unit_test(test_job_wake_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

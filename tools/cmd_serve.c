@@ -20,6 +20,9 @@ typedef struct {
     slm_cli_common c;
     const char *host, *api_key;
     long port, parallel, ctx, queue, grace, max_body, step_tokens, kv_blocks, kv_max_mb;
+    long max_conns, max_conns_per_client, header_timeout, body_timeout, idle_timeout;
+    long max_header, workers;
+    bool auth_metrics;
 } serve_opts;
 
 static void help(void)
@@ -37,8 +40,19 @@ static void help(void)
            "  --queue N            requests waiting beyond which new ones get 503 (default 256)\n"
            "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/* (default:\n"
            "                       $SLM_API_KEY; none when unset)\n"
+           "  --auth-metrics       require the API key on /metrics too\n"
            "  --grace SECONDS      how long shutdown waits for in-flight requests (default 30)\n"
-           "  --max-body BYTES     larger request bodies get 413 (default 1048576)\n"
+           "  --max-body BYTES     larger request bodies get 413, before they are read\n"
+           "                       (default 1048576)\n"
+           "  --max-header BYTES   larger request headers get 431 (default 16384)\n"
+           "  --max-conns N        open connections at most; beyond, 503 and close\n"
+           "                       (default 8192)\n"
+           "  --max-conns-per-client N  open connections from one address (default 64)\n"
+           "  --header-timeout S   seconds for a whole request header, however slowly its\n"
+           "                       bytes come (default 10); then 408 and close\n"
+           "  --body-timeout S     seconds for a whole request body (default 60)\n"
+           "  --idle-timeout S     seconds a keep-alive connection may idle (default 30)\n"
+           "  --workers N          threads that parse and submit requests (default 4)\n"
            "  --step-tokens N      token budget of one engine step (default 512)\n"
            "  --kv-blocks N        KV pool size in 16-token blocks (default: --parallel full\n"
            "                       contexts, as far as the backend's measured free memory\n"
@@ -55,6 +69,12 @@ static int parse(int argc, char **argv, serve_opts *o)
     o->api_key = getenv("SLM_API_KEY");
     o->port = 8080, o->parallel = 16, o->queue = 256, o->grace = 30;
     o->max_body = 1 << 20, o->step_tokens = 512;
+    slm_srv_config d;
+    slm_srv_config_default(&d);
+    o->max_conns = d.max_conns, o->max_conns_per_client = d.max_conns_per_client;
+    o->header_timeout = (long)d.header_timeout, o->body_timeout = (long)d.body_timeout;
+    o->idle_timeout = (long)d.idle_timeout, o->max_header = (long)d.max_header;
+    o->workers = d.workers;
     static const struct {
         const char *name;
         long lo, hi;
@@ -69,6 +89,13 @@ static int parse(int argc, char **argv, serve_opts *o)
         {"--step-tokens", 1, 1 << 16, offsetof(serve_opts, step_tokens)},
         {"--kv-blocks", 1, 1 << 24, offsetof(serve_opts, kv_blocks)},
         {"--kv-max-mb", 1, 1L << 30, offsetof(serve_opts, kv_max_mb)},
+        {"--max-conns", 1, 1 << 20, offsetof(serve_opts, max_conns)},
+        {"--max-conns-per-client", 1, 1 << 20, offsetof(serve_opts, max_conns_per_client)},
+        {"--header-timeout", 1, 3600, offsetof(serve_opts, header_timeout)},
+        {"--body-timeout", 1, 86400, offsetof(serve_opts, body_timeout)},
+        {"--idle-timeout", 1, 86400, offsetof(serve_opts, idle_timeout)},
+        {"--max-header", 1024, 1 << 20, offsetof(serve_opts, max_header)},
+        {"--workers", 1, 256, offsetof(serve_opts, workers)},
     };
     for (int i = 1; i < argc; i++) {
         int c = slm_cli_common_opt("serve", &o->c, argc, argv, &i);
@@ -80,6 +107,10 @@ static int parse(int argc, char **argv, serve_opts *o)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             help();
             return -1;
+        }
+        if (!strcmp(a, "--auth-metrics")) {
+            o->auth_metrics = true;
+            continue;
         }
         if (!v)
             return slm_cli_fail("serve", "unknown or incomplete option '%s' (see slm serve "
@@ -102,6 +133,9 @@ static int parse(int argc, char **argv, serve_opts *o)
     }
     if (o->api_key && !o->api_key[0])
         o->api_key = NULL;
+    if (o->auth_metrics && !o->api_key)
+        return slm_cli_fail("serve", "--auth-metrics needs an API key (--api-key or "
+                            "$SLM_API_KEY)");
     return 0;
 }
 
@@ -162,7 +196,21 @@ int slm_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     static slm_srv srv;
-    slm_srv_config cfg = {o.host, (int)o.port, o.api_key, (size_t)o.max_body, o.c.model};
+    slm_srv_config cfg;
+    slm_srv_config_default(&cfg);
+    cfg.host = o.host;
+    cfg.port = (int)o.port;
+    cfg.api_key = o.api_key;
+    cfg.max_body = (size_t)o.max_body;
+    cfg.model_path = o.c.model;
+    cfg.auth_metrics = o.auth_metrics;
+    cfg.max_conns = (int)o.max_conns;
+    cfg.max_conns_per_client = (int)o.max_conns_per_client;
+    cfg.header_timeout = (double)o.header_timeout;
+    cfg.body_timeout = (double)o.body_timeout;
+    cfg.idle_timeout = (double)o.idle_timeout;
+    cfg.max_header = (size_t)o.max_header;
+    cfg.workers = (int)o.workers;
     if (slm_srv_start(&srv, &cfg))
         return 1;
     fprintf(stderr, "slm serve: listening on http://%s:%d%s\n", o.host, slm_srv_port(&srv),

@@ -1,16 +1,17 @@
 /*
  * server_gen.c — the generation routes of `slm serve`: a parsed OpenAI
  * request becomes an engine request (server_job.c carries its tokens from
- * the engine thread to this connection's thread), answered either as one
- * JSON body or as a server-sent event stream. A client that hangs up has its
- * request cancelled, which frees its KV blocks at the engine's next step.
+ * the engine thread to the event loop), answered either as one JSON body or
+ * as a server-sent event stream. slm_srv_generate runs on a worker thread
+ * (parsing and tokenising may take a while); slm_srv_gen_pump and
+ * slm_srv_gen_end run on the loop, which frames and writes what they
+ * produce. The loop ends a job whose client hung up, which cancels it and
+ * frees its KV blocks at the engine's next step.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <microhttpd.h>
 
 #include "server_http.h"
 
@@ -22,7 +23,6 @@ static void jobs_add(slm_srv *s, slm_srv_job *j)
     if (s->jobs)
         s->jobs->prev = j;
     s->jobs = j;
-    atomic_fetch_add(&s->in_flight, 1);
     pthread_mutex_unlock(&s->jobs_mu);
 }
 
@@ -32,6 +32,7 @@ static void jobs_done(slm_srv *s, slm_srv_job *j)
 {
     pthread_mutex_lock(&j->mu);
     bool running = !j->done;
+    j->wake = NULL; /* nobody to wake any more (see server_job.c) */
     pthread_mutex_unlock(&j->mu);
     if (running)
         slm_engine_cancel(s->engine, j->id);
@@ -42,8 +43,8 @@ static void jobs_done(slm_srv *s, slm_srv_job *j)
         s->jobs = j->next;
     if (j->next)
         j->next->prev = j->prev;
-    atomic_fetch_sub(&s->in_flight, 1);
     pthread_mutex_unlock(&s->jobs_mu);
+    j->owner = NULL;
     slm_srv_job_release(j);
 }
 
@@ -74,217 +75,133 @@ static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
 }
 
 /* Maps a refused submission to its HTTP answer. */
-static int refused(slm_srv *s, struct MHD_Connection *c, const slm_srv_request *rq,
-                   slm_status st)
+static int refused(slm_srv *s, slm_srv_exchange *x, const slm_srv_request *rq, slm_status st)
 {
     slm_srv_error e;
     const char *msg = slm_last_error();
     if (st == SLM_STATUS_QUEUE_FULL) {
         slm_srv_error_set(&e, 503, "server_error", NULL, "queue_full",
                           "the server is busy (%s); retry shortly", msg);
-        return slm_srv_respond_error(s, c, &e, "Retry-After", "1");
+        return slm_srv_respond_error(s, x, &e, "Retry-After", "1");
     }
     if (st == SLM_STATUS_CANCELLED) {
         slm_srv_error_set(&e, 503, "server_error", NULL, "draining", "%s", msg);
-        return slm_srv_respond_error(s, c, &e, "Retry-After", "1");
+        return slm_srv_respond_error(s, x, &e, "Retry-After", "1");
     }
     if (st == SLM_STATUS_INVALID_ARGUMENT) {
         slm_srv_error_set(&e, 400, "invalid_request_error", rq->chat ? "messages" : "prompt",
                           strstr(msg, "context") ? "context_length_exceeded" : "invalid_value",
                           "%s", msg);
-        return slm_srv_respond_error(s, c, &e, NULL, NULL);
+        return slm_srv_respond_error(s, x, &e, NULL, NULL);
     }
     slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "%s", msg);
-    return slm_srv_respond_error(s, c, &e, NULL, NULL);
+    return slm_srv_respond_error(s, x, &e, NULL, NULL);
 }
 
-static int fd_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *i =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return i ? i->connect_fd : -1;
-}
-
-static int engine_error(slm_srv *s, struct MHD_Connection *c, const slm_result *r)
+int slm_srv_generate(slm_srv *s, slm_srv_exchange *x, bool chat, const char *body, size_t len)
 {
     slm_srv_error e;
-    slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                      r->error && r->error[0] ? r->error : slm_status_name(r->status));
-    return slm_srv_respond_error(s, c, &e, NULL, NULL);
-}
-
-/* ---- one JSON answer --------------------------------------------------- */
-
-static int answer_whole(slm_srv *s, struct MHD_Connection *c, slm_srv_job *j,
-                        const slm_srv_reply *reply)
-{
-    slm_srv_buf text = {0};
-    int fd = fd_of(c);
-    for (;;) {
-        bool done = false;
-        if (slm_srv_job_wait(j, fd, &text, &done) == SLM_SRV_WAIT_GONE) {
-            slm_srv_buf_free(&text);
-            jobs_done(s, j);
-            return MHD_NO; /* nobody to answer */
-        }
-        if (done)
-            break;
-    }
-    slm_result r = j->result; /* final once done was seen under the job's lock */
-    int rc;
-    if (r.finish == SLM_FINISH_ERROR) {
-        rc = engine_error(s, c, &r);
-    } else {
-        char *body = slm_srv_response_json(reply, text.data ? text.data : "", text.len,
-                                           slm_srv_finish_name(r.finish), r.prompt_tokens,
-                                           r.completion_tokens);
-        rc = body ? slm_srv_respond(s, c, 200, "application/json", body, NULL, NULL) : MHD_NO;
-    }
-    slm_srv_buf_free(&text);
-    jobs_done(s, j);
-    return rc;
-}
-
-/* ---- a server-sent event stream ---------------------------------------- */
-
-typedef struct gen_stream {
-    slm_srv *s;
-    slm_srv_job *job;
-    int fd;
-    slm_srv_reply reply;
-    char id[64];
-    slm_srv_buf text; /* taken from the job, not yet framed */
-    slm_srv_buf out;  /* framed events not yet sent */
-    size_t out_off;
-    bool started, finished;
-} gen_stream;
-
-static void event(gen_stream *g, char *json)
-{
-    if (json)
-        slm_srv_sse_event(&g->out, json);
-    free(json);
-}
-
-static void final_events(gen_stream *g)
-{
-    const slm_result *r = &g->job->result;
-    if (r->finish == SLM_FINISH_ERROR) {
-        slm_srv_error e;
-        slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                          r->error && r->error[0] ? r->error : slm_status_name(r->status));
-        event(g, slm_srv_error_json(&e));
-    } else {
-        event(g, slm_srv_chunk_json(&g->reply, "", 0, false, slm_srv_finish_name(r->finish)));
-        if (g->reply.rq->include_usage)
-            event(g, slm_srv_usage_chunk_json(&g->reply, r->prompt_tokens,
-                                              r->completion_tokens));
-    }
-    slm_srv_sse_done(&g->out);
-    g->finished = true;
-}
-
-/* Fills out with the next events; false when the client is gone. */
-static bool next_events(gen_stream *g)
-{
-    if (!g->started) {
-        g->started = true;
-        if (g->reply.rq->chat) /* the assistant role comes first, as OpenAI's does */
-            event(g, slm_srv_chunk_json(&g->reply, "", 0, true, NULL));
-        return true;
-    }
-    bool done = false;
-    if (slm_srv_job_wait(g->job, g->fd, &g->text, &done) == SLM_SRV_WAIT_GONE)
-        return false;
-    if (g->text.len)
-        event(g, slm_srv_chunk_json(&g->reply, g->text.data, g->text.len, false, NULL));
-    g->text.len = 0;
-    if (done)
-        final_events(g);
-    return true;
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    (void)pos;
-    gen_stream *g = cls;
-    while (g->out_off == g->out.len) {
-        g->out_off = g->out.len = 0;
-        if (g->finished)
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        if (slm_srv_peer_gone(g->fd) || !next_events(g))
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the free callback cancels */
-    }
-    size_t n = g->out.len - g->out_off < max ? g->out.len - g->out_off : max;
-    memcpy(buf, g->out.data + g->out_off, n);
-    g->out_off += n;
-    return (ssize_t)n;
-}
-
-static void stream_free(void *cls)
-{
-    gen_stream *g = cls;
-    jobs_done(g->s, g->job);
-    slm_srv_buf_free(&g->text);
-    slm_srv_buf_free(&g->out);
-    free(g);
-}
-
-static int answer_stream(slm_srv *s, struct MHD_Connection *c, slm_srv_job *j,
-                         const slm_srv_reply *reply)
-{
-    gen_stream *g = calloc(1, sizeof *g);
-    if (!g) {
-        jobs_done(s, j);
-        return MHD_NO;
-    }
-    g->s = s;
-    g->job = j;
-    g->fd = fd_of(c);
-    g->reply = *reply;
-    snprintf(g->id, sizeof g->id, "%s", reply->id);
-    g->reply.id = g->id;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, g, stream_free);
-    if (!r) {
-        stream_free(g);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    enum MHD_Result ok = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    slm_srv_metrics_http(&s->metrics, 200);
-    return ok;
-}
-
-int slm_srv_generate(slm_srv *s, struct MHD_Connection *c, bool chat, const char *body,
-                     size_t len)
-{
     slm_srv_job *j = slm_srv_job_new(&s->metrics);
-    if (!j)
-        return MHD_NO;
-    slm_srv_error e;
+    if (!j) {
+        slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        return slm_srv_respond_error(s, x, &e, NULL, NULL);
+    }
     if (slm_srv_request_parse(body, len, chat, &s->names, &s->sampling_defaults, &j->rq, &e)) {
         slm_srv_job_release(j);
         slm_srv_job_release(j);
-        return slm_srv_respond_error(s, c, &e, NULL, NULL);
+        return slm_srv_respond_error(s, x, &e, NULL, NULL);
     }
     slm_request_params p;
     fill_params(s, j, &p);
+    j->wake = slm_srv_loop_wake_job;
+    j->wake_ctx = s->loop;
     uint64_t id = 0;
     slm_status st = slm_engine_submit(s->engine, &p, &id);
     if (st) {
-        int rc = refused(s, c, &j->rq, st);
+        int rc = refused(s, x, &j->rq, st);
         slm_srv_job_release(j); /* the engine's reference: it never got the job */
         slm_srv_job_release(j);
         return rc;
     }
     j->id = id;
     jobs_add(s, j);
-    char rid[64];
-    snprintf(rid, sizeof rid, "%s-%llu", chat ? "chatcmpl" : "cmpl",
+    x->job = j;
+    x->stream = j->rq.stream;
+    snprintf(x->id, sizeof x->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&s->seq, 1));
-    slm_srv_reply reply = {&j->rq, rid, s->model_id, (long long)time(NULL)};
-    return j->rq.stream ? answer_stream(s, c, j, &reply) : answer_whole(s, c, j, &reply);
+    x->reply = (slm_srv_reply){&j->rq, x->id, s->model_id, (long long)time(NULL)};
+    return 0;
+}
+
+static void event(slm_srv_buf *out, char *json)
+{
+    if (json)
+        slm_srv_sse_event(out, json);
+    free(json);
+}
+
+static char *failure_json(const slm_result *r)
+{
+    slm_srv_error e;
+    slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                      r->error && r->error[0] ? r->error : slm_status_name(r->status));
+    return slm_srv_error_json(&e);
+}
+
+static void final_events(slm_srv_exchange *x, slm_srv_buf *out)
+{
+    const slm_result *r = &x->job->result;
+    if (r->finish == SLM_FINISH_ERROR) {
+        event(out, failure_json(r));
+    } else {
+        event(out, slm_srv_chunk_json(&x->reply, "", 0, false, slm_srv_finish_name(r->finish)));
+        if (x->reply.rq->include_usage)
+            event(out, slm_srv_usage_chunk_json(&x->reply, r->prompt_tokens,
+                                                r->completion_tokens));
+    }
+    slm_srv_sse_done(out);
+}
+
+bool slm_srv_gen_pump(slm_srv *s, slm_srv_exchange *x, slm_srv_buf *out)
+{
+    if (x->finished || !x->job)
+        return true;
+    bool done = slm_srv_job_take(x->job, &x->text);
+    if (x->stream) {
+        if (!x->started) {
+            x->started = true;
+            x->status = 200;
+            slm_srv_metrics_http(&s->metrics, 200);
+            if (x->reply.rq->chat) /* the assistant role comes first, as OpenAI's does */
+                event(out, slm_srv_chunk_json(&x->reply, "", 0, true, NULL));
+        }
+        if (x->text.len)
+            event(out, slm_srv_chunk_json(&x->reply, x->text.data, x->text.len, false, NULL));
+        x->text.len = 0;
+        if (done)
+            final_events(x, out);
+    } else if (done) {
+        /* result is final once take saw done under the job's lock */
+        const slm_result *r = &x->job->result;
+        char *body = r->finish == SLM_FINISH_ERROR
+                         ? failure_json(r)
+                         : slm_srv_response_json(&x->reply, x->text.data ? x->text.data : "",
+                                                 x->text.len, slm_srv_finish_name(r->finish),
+                                                 r->prompt_tokens, r->completion_tokens);
+        x->status = r->finish == SLM_FINISH_ERROR || !body ? 500 : 200;
+        slm_srv_metrics_http(&s->metrics, x->status);
+        if (body)
+            slm_srv_buf_append(out, body, strlen(body));
+        free(body);
+    }
+    x->finished = done;
+    return done;
+}
+
+void slm_srv_gen_end(slm_srv *s, slm_srv_exchange *x)
+{
+    if (x->job)
+        jobs_done(s, x->job);
+    x->job = NULL;
+    slm_srv_buf_free(&x->text);
 }

@@ -1,230 +1,187 @@
 /*
- * server_http.c — the libmicrohttpd daemon of `slm serve` (see
- * server_http.h): routing, API keys, body size limits, the health and
- * metrics endpoints, and the server's life cycle (loading → ready →
- * draining → stopped). The generation routes live in server_gen.c.
+ * server_http.c — what `slm serve` answers (see server_http.h): the route
+ * table, the checks made on a request head before any of its body is read
+ * (route, method, API key, declared size, readiness), the health, metrics
+ * and models endpoints, and the server's life cycle (loading → ready →
+ * draining → stopped). Sockets and framing live in server_loop.c; the
+ * generation routes in server_gen.c.
  */
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <microhttpd.h>
 
 #include "server_http.h"
 
-/* Per-request state of a connection (MHD's con_cls). */
-typedef struct http_req {
-    slm_srv_buf body;
-    size_t body_seen;
-    bool too_big;
-} http_req;
-
-int slm_srv_respond(slm_srv *s, struct MHD_Connection *c, int status, const char *ctype,
-                    char *body, const char *hname, const char *hvalue)
+void slm_srv_config_default(slm_srv_config *c)
 {
-    const char *text = body ? body : "{}";
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
-                                                             MHD_RESPMEM_MUST_COPY);
-    free(body);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (hname)
-        MHD_add_response_header(r, hname, hvalue);
-    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    slm_srv_metrics_http(&s->metrics, status);
-    return ok;
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->max_body = 1 << 20;
+    c->max_conns = 8192;
+    c->max_conns_per_client = 64;
+    c->header_timeout = 10;
+    c->body_timeout = 60;
+    c->idle_timeout = 30;
+    c->max_header = 16384;
+    c->max_uri = 4096;
+    c->workers = 4;
 }
 
-int slm_srv_respond_error(slm_srv *s, struct MHD_Connection *c, const slm_srv_error *e,
+int slm_srv_respond(slm_srv *s, slm_srv_exchange *x, int status, const char *ctype,
+                    char *body, const char *hname, const char *hvalue)
+{
+    free(x->resp);
+    x->resp = body ? body : strdup("{}");
+    x->status = x->resp ? status : 500;
+    x->ctype = ctype;
+    x->hname[0] = x->hvalue[0] = 0;
+    if (hname) {
+        snprintf(x->hname, sizeof x->hname, "%s", hname);
+        snprintf(x->hvalue, sizeof x->hvalue, "%s", hvalue);
+    }
+    slm_srv_metrics_http(&s->metrics, x->status);
+    return 0;
+}
+
+int slm_srv_respond_error(slm_srv *s, slm_srv_exchange *x, const slm_srv_error *e,
                           const char *hname, const char *hvalue)
 {
-    return slm_srv_respond(s, c, e->status, "application/json", slm_srv_error_json(e), hname,
+    return slm_srv_respond(s, x, e->status, "application/json", slm_srv_error_json(e), hname,
                            hvalue);
 }
 
-static int fail(slm_srv *s, struct MHD_Connection *c, int status, const char *type,
-                const char *code, const char *hname, const char *hvalue, const char *msg)
+static int fail(slm_srv *s, slm_srv_exchange *x, int status, const char *msg)
 {
     slm_srv_error e;
-    slm_srv_error_set(&e, status, type, NULL, code, "%s", msg);
-    return slm_srv_respond_error(s, c, &e, hname, hvalue);
+    slm_srv_error_set(&e, status, "server_error", NULL, NULL, "%s", msg);
+    return slm_srv_respond_error(s, x, &e, NULL, NULL);
 }
 
-/* Constant-time comparison, so the key cannot be guessed byte by byte. */
-static bool key_ok(const slm_srv *s, struct MHD_Connection *c)
+/* The scheme is case-insensitive (RFC 9110 §11.1); the key compares in
+ * constant time, so it cannot be guessed byte by byte. */
+static bool key_ok(const slm_srv *s, const char *h, size_t n)
 {
     if (!s->cfg.api_key)
         return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7))
+    if (!h || n < 7 || strncasecmp(h, "Bearer ", 7))
         return false;
     const char *k = h + 7, *want = s->cfg.api_key;
-    size_t n = strlen(k), m = strlen(want);
+    n -= 7;
+    while (n && *k == ' ')
+        k++, n--;
+    size_t m = strlen(want);
     unsigned char diff = n != m;
     for (size_t i = 0; i < m; i++)
         diff |= (unsigned char)(want[i] ^ (i < n ? k[i] : 0));
     return diff == 0;
 }
 
-static int route_health(slm_srv *s, struct MHD_Connection *c)
+static int route_health(slm_srv *s, slm_srv_exchange *x)
 {
     int st = atomic_load(&s->state);
     const char *body = st == SLM_SRV_READY      ? "{\"status\":\"ok\"}"
                        : st == SLM_SRV_LOADING  ? "{\"status\":\"loading\"}"
                        : st == SLM_SRV_DRAINING ? "{\"status\":\"draining\"}"
                                                 : "{\"status\":\"failed\"}";
-    return slm_srv_respond(s, c, st == SLM_SRV_READY ? 200 : 503, "application/json",
+    return slm_srv_respond(s, x, st == SLM_SRV_READY ? 200 : 503, "application/json",
                            strdup(body), NULL, NULL);
 }
 
-static int route_metrics(slm_srv *s, struct MHD_Connection *c)
+static int route_metrics(slm_srv *s, slm_srv_exchange *x)
 {
     slm_engine_stats es = {.size = sizeof es};
     bool have = atomic_load(&s->state) != SLM_SRV_LOADING && s->engine &&
                 slm_engine_get_stats(s->engine, &es) == SLM_OK;
     char *text = slm_srv_metrics_render(&s->metrics, have ? &es : NULL);
     if (!text)
-        return fail(s, c, 500, "server_error", NULL, NULL, NULL, "out of memory");
-    return slm_srv_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", text, NULL,
+        return fail(s, x, 500, "out of memory");
+    return slm_srv_respond(s, x, 200, "text/plain; version=0.0.4; charset=utf-8", text, NULL,
                            NULL);
 }
 
-static int route_models(slm_srv *s, struct MHD_Connection *c)
+static int route_models(slm_srv *s, slm_srv_exchange *x)
 {
     char *body = malloc(1024);
     if (!body)
-        return fail(s, c, 500, "server_error", NULL, NULL, NULL, "out of memory");
+        return fail(s, x, 500, "out of memory");
     snprintf(body, 1024,
              "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\","
              "\"created\":%lld,\"owned_by\":\"slm\"}]}",
              s->model_id, s->started);
-    return slm_srv_respond(s, c, 200, "application/json", body, NULL, NULL);
+    return slm_srv_respond(s, x, 200, "application/json", body, NULL, NULL);
 }
 
-/* Which route a URL is, and the one method it takes. */
-typedef enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPLETIONS } route;
-
-static route route_of(const char *url, const char **method)
+static int route_chat(slm_srv *s, slm_srv_exchange *x)
 {
-    static const struct {
-        const char *url, *method;
-        route r;
-    } table[] = {
-        {"/health", "GET", R_HEALTH},
-        {"/metrics", "GET", R_METRICS},
-        {"/v1/models", "GET", R_MODELS},
-        {"/v1/chat/completions", "POST", R_CHAT},
-        {"/v1/completions", "POST", R_COMPLETIONS},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (!strcmp(url, table[i].url)) {
-            *method = table[i].method;
-            return table[i].r;
-        }
-    return R_NONE;
+    return slm_srv_generate(s, x, true, x->body, x->body_len);
 }
 
-/* Gathers the body (or only counts it, past the limit) until the last call. */
-static bool take_body(slm_srv *s, http_req *hr, const char *data, size_t *size)
+static int route_completions(slm_srv *s, slm_srv_exchange *x)
 {
-    if (*size == 0)
-        return true;
-    hr->body_seen += *size;
-    if (hr->body_seen > s->cfg.max_body)
-        hr->too_big = true;
-    if (!hr->too_big && slm_srv_buf_append(&hr->body, data, *size))
-        hr->too_big = true; /* out of memory: answered like an oversized body */
-    *size = 0;
-    return false;
+    return slm_srv_generate(s, x, false, x->body, x->body_len);
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *upload,
-                              size_t *upload_size, void **con_cls)
+enum { KEY = SLM_SRV_ROUTE_KEY, READY = SLM_SRV_ROUTE_READY, WORKER = SLM_SRV_ROUTE_WORKER,
+       METRICS = SLM_SRV_ROUTE_METRICS };
+
+/* Every endpoint: one line each. Quick answers run on the loop, so /health
+ * is answered even while every worker is busy. */
+static const slm_srv_route routes[] = {
+    {"/health", "GET", route_health, 0},
+    {"/metrics", "GET", route_metrics, METRICS},
+    {"/v1/models", "GET", route_models, KEY | READY},
+    {"/v1/chat/completions", "POST", route_chat, KEY | READY | WORKER},
+    {"/v1/completions", "POST", route_completions, KEY | READY | WORKER},
+};
+
+const slm_srv_route *slm_srv_admit(slm_srv *s, const char *method, const char *path,
+                                   size_t path_len, const char *auth, size_t auth_len,
+                                   int64_t content_length, slm_srv_error *e,
+                                   const char **hname, const char **hvalue)
 {
-    (void)version;
-    slm_srv *s = cls;
-    http_req *hr = *con_cls;
-    if (!hr) { /* headers only so far */
-        hr = calloc(1, sizeof *hr);
-        if (!hr)
-            return MHD_NO;
-        *con_cls = hr;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body)
-            hr->too_big = true;
-        return MHD_YES;
+    *hname = *hvalue = NULL;
+    const slm_srv_route *r = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !r; i++)
+        if (strlen(routes[i].path) == path_len && !memcmp(routes[i].path, path, path_len))
+            r = &routes[i];
+    if (!r) {
+        slm_srv_error_set(e, 404, "invalid_request_error", NULL, "not_found",
+                          "no such endpoint");
+        return NULL;
     }
-    if (!take_body(s, hr, upload, upload_size))
-        return MHD_YES;
-
-    const char *want = NULL;
-    route r = route_of(url, &want);
-    if (r == R_NONE)
-        return fail(s, c, 404, "invalid_request_error", "not_found", NULL, NULL,
-                    "no such endpoint");
-    if (strcmp(method, want)) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s takes %s, not %.16s", url, want, method);
-        return fail(s, c, 405, "invalid_request_error", "method_not_allowed", "Allow", want,
-                    msg);
+    if (strcmp(method, r->method)) {
+        slm_srv_error_set(e, 405, "invalid_request_error", NULL, "method_not_allowed",
+                          "%s takes %s, not %.16s", r->path, r->method, method);
+        *hname = "Allow";
+        *hvalue = r->method;
+        return NULL;
     }
-    if (r == R_HEALTH)
-        return route_health(s, c);
-    if (r == R_METRICS)
-        return route_metrics(s, c);
-    if (!key_ok(s, c))
-        return fail(s, c, 401, "invalid_request_error", "invalid_api_key", NULL, NULL,
-                    "missing or wrong API key (send 'Authorization: Bearer KEY')");
-    if (hr->too_big) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes",
-                 s->cfg.max_body);
-        return fail(s, c, 413, "invalid_request_error", "body_too_large", NULL, NULL, msg);
+    bool need_key = (r->flags & KEY) || ((r->flags & METRICS) && s->cfg.auth_metrics);
+    if (need_key && !key_ok(s, auth, auth_len)) {
+        slm_srv_error_set(e, 401, "invalid_request_error", NULL, "invalid_api_key",
+                          "missing or wrong API key (send 'Authorization: Bearer KEY')");
+        return NULL;
+    }
+    if (content_length > 0 && (uint64_t)content_length > s->cfg.max_body) {
+        slm_srv_error_set(e, 413, "invalid_request_error", NULL, "body_too_large",
+                          "the request body is larger than the limit of %zu bytes",
+                          s->cfg.max_body);
+        return NULL;
     }
     int st = atomic_load(&s->state);
-    if (st != SLM_SRV_READY)
-        return fail(s, c, 503, "server_error", st == SLM_SRV_LOADING ? "loading" : "draining",
-                    "Retry-After", "1",
-                    st == SLM_SRV_LOADING ? "the model is still loading"
-                                          : "the server is shutting down");
-    if (r == R_MODELS)
-        return route_models(s, c);
-    return slm_srv_generate(s, c, r == R_CHAT, hr->body.data, hr->body.len);
-}
-
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                      enum MHD_RequestTerminationCode why)
-{
-    (void)cls, (void)c, (void)why;
-    http_req *hr = *con_cls;
-    if (hr) {
-        slm_srv_buf_free(&hr->body);
-        free(hr);
-        *con_cls = NULL;
+    if ((r->flags & READY) && st != SLM_SRV_READY) {
+        slm_srv_error_set(e, 503, "server_error", NULL,
+                          st == SLM_SRV_LOADING ? "loading" : "draining",
+                          st == SLM_SRV_LOADING ? "the model is still loading"
+                                                : "the server is shutting down");
+        *hname = "Retry-After";
+        *hvalue = "1";
+        return NULL;
     }
-}
-
-static int resolve(const char *host, int port, struct sockaddr_storage *sa)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE}, *res = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc || !res) {
-        fprintf(stderr, "slm serve: cannot resolve --host '%s': %s\n", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(sa, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
+    return r;
 }
 
 int slm_srv_start(slm_srv *s, const slm_srv_config *cfg)
@@ -237,31 +194,10 @@ int slm_srv_start(slm_srv *s, const slm_srv_config *cfg)
     slm_srv_metrics_init(&s->metrics);
     pthread_mutex_init(&s->jobs_mu, NULL);
     s->started = (long long)time(NULL);
-    struct sockaddr_storage sa;
-    if (resolve(cfg->host, cfg->port, &sa))
-        return -1;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (sa.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handle, s,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                 MHD_OPTION_END);
-    if (!s->daemon) {
-        fprintf(stderr, "slm serve: cannot listen on %s:%d (address in use, or not this "
-                "machine's)\n", cfg->host, cfg->port);
-        return -1;
-    }
-    return 0;
+    return slm_srv_loop_start(s);
 }
 
-int slm_srv_port(const slm_srv *s)
-{
-    const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return i ? (int)i->port : s->cfg.port;
-}
+int slm_srv_port(const slm_srv *s) { return slm_srv_loop_port(s); }
 
 void slm_srv_set_ready(slm_srv *s, slm_model *m, slm_engine *e, int n_ctx,
                        const slm_sampling *defaults)
@@ -289,9 +225,7 @@ void slm_srv_set_failed(slm_srv *s) { atomic_store(&s->state, SLM_SRV_FAILED); }
 void slm_srv_quiesce(slm_srv *s)
 {
     atomic_store(&s->state, SLM_SRV_DRAINING);
-    int fd = MHD_quiesce_daemon(s->daemon);
-    if (fd >= 0)
-        close(fd);
+    slm_srv_loop_quiesce(s);
 }
 
 int slm_srv_in_flight(slm_srv *s) { return atomic_load(&s->in_flight); }
@@ -306,8 +240,6 @@ void slm_srv_cancel_all(slm_srv *s)
 
 void slm_srv_stop(slm_srv *s)
 {
-    if (s->daemon)
-        MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
+    slm_srv_loop_stop(s);
     pthread_mutex_destroy(&s->jobs_mu);
 }

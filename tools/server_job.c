@@ -1,14 +1,11 @@
 /*
- * server_job.c — the per-request hand-off between the engine thread and a
- * connection thread (see server_job.h). The engine side only appends under
- * the lock and signals; all formatting and socket work happens on the
- * connection side, so the callbacks return within microseconds.
+ * server_job.c — the per-request hand-off between the engine thread and the
+ * server's event loop (see server_job.h). The engine side only appends
+ * under the lock and wakes the loop; all formatting and socket work happens
+ * on the loop, so the callbacks return within microseconds.
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "server_job.h"
@@ -25,19 +22,10 @@ slm_srv_job *slm_srv_job_new(slm_srv_metrics *metrics)
     slm_srv_job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     if (pthread_mutex_init(&j->mu, NULL)) {
         free(j);
         return NULL;
     }
-    if (pthread_cond_init(&j->cv, &ca)) {
-        pthread_mutex_destroy(&j->mu);
-        free(j);
-        return NULL;
-    }
-    pthread_condattr_destroy(&ca);
     j->refs = 2;
     j->metrics = metrics;
     j->t_arrival = slm_srv_now();
@@ -55,9 +43,19 @@ void slm_srv_job_release(slm_srv_job *j)
         return;
     slm_srv_buf_free(&j->text);
     slm_srv_request_free(&j->rq);
-    pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j);
+}
+
+/* Under j->mu: whether to wake the loop now (taking the wake-up's
+ * reference). */
+static bool arm_wake(slm_srv_job *j)
+{
+    if (!j->wake || j->wake_pending)
+        return false;
+    j->wake_pending = true;
+    j->refs++;
+    return true;
 }
 
 void slm_srv_job_on_token(void *user, const char *text, size_t len)
@@ -72,7 +70,10 @@ void slm_srv_job_on_token(void *user, const char *text, size_t len)
     double prev = j->t_last;
     j->got_token = true;
     j->t_last = t;
-    pthread_cond_signal(&j->cv);
+    /* NOTE: woken under the lock, so that clearing j->wake under it
+     * (slm_srv_gen_end) guarantees no wake-up is still on its way. */
+    if (arm_wake(j))
+        j->wake(j->wake_ctx, j);
     pthread_mutex_unlock(&j->mu);
     if (j->metrics && len) {
         if (first)
@@ -92,58 +93,30 @@ void slm_srv_job_on_done(void *user, const slm_result *r)
     strncpy(j->errbuf, msg, sizeof j->errbuf - 1);
     j->result.error = j->errbuf;
     j->done = true;
-    pthread_cond_signal(&j->cv);
+    /* NOTE: woken under the lock, so that clearing j->wake under it
+     * (slm_srv_gen_end) guarantees no wake-up is still on its way. */
+    if (arm_wake(j))
+        j->wake(j->wake_ctx, j);
     pthread_mutex_unlock(&j->mu);
     if (j->metrics)
         slm_srv_metrics_finished(j->metrics, r->finish);
     slm_srv_job_release(j);
 }
 
-bool slm_srv_peer_gone(int fd)
-{
-    if (fd < 0)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-    int n = poll(&p, 1, 0);
-    if (n <= 0)
-        return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-        return true;
-    if (p.revents & POLLIN) {
-        /* Readable: either a pipelined request (the peer is still there) or
-         * end of file, which recv tells apart without consuming anything. */
-        char c;
-        ssize_t k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    }
-    return false;
-}
-
-slm_srv_wait slm_srv_job_wait(slm_srv_job *j, int fd, slm_srv_buf *out, bool *done)
+bool slm_srv_job_take(slm_srv_job *j, slm_srv_buf *out)
 {
     pthread_mutex_lock(&j->mu);
-    while (!j->done && j->text.len == 0) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += 50 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
-        int rc = pthread_cond_timedwait(&j->cv, &j->mu, &t);
-        if (rc == ETIMEDOUT && !j->done && j->text.len == 0 && slm_srv_peer_gone(fd)) {
-            pthread_mutex_unlock(&j->mu);
-            return SLM_SRV_WAIT_GONE;
-        }
-    }
-    slm_srv_wait w = SLM_SRV_WAIT_DONE;
-    if (j->text.len) {
-        if (slm_srv_buf_append(out, j->text.data, j->text.len) == 0) {
-            j->text.len = 0;
-            w = SLM_SRV_WAIT_TEXT;
-        }
-    }
-    *done = j->done && j->text.len == 0;
+    if (j->text.len && slm_srv_buf_append(out, j->text.data, j->text.len) == 0)
+        j->text.len = 0;
+    bool done = j->done && j->text.len == 0;
     pthread_mutex_unlock(&j->mu);
-    return w;
+    return done;
+}
+
+void slm_srv_job_woken(slm_srv_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->wake_pending = false;
+    pthread_mutex_unlock(&j->mu);
+    slm_srv_job_release(j);
 }

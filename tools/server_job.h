@@ -1,8 +1,11 @@
 /*
  * server_job.h — one generation request of `slm serve` as it passes between
  * two threads: the engine thread, whose on_token/on_done callbacks append
- * text and the result, and the connection thread, which takes text out and
- * writes it to the client. A mutex and condition variable guard the hand-off.
+ * text and the result, and the server's event loop, which takes text out
+ * and writes it to the client. A mutex guards the hand-off; the callbacks
+ * wake the loop through the job's wake hook, at most once until the loop
+ * has taken what is pending (so a fast token stream costs one wake-up per
+ * loop turn, not one per token).
  *
  * Lifetime: a job starts with two references, one for the connection and one
  * for the engine (dropped by on_done, or at once when submit fails); whoever
@@ -21,8 +24,15 @@
 
 typedef struct slm_srv_job {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int refs;
+    /* Called on the engine thread when output arrives and no wake-up is
+     * pending; it holds a reference of its own, which the woken side drops
+     * with slm_srv_job_woken. NULL: nobody is woken. */
+    void (*wake)(void *ctx, struct slm_srv_job *j);
+    void *wake_ctx;
+    bool wake_pending;
+    void *owner;          /* the exchange that answers it; loop thread only */
+    struct slm_srv_job *wake_next; /* the loop's list of woken jobs */
     slm_srv_buf text;     /* output not yet taken by the connection */
     bool done;            /* on_done ran: result is final */
     bool got_token;       /* for time-to-first-token */
@@ -49,19 +59,13 @@ void slm_srv_job_release(slm_srv_job *j);
 void slm_srv_job_on_token(void *user, const char *text, size_t len);
 void slm_srv_job_on_done(void *user, const slm_result *r);
 
-typedef enum slm_srv_wait {
-    SLM_SRV_WAIT_TEXT = 0, /* *out holds new text (maybe with done also set) */
-    SLM_SRV_WAIT_DONE = 1, /* finished, no new text */
-    SLM_SRV_WAIT_GONE = 2  /* the client hung up */
-} slm_srv_wait;
+/* Moves the pending text into *out (appending) and returns true when the
+ * job is done and nothing is left to take (result is then final). Never
+ * blocks. When out of memory the text stays pending. */
+bool slm_srv_job_take(slm_srv_job *j, slm_srv_buf *out);
 
-/* Blocks until the job has new text or is done, then moves the pending text
- * into *out (appending) and sets *done. While it waits it checks every
- * 50 ms whether the socket fd (-1: do not check) was closed by the peer, and
- * returns SLM_SRV_WAIT_GONE if so. */
-slm_srv_wait slm_srv_job_wait(slm_srv_job *j, int fd, slm_srv_buf *out, bool *done);
-
-/* True when the peer of a connected socket has closed it or it failed. */
-bool slm_srv_peer_gone(int fd);
+/* The woken side is done with the wake-up: later output wakes it again.
+ * Drops the wake-up's reference. */
+void slm_srv_job_woken(slm_srv_job *j);
 
 #endif

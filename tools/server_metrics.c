@@ -17,8 +17,9 @@ static const double ttft_bounds[SLM_SRV_TTFT_BUCKETS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 static const double itl_bounds[SLM_SRV_ITL_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
-static const int counted_status[SLM_SRV_N_STATUS] = {200, 400, 401, 404, 405,
-                                                     413, 500, 503, 429, 408};
+static const int counted_status[SLM_SRV_N_STATUS] = {200, 400, 401, 404, 405, 413,
+                                                     500, 503, 429, 408, 414, 417,
+                                                     431, 501, 505, 422};
 
 void slm_srv_metrics_init(slm_srv_metrics *m)
 {

@@ -17,7 +17,7 @@
 #define SLM_SRV_TTFT_BUCKETS 14
 #define SLM_SRV_ITL_BUCKETS 12
 #define SLM_SRV_N_FINISH 4   /* slm_finish_reason values */
-#define SLM_SRV_N_STATUS 10  /* HTTP statuses counted one by one (see .c) */
+#define SLM_SRV_N_STATUS 16  /* HTTP statuses counted one by one (see .c) */
 
 typedef struct slm_srv_histogram {
     const double *bounds; /* upper bounds in seconds, ascending */
