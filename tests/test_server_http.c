@@ -302,6 +302,7 @@ static void test_metrics(void **state)
     slm_srv_metrics_finished(&m, SLM_FINISH_CANCELLED);
     slm_srv_metrics_http(&m, 404);
     slm_srv_metrics_http(&m, 418);
+    atomic_store(&m.connections, 5);
     slm_engine_stats es = {.size = sizeof es, .running = 3, .waiting = 2, .kv_blocks_used = 17,
                            .kv_blocks_total = 1024, .generated_tokens = 99, .preemptions = 4};
     char *t = slm_srv_metrics_render(&m, &es);
@@ -309,6 +310,7 @@ static void test_metrics(void **state)
     assert_true(sample(t, "slm_requests_running") == 3);
     assert_true(sample(t, "slm_requests_waiting") == 2);
     assert_true(sample(t, "slm_kv_blocks_used") == 17);
+    assert_true(sample(t, "slm_http_connections") == 5);
     assert_true(sample(t, "slm_kv_blocks_total") == 1024);
     assert_true(sample(t, "slm_generation_tokens_total") == 99);
     assert_true(sample(t, "slm_preemptions_total") == 4);

@@ -298,6 +298,7 @@ static void conn_close(slm_srv_loop *L, conn *c)
         close(c->fd);
         c->fd = -1;
         L->n_conns--;
+        atomic_store(&L->s->metrics.connections, L->n_conns);
     }
     if (c->client)
         c->client->conns--;
@@ -328,6 +329,7 @@ static conn *conn_new(slm_srv_loop *L, int fd, slm_srv_client *client)
         L->conns->prev = c;
     L->conns = c;
     L->n_conns++;
+    atomic_store(&L->s->metrics.connections, L->n_conns);
     if (client)
         client->conns++;
     c->deadline = slm_srv_now() + L->s->cfg.idle_timeout;

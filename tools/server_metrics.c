@@ -122,6 +122,8 @@ char *slm_srv_metrics_render(slm_srv_metrics *m, const slm_engine_stats *s)
     scalar(&b, &fail, "slm_preemptions_total", "counter",
            "Sequences preempted for lack of KV blocks.", s->preemptions);
     scalar(&b, &fail, "slm_engine_steps_total", "counter", "Engine steps run.", s->steps);
+    scalar(&b, &fail, "slm_http_connections", "gauge", "Client connections open.",
+           (unsigned long long)atomic_load(&m->connections));
     histogram(&b, &fail, "slm_time_to_first_token_seconds",
               "Time from a request's arrival to its first output text.", &m->ttft);
     histogram(&b, &fail, "slm_inter_token_latency_seconds",

@@ -30,6 +30,7 @@ typedef struct slm_srv_metrics {
     slm_srv_histogram ttft, itl;
     atomic_ullong finished[SLM_SRV_N_FINISH];
     atomic_ullong http[SLM_SRV_N_STATUS + 1]; /* last slot: any other status */
+    atomic_int connections;   /* open client connections (the loop keeps it) */
 } slm_srv_metrics;
 
 void slm_srv_metrics_init(slm_srv_metrics *m);
