@@ -25,9 +25,11 @@
 typedef struct slm_srv_job {
     pthread_mutex_t mu;
     int refs;
-    /* Called on the engine thread when output arrives and no wake-up is
-     * pending; it holds a reference of its own, which the woken side drops
-     * with slm_srv_job_woken. NULL: nobody is woken. */
+    /* Called on the engine thread, under mu, when output arrives and no
+     * wake-up is pending; the wake-up holds a reference of its own, which
+     * the woken side drops with slm_srv_job_woken. NULL (set under mu):
+     * nobody is woken, and after that no call is still under way. It must
+     * not take mu (it may take its own lock). */
     void (*wake)(void *ctx, struct slm_srv_job *j);
     void *wake_ctx;
     bool wake_pending;

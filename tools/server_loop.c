@@ -82,6 +82,7 @@ typedef struct conn {
     bool dead;              /* closed while a worker had its request */
     bool head_sent, chunked_out; /* a generation's answer head is out */
     double next_probe;
+    double stalled_since;   /* output waiting on a full socket since; 0: not */
     int minor;
     const slm_srv_route *route;
     uint64_t body_left;
@@ -344,15 +345,20 @@ static int flush(conn *c)
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c->out_off += (size_t)n;
+            c->stalled_since = 0;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->stalled_since)
+                c->stalled_since = slm_srv_now();
             return 0;
+        }
         return -1;
     }
     c->out.len = c->out_off = 0;
+    c->stalled_since = 0;
     return 0;
 }
 
@@ -451,7 +457,8 @@ static void start_request(slm_srv_loop *L, conn *c, const slm_http_head *h)
     const char *hn, *hv;
     c->route = slm_srv_admit(L->s, h->method, h->target, h->path_len, h->auth, h->auth_len,
                              h->content_length, &e, &hn, &hv);
-    c->keep_alive = h->keep_alive;
+    /* While draining, answers say Connection: close, so clients move on. */
+    c->keep_alive = h->keep_alive && atomic_load(&L->s->state) != SLM_SRV_DRAINING;
     c->minor = h->minor;
     bool has_body = h->chunked || h->content_length > 0;
     c->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
@@ -532,7 +539,7 @@ static bool advance(slm_srv_loop *L, conn *c)
     if (c->st != C_HEAD)
         return true;
     if (c->in.len == 0) {
-        if (c->eof || c->rdhup) {
+        if (c->eof) { /* nothing more will come (after rdhup, reading says when) */
             conn_close(L, c);
             return false;
         }
@@ -857,6 +864,14 @@ static void sweep(slm_srv_loop *L, double now)
         next = c->next;
         if (c->fd < 0)
             continue;
+        if (c->stalled_since && now - c->stalled_since > L->s->cfg.body_timeout) {
+            /* NOTE: a client that stops reading its answer would make the
+             * server buffer a stream without end; it gets as long as a
+             * body may take, then its request is cancelled. */
+            offender(L, c, "not reading its answer within --body-timeout");
+            conn_close(L, c);
+            continue;
+        }
         if (c->st == C_GEN && (c->rdhup || c->eof)) {
             probing = true;
             if (now >= c->next_probe) {
