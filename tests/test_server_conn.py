@@ -26,14 +26,13 @@
 #     per connection.
 # Run: SLM_BUILD_DIR=build python3 tests/test_server_conn.py (from the source root).
 import json
-import os
 import resource
 import socket
 import sys
 import time
-import traceback
 
-from test_server import KEY, MODEL, SLM, Failure, Server, check, metrics, request
+from cli_e2e import run_tests
+from test_server import KEY, Server, check, metrics, request
 
 CTX = 512
 N_IDLE = 1100  # more than FD_SETSIZE (1024)
@@ -350,7 +349,7 @@ def test_half_close_gets_answer(port):
     check(text == want, "half-closed stream text", (text, want))
 
 
-def test_one_log_line_per_client(srv):
+def one_log_line_per_client(srv):
     before = len([l for l in srv.log if "client 127.0.0.1" in l])
     for _ in range(20):
         raw(srv.port, b"\x00\x01garbage\r\n\r\n")
@@ -383,39 +382,39 @@ def test_per_client_limit():
 
 
 def main():
-    if not os.path.exists(MODEL):
-        print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
-        return 0
-    if not os.access(SLM, os.X_OK):
-        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % SLM)
-        return 1
-    passed, failed = 0, 0
-    srv = Server("--ctx", str(CTX), "--api-key", KEY, "--auth-metrics", "--header-timeout", "3",
-                 "--max-conns-per-client", "2000", "--max-body", "65536", "--parallel", "4")
+    srv = None
+
+    def serving(t):
+        """t(port) as a runner test; the shared server starts with the first."""
+        def run():
+            nonlocal srv
+            if srv is None:
+                srv = Server("--ctx", str(CTX), "--api-key", KEY, "--auth-metrics",
+                             "--header-timeout", "3", "--max-conns-per-client", "2000",
+                             "--max-body", "65536", "--parallel", "4")
+            t(srv.port)
+        run.__name__ = t.__name__
+        return run
+
+    def test_one_log_line_per_client():
+        serving(lambda port: None)()
+        one_log_line_per_client(srv)
+
+    def test_server_alive():
+        check(srv and srv.proc.poll() is None, "server alive after all tests",
+              srv and srv.log[-5:])
+
     tests = [test_framing, test_pipelining_and_bearer_case, test_key_before_body,
              test_disconnect_cancels_whole, test_disconnect_cancels_stream,
              test_half_close_gets_answer, test_slow_header_deadline,
              test_many_slow_connections]
     try:
-        for t in tests + [test_one_log_line_per_client, test_per_client_limit]:
-            t0 = time.time()
-            try:
-                if t is test_one_log_line_per_client:
-                    t(srv)
-                elif t is test_per_client_limit:
-                    t()
-                else:
-                    t(srv.port)
-                passed += 1
-                print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
-        check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
+        return run_tests([serving(t) for t in tests] + [test_one_log_line_per_client,
+                                                        test_server_alive,
+                                                        test_per_client_limit])
     finally:
-        srv.stop()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        if srv:
+            srv.stop()
 
 
 if __name__ == "__main__":

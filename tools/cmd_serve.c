@@ -46,7 +46,7 @@ static void help(void)
            "                       (default 1048576)\n"
            "  --max-header BYTES   larger request headers get 431 (default 16384)\n"
            "  --max-conns N        open connections at most; beyond, 503 and close\n"
-           "                       (default 8192)\n"
+           "                       (default 16384, or what the descriptor limit holds)\n"
            "  --max-conns-per-client N  open connections from one address (default 256)\n"
            "  --header-timeout S   seconds for a whole request header, however slowly its\n"
            "                       bytes come (default 10); then 408 and close\n"

@@ -20,7 +20,7 @@ void slm_srv_config_default(slm_srv_config *c)
     c->host = "127.0.0.1";
     c->port = 8080;
     c->max_body = 1 << 20;
-    c->max_conns = 8192;
+    c->max_conns = 16384;
     c->max_conns_per_client = 256;
     c->header_timeout = 10;
     c->body_timeout = 60;

@@ -118,21 +118,6 @@ typedef struct slm_srv_loop {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int reserve(slm_srv_buf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d)
-        return -1;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
 static void consume(slm_srv_buf *b, size_t n)
 {
     memmove(b->data, b->data + n, b->len - n);
@@ -493,23 +478,26 @@ static void start_request(slm_srv_loop *L, conn *c, const slm_http_head *h)
 static void read_body(slm_srv_loop *L, conn *c)
 {
     if (c->chunked) {
-        slm_http_error err;
-        size_t got = 0;
+        char tmp[16384]; /* decoded bytes: never more than their encoding */
+        size_t off = 0;
         bool done = false;
-        if (reserve(&c->body, c->in.len)) {
-            respond_error(L, c, 500, "out of memory", NULL, NULL);
-            return;
+        while (off < c->in.len && !done) {
+            size_t k = c->in.len - off < sizeof tmp ? c->in.len - off : sizeof tmp, got = 0;
+            slm_http_error err;
+            long used = slm_http_chunked_feed(&c->ck, c->in.data + off, k, tmp, &got,
+                                              L->s->cfg.max_body, &done, &err);
+            if (used < 0) {
+                offender(L, c, err.message);
+                respond_error(L, c, err.status, err.message, NULL, NULL);
+                return;
+            }
+            if (got && slm_srv_buf_append(&c->body, tmp, got)) {
+                respond_error(L, c, 500, "out of memory", NULL, NULL);
+                return;
+            }
+            off += (size_t)used;
         }
-        long k = slm_http_chunked_feed(&c->ck, c->in.data, c->in.len,
-                                       c->body.data + c->body.len, &got, L->s->cfg.max_body,
-                                       &done, &err);
-        if (k < 0) {
-            offender(L, c, err.message);
-            respond_error(L, c, err.status, err.message, NULL, NULL);
-            return;
-        }
-        c->body.len += got;
-        consume(&c->in, (size_t)k);
+        consume(&c->in, off);
         if (done)
             dispatch(L, c);
         return;
@@ -774,13 +762,14 @@ static void on_event(slm_srv_loop *L, conn *c, uint32_t ev)
                                          : (c->st == C_BODY ? 65536 : PIPELINE_CAP);
             if (c->in.len >= cap)
                 break;
-            if (reserve(&c->in, cap - c->in.len)) {
-                conn_close(L, c);
-                return;
-            }
-            ssize_t n = recv(c->fd, c->in.data + c->in.len, cap - c->in.len, 0);
+            char tmp[16384];
+            size_t room = cap - c->in.len < sizeof tmp ? cap - c->in.len : sizeof tmp;
+            ssize_t n = recv(c->fd, tmp, room, 0);
             if (n > 0) {
-                c->in.len += (size_t)n;
+                if (slm_srv_buf_append(&c->in, tmp, (size_t)n)) {
+                    conn_close(L, c);
+                    return;
+                }
                 if (c->st == C_BODY && c->in.len >= cap)
                     read_body(L, c); /* make room: move it into the body */
                 if (c->st != C_HEAD && c->st != C_BODY)
@@ -968,8 +957,11 @@ static int listen_on(slm_srv_loop *L, const char *host, int port)
     return 0;
 }
 
-/* Each connection is a descriptor: take all the process may have. */
-static void raise_fd_limit(int want)
+/* Each connection is a descriptor: take all the process may have, and
+ * keep --max-conns within it (with room for the lingering rejections, the
+ * model file and the engine's own descriptors), so that the limit answers
+ * 503 before accept() would fail. */
+static void fit_fd_limit(slm_srv_config *cfg)
 {
     struct rlimit r;
     if (getrlimit(RLIMIT_NOFILE, &r))
@@ -977,11 +969,15 @@ static void raise_fd_limit(int want)
     if (r.rlim_cur < r.rlim_max) {
         r.rlim_cur = r.rlim_max;
         setrlimit(RLIMIT_NOFILE, &r);
+        getrlimit(RLIMIT_NOFILE, &r);
     }
-    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < (rlim_t)want + LINGER_SLACK + 64)
-        fprintf(stderr, "slm serve: warning: the descriptor limit (%llu) is below --max-conns "
-                        "(%d); raise ulimit -n\n",
-                (unsigned long long)r.rlim_cur, want);
+    if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= (rlim_t)cfg->max_conns + LINGER_SLACK + 64)
+        return;
+    long fit = (long)r.rlim_cur - LINGER_SLACK - 64;
+    cfg->max_conns = fit > 16 ? (int)fit : 16;
+    fprintf(stderr, "slm serve: the descriptor limit (%llu) holds %d connections: --max-conns "
+                    "lowered to that (raise ulimit -n for more)\n",
+            (unsigned long long)r.rlim_cur, cfg->max_conns);
 }
 
 int slm_srv_loop_start(slm_srv *s)
@@ -996,7 +992,7 @@ int slm_srv_loop_start(slm_srv *s)
     L->lfd = L->epfd = L->evfd = L->spare_fd = -1;
     L->clients.interval = LOG_INTERVAL_S;
     pthread_mutex_init(&L->mu, NULL);
-    raise_fd_limit(s->cfg.max_conns);
+    fit_fd_limit(&s->cfg);
     if (listen_on(L, s->cfg.host, s->cfg.port))
         return -1;
     L->epfd = epoll_create1(EPOLL_CLOEXEC);
