@@ -6,7 +6,7 @@
 # What it checks:
 #   - more than FD_SETSIZE (1,100+) idle and slow connections held open, and
 #     /health still answered at once (the gauge says they are all open);
-#   - a header sent slowly is cut off by the header deadline (408 JSON)
+#   - a header or a body sent slowly is cut off by its deadline (408 JSON)
 #     although bytes keep coming;
 #   - framing: duplicate Content-Length → 400, Transfer-Encoding: gzip →
 #     501, garbage → 400, all OpenAI-shaped JSON and counted in /metrics;
@@ -145,17 +145,17 @@ def test_many_slow_connections(port):
             s.close()
 
 
-def test_slow_header_deadline(port):
-    """--header-timeout 3: a header trickling in a line every 0.3 s is cut
-    off at the deadline, though its bytes never stop."""
+def trickle(port, first, piece):
+    """Sends `first`, then `piece` every 0.3 s until the server answers and
+    closes; returns (answer, seconds from the first byte)."""
     s = connect(port)
-    s.sendall(b"GET /health HTTP/1.1\r\n")
+    s.sendall(first)
     t0 = time.time()
     s.settimeout(0.3)
     got = b""
     while time.time() - t0 < 20:
         try:
-            s.sendall(b"X-Trickle: a\r\n")
+            s.sendall(piece)
         except (BrokenPipeError, ConnectionResetError):
             pass
         try:
@@ -167,8 +167,22 @@ def test_slow_header_deadline(port):
             pass
     elapsed = time.time() - t0
     s.close()
+    return got, elapsed
+
+
+def test_slow_header_deadline(port):
+    """--header-timeout 3: a header trickling in a line every 0.3 s is cut
+    off at the deadline, though its bytes never stop."""
+    got, elapsed = trickle(port, b"GET /health HTTP/1.1\r\n", b"X-Trickle: a\r\n")
     json_error(got, 408)
     check(2.5 < elapsed < 12, "cut off at the header deadline, not before", elapsed)
+
+
+def test_slow_body_deadline(port):
+    """--body-timeout 3: likewise for a body trickling in a byte at a time."""
+    got, elapsed = trickle(port, post_head("/v1/completions", 1000, KEY), b" ")
+    json_error(got, 408)
+    check(2.5 < elapsed < 12, "cut off at the body deadline, not before", elapsed)
 
 
 def test_framing(port):
@@ -390,7 +404,8 @@ def main():
             nonlocal srv
             if srv is None:
                 srv = Server("--ctx", str(CTX), "--api-key", KEY, "--auth-metrics",
-                             "--header-timeout", "3", "--max-conns-per-client", "2000",
+                             "--header-timeout", "3", "--body-timeout", "3",
+                             "--max-conns-per-client", "2000",
                              "--max-body", "65536", "--parallel", "4")
             t(srv.port)
         run.__name__ = t.__name__
@@ -406,7 +421,7 @@ def main():
 
     tests = [test_framing, test_pipelining_and_bearer_case, test_key_before_body,
              test_disconnect_cancels_whole, test_disconnect_cancels_stream,
-             test_half_close_gets_answer, test_slow_header_deadline,
+             test_half_close_gets_answer, test_slow_header_deadline, test_slow_body_deadline,
              test_many_slow_connections]
     try:
         return run_tests([serving(t) for t in tests] + [test_one_log_line_per_client,
