@@ -21,7 +21,8 @@
 #     (seen in /metrics);
 #   - a client that half-closes after its request still gets the whole
 #     answer, equal to the one a normal client gets, streaming or not;
-#   - the per-client connection limit answers 503 + Retry-After;
+#   - the per-client and the overall connection limits answer 503 +
+#     Retry-After;
 #   - a burst of broken connections from one address logs one line, not one
 #     per connection.
 # Run: SLM_BUILD_DIR=build python3 tests/test_server_conn.py (from the source root).
@@ -373,10 +374,13 @@ def one_log_line_per_client(srv):
           [l for l in srv.log if "client" in l][-5:])
 
 
-def test_per_client_limit():
-    srv = Server("--ctx", str(CTX), "--max-conns-per-client", "4")
+def limit_503(extra, n_ok, needle):
+    """A server with `extra` limits: n_ok connections are held (the n_ok-th
+    answered), the next gets 503 + Retry-After naming the option, and a
+    slot opens again when one closes."""
+    srv = Server("--ctx", str(CTX), *extra)
     try:
-        held = [connect(srv.port) for _ in range(3)]  # plus the one below: 4
+        held = [connect(srv.port) for _ in range(n_ok - 1)]
         st, _, _ = request(srv.port, "GET", "/health", key=None)
         check(st == 200, "under the limit", st)
         held.append(connect(srv.port))
@@ -384,7 +388,8 @@ def test_per_client_limit():
         r = raw(srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         err = json_error(r, 503)
         check(b"Retry-After:" in r.split(b"\r\n\r\n")[0], "Retry-After", r)
-        check(err["code"] == "too_many_connections", "503 code", err)
+        check(err["code"] == "too_many_connections" and needle in err["message"], "503 body",
+              err)
         held.pop().close()
         time.sleep(0.2)
         st, _, _ = request(srv.port, "GET", "/health", key=None)
@@ -393,6 +398,11 @@ def test_per_client_limit():
             s.close()
     finally:
         srv.stop()
+
+
+def test_connection_limits():
+    limit_503(["--max-conns-per-client", "4"], 4, "--max-conns-per-client")
+    limit_503(["--max-conns", "3"], 3, "--max-conns")
 
 
 def main():
@@ -426,7 +436,7 @@ def main():
     try:
         return run_tests([serving(t) for t in tests] + [test_one_log_line_per_client,
                                                         test_server_alive,
-                                                        test_per_client_limit])
+                                                        test_connection_limits])
     finally:
         if srv:
             srv.stop()

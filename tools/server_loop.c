@@ -349,9 +349,8 @@ static int flush(conn *c)
 
 /* Our side is done: shut our half and drop what the client still sends
  * for a moment, so the answer reaches it instead of a reset. */
-static void linger(slm_srv_loop *L, conn *c)
+static void linger(conn *c)
 {
-    (void)L;
     if (c->eof) {
         c->st = C_LINGER;
         c->deadline = slm_srv_now(); /* closed at the next sweep, or below */
@@ -383,7 +382,7 @@ static void respond_plain(conn *c)
             x->resp ? strlen(x->resp) : 2, x->hname, x->hvalue);
 }
 
-static void probe(slm_srv_loop *L, conn *c);
+static void probe(conn *c);
 static void pump(slm_srv_loop *L, conn *c);
 
 /* A worker finished c's request: an answer, or a job to follow. */
@@ -398,7 +397,7 @@ static void attach(slm_srv_loop *L, conn *c)
     c->st = C_GEN;
     pump(L, c);
     if (c->st == C_GEN && (c->rdhup || c->eof))
-        probe(L, c);
+        probe(c);
 }
 
 /* The whole body is in: run the route's handler, here or on a worker. */
@@ -576,7 +575,7 @@ static bool settle(slm_srv_loop *L, conn *c)
                 break; /* the rest when the socket takes it (EPOLLOUT) */
             exchange_end(L, c);
             if (c->close_after) {
-                linger(L, c);
+                linger(c);
                 if (c->eof) {
                     conn_close(L, c);
                     return false;
@@ -651,9 +650,8 @@ static void pump(slm_srv_loop *L, conn *c)
 
 /* Writes to a client that sent its FIN while its request runs (see the top
  * of this file): a closed one answers with a reset. */
-static void probe(slm_srv_loop *L, conn *c)
+static void probe(conn *c)
 {
-    (void)L;
     slm_srv_exchange *x = c->x;
     if (x->stream) {
         if (!c->head_sent)
@@ -789,7 +787,7 @@ static void on_event(slm_srv_loop *L, conn *c, uint32_t ev)
         }
     }
     if (c->rdhup && c->st == C_GEN && !c->head_sent)
-        probe(L, c);
+        probe(c);
     settle(L, c);
 }
 
@@ -864,7 +862,7 @@ static void sweep(slm_srv_loop *L, double now)
         if (c->st == C_GEN && (c->rdhup || c->eof)) {
             probing = true;
             if (now >= c->next_probe) {
-                probe(L, c);
+                probe(c);
                 settle(L, c);
             }
             continue;
