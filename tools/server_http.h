@@ -105,7 +105,10 @@ typedef struct slm_srv_exchange {
     void *conn;            /* the loop's connection; loop thread only */
 } slm_srv_exchange;
 
-/* A route handler; returns 0 (the value is not used). */
+/* A route handler; returns 0 (the value is not used). It reads x->body and
+ * answers with slm_srv_respond / slm_srv_respond_error (or, for a
+ * generation, slm_srv_generate); it never sees a socket. A new endpoint is
+ * one line in server_http.c's route table plus its handler. */
 typedef int (*slm_srv_handler)(slm_srv *s, slm_srv_exchange *x);
 
 enum { SLM_SRV_ROUTE_KEY = 1,    /* needs the API key (when one is set) */

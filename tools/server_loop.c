@@ -837,10 +837,14 @@ void slm_srv_loop_wake_job(void *loop, slm_srv_job *j)
 {
     slm_srv_loop *L = loop;
     pthread_mutex_lock(&L->mu);
+    /* A non-empty list already has a wake-up on its way (the loop takes the
+     * list after reading the eventfd), so 64 streams cost one write. */
+    bool first = !L->woken;
     j->wake_next = L->woken;
     L->woken = j;
     pthread_mutex_unlock(&L->mu);
-    wake_loop(L);
+    if (first)
+        wake_loop(L);
 }
 
 /* Deadlines and probes; every connection, a few times a second. */
