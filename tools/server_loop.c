@@ -689,9 +689,12 @@ static void reject(slm_srv_loop *L, int fd, slm_srv_client *client, const char *
     settle(L, c);
 }
 
-static void accept_all(slm_srv_loop *L)
+/* Accepts what waits, a bounded number per loop turn so that a flood of
+ * new connections does not starve the open ones (the listener stays
+ * readable and comes back next turn). */
+static void accept_some(slm_srv_loop *L)
 {
-    for (;;) {
+    for (int n = 0; n < 256; n++) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(L->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -902,7 +905,7 @@ static void *loop_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &L->lfd) {
-                accept_all(L);
+                accept_some(L);
             } else if (p == &L->evfd) {
                 uint64_t v;
                 ssize_t k = read(L->evfd, &v, sizeof v);
