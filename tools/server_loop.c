@@ -36,7 +36,8 @@
  * either way (TCP_INFO), and an interim 1xx answer as a probe breaks
  * clients that take any 1xx other than 100 for the final answer. The cost
  * is that a half-closed client whose generation then fails gets the error
- * JSON under a 200 status line.
+ * JSON under a 200 status line, and that requests it pipelined behind the
+ * running one go unanswered (the early head promised Connection: close).
  */
 #include <errno.h>
 #include <fcntl.h>
