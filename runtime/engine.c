@@ -400,7 +400,7 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
                    const char *msg)
 {
     int n_known = r->sr ? slm_sched_req_n_known(r->sr) : r->n_prompt;
-    if (why == SLM_FINISH_LENGTH || (why == SLM_FINISH_STOP && !r->stops.stopped)) {
+    if (!r->embed && (why == SLM_FINISH_LENGTH || (why == SLM_FINISH_STOP && !r->stops.stopped))) {
         const char *t;
         size_t n;
         slm_detok_flush(r->dt, &t, &n);

@@ -8,14 +8,16 @@
  * vectors: F16 ≥ 0.999 (f32 activations; only summation order differs),
  * Q8_0 and Q4_K ≥ 0.995 (the CPU quantizes activations to 8-bit blocks on
  * the fly, which transformers does not: the gap test_tiny_models.c bounds
- * on the logits; measured ≥ 0.9991, F16 1.000000). Every cosine is printed. The engine runs with 16-token
- * steps, so the 37-token input pools over three chunks.
+ * on the logits; measured ≥ 0.9991, F16 1.000000). Every cosine is
+ * printed. The engine runs with 16-token steps, so the 37-token input
+ * pools over three chunks.
  *
  * Also: a batch of inputs equals each input alone, bitwise, even beside a
  * generation request; an input whose blocks are already in the prefix
  * cache (each input there is embedded twice) still pools every token (the
- * scheduler must not start it on cached blocks); the file's pooling_type key chooses the pooling; bad input
- * fails naming what is wrong, and the engine carries on.
+ * scheduler must not start it on cached blocks); the file's pooling_type
+ * key chooses the pooling; bad input fails naming what is wrong, and the
+ * engine carries on.
  */
 #include <math.h>
 #include <stdio.h>
