@@ -349,8 +349,8 @@ static slm_status embed_make(const slm_engine *e, const slm_embed_params *p, ere
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "the input is empty");
     if (!st && r->n_prompt >= e->p.n_ctx)
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                       "the input is %d tokens, more than the context of %d tokens allows",
-                       r->n_prompt, e->p.n_ctx - 1);
+                       "the input is %d tokens; the context of %d tokens takes at most %d",
+                       r->n_prompt, e->p.n_ctx, e->p.n_ctx - 1);
     if (!st)
         st = resolve_pooling(e->m, p->pooling, &r->pooling);
     if (!st && !(r->pool = calloc((size_t)e->m->hp.n_embd, sizeof *r->pool)))
