@@ -14,6 +14,7 @@
 
 #include <microhttpd.h>
 
+#include "server_embed.h"
 #include "server_http.h"
 
 /* Per-request state of a connection (MHD's con_cls). */
@@ -107,8 +108,20 @@ static int route_models(slm_srv *s, struct MHD_Connection *c)
     return slm_srv_respond(s, c, 200, "application/json", body, NULL, NULL);
 }
 
+/* POST /v1/embeddings: server_embed.c answers, this sends it. */
+static int route_embeddings(slm_srv *s, struct MHD_Connection *c, const char *body, size_t len)
+{
+    char *json;
+    slm_srv_error e;
+    int status = slm_srv_embeddings(s, body, len, &json, &e);
+    if (status != 200)
+        return slm_srv_respond_error(s, c, &e, status == 503 ? "Retry-After" : NULL,
+                                     status == 503 ? "1" : NULL);
+    return slm_srv_respond(s, c, 200, "application/json", json, NULL, NULL);
+}
+
 /* Which route a URL is, and the one method it takes. */
-typedef enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPLETIONS } route;
+typedef enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS } route;
 
 static route route_of(const char *url, const char **method)
 {
@@ -121,6 +134,7 @@ static route route_of(const char *url, const char **method)
         {"/v1/models", "GET", R_MODELS},
         {"/v1/chat/completions", "POST", R_CHAT},
         {"/v1/completions", "POST", R_COMPLETIONS},
+        {"/v1/embeddings", "POST", R_EMBEDDINGS},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(url, table[i].url)) {
@@ -196,6 +210,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                           : "the server is shutting down");
     if (r == R_MODELS)
         return route_models(s, c);
+    if (r == R_EMBEDDINGS)
+        return route_embeddings(s, c, hr->body.data, hr->body.len);
     return slm_srv_generate(s, c, r == R_CHAT, hr->body.data, hr->body.len);
 }
 
