@@ -210,37 +210,24 @@ static void check_fixture(const char *name, double bound)
     free_reference(&r);
 }
 
-static void test_llama(void **state)
+/* One family in each stored type. */
+static void check_family(const char *family)
 {
-    (void)state;
-    check_fixture("llama-f16", 0.999);
-    check_fixture("llama-q8_0", 0.995);
-    check_fixture("llama-q4_k", 0.995);
+    static const struct {
+        const char *type;
+        double bound;
+    } types[] = {{"f16", 0.999}, {"q8_0", 0.995}, {"q4_k", 0.995}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", family, types[i].type);
+        check_fixture(name, types[i].bound);
+    }
 }
 
-static void test_qwen2(void **state)
-{
-    (void)state;
-    check_fixture("qwen2-f16", 0.999);
-    check_fixture("qwen2-q8_0", 0.995);
-    check_fixture("qwen2-q4_k", 0.995);
-}
-
-static void test_qwen3(void **state)
-{
-    (void)state;
-    check_fixture("qwen3-f16", 0.999);
-    check_fixture("qwen3-q8_0", 0.995);
-    check_fixture("qwen3-q4_k", 0.995);
-}
-
-static void test_gemma3(void **state)
-{
-    (void)state;
-    check_fixture("gemma3-f16", 0.999);
-    check_fixture("gemma3-q8_0", 0.995);
-    check_fixture("gemma3-q4_k", 0.995);
-}
+static void test_llama(void **state) { (void)state, check_family("llama"); }
+static void test_qwen2(void **state) { (void)state, check_family("qwen2"); }
+static void test_qwen3(void **state) { (void)state, check_family("qwen3"); }
+static void test_gemma3(void **state) { (void)state, check_family("gemma3"); }
 
 static void gen_done(void *user, const slm_result *res)
 {
