@@ -311,8 +311,9 @@ typedef enum slm_pooling {
  * every token's hidden state). Filled by slm_embed_params_default(). */
 typedef struct slm_embed_params {
     size_t size;              /* sizeof(slm_embed_params); set by _default() */
-    /* The input: exactly one of text (tokenized like a prompt: BOS added
-     * where the model wants it) and tokens. */
+    /* The input: exactly one of text (tokenized with BOS where the model
+     * wants it; special-token texts in it, e.g. "<|im_start|>", are
+     * ordinary text) and tokens. */
     const char *text;
     const int32_t *tokens;
     int n_tokens;

@@ -333,18 +333,20 @@ static slm_status embed_make(const slm_engine *e, const slm_embed_params *p, ere
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "on_done is required");
     if (!p->out)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "out (the embedding's buffer) is NULL");
+    if (!p->text == !(p->n_tokens > 0))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "an embedding needs text or tokens (%s)",
+                         p->text ? "both given" : "neither given");
     slm_request_params rp;
     slm_request_params_default(&rp);
-    rp.prompt = p->text;
     rp.tokens = p->tokens;
     rp.n_tokens = p->n_tokens;
     ereq *r = calloc(1, sizeof *r);
     if (!r)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
-    slm_status st = p->text || p->n_tokens > 0
-                        ? request_tokens(e->m, &rp, r)
-                        : slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                                    "an embedding needs text or tokens (neither given)");
+    /* NOTE: the text is data, not a prompt: special-token texts in it stay
+     * ordinary text. */
+    slm_status st = p->text ? slm_model_encode(e->m, p->text, false, &r->prompt, &r->n_prompt)
+                            : request_tokens(e->m, &rp, r);
     if (!st && r->n_prompt < 1)
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "the input is empty");
     if (!st && r->n_prompt >= e->p.n_ctx)

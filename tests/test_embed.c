@@ -318,6 +318,10 @@ static void test_bad_input(void **state)
     p = input(NULL, 0, SLM_POOLING_MODEL);
     assert_int_equal(slm_engine_embed(e, &p, 1, out, NULL), SLM_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(slm_last_error(), "text or tokens"));
+    p = input(good, 3, SLM_POOLING_MODEL);
+    p.text = "and text";
+    assert_int_equal(slm_engine_embed(e, &p, 1, out, NULL), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "both given"));
     p = input(good, 3, (slm_pooling)7);
     assert_int_equal(slm_engine_embed(e, &p, 1, out, NULL), SLM_STATUS_INVALID_ARGUMENT);
     assert_non_null(strstr(slm_last_error(), "pooling 7"));

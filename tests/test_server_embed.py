@@ -8,7 +8,8 @@
 #     total_tokens > 0; every vector has the model's width and unit L2 norm;
 #   - the four input forms: a string, an array of strings, an array of token
 #     ids, an array of token-id arrays (equal ids give equal vectors, a
-#     prefix another; usage counts the ids);
+#     prefix another; usage counts the ids); "<|im_start|>" in a text is
+#     ordinary text, not the control token;
 #   - a batch of inputs equals each input embedded alone (within 1e-6: the
 #     engine reduces each row in a fixed order, so it is in fact bitwise);
 #     different texts give different vectors and a text is closer to a
@@ -107,6 +108,10 @@ def test_token_inputs(port):
     check(not close(b[0], b[1], 1e-3), "a prefix is another input")
     r = embed(port, {"input": [ids[:4]]})
     check(r["usage"]["prompt_tokens"] == 4, "usage counts the ids", r["usage"])
+    # A special token's text is ordinary text in an input (it is data, not a
+    # prompt): several tokens, not the one control token.
+    r = embed(port, {"input": "<|im_start|>"})
+    check(r["usage"]["prompt_tokens"] >= 4, "special-token text stays text", r["usage"])
 
 
 def test_base64_and_pooling(port):
