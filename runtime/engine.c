@@ -428,7 +428,14 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
     if (r->sr)
         slm_sched_remove(e->sched, r->sr);
     r->sr = NULL;
+    slm_sched_stats ss;
+    slm_sched_stats_get(e->sched, &ss);
     pthread_mutex_lock(&e->mu);
+    /* NOTE: a caller that submits again from on_done (slm_engine_embed
+     * keeping its inputs queued) must not see the queue as full as it was
+     * before the last schedule admitted some: publish_stats comes after
+     * the callbacks. */
+    e->sched_waiting = ss.n_waiting;
     for (ereq **pp = &e->live; *pp; pp = &(*pp)->next)
         if (*pp == r) {
             *pp = r->next;

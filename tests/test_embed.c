@@ -16,8 +16,9 @@
  * generation request; an input whose blocks are already in the prefix
  * cache (each input there is embedded twice) still pools every token (the
  * scheduler must not start it on cached blocks); the file's pooling_type
- * key chooses the pooling; bad input fails naming what is wrong, and the
- * engine carries on. With SLM_TEST_BACKEND=vulkan (ctest:
+ * key chooses the pooling; more inputs than the engine's queue holds all
+ * come back right; bad input fails naming what is wrong, and the engine
+ * carries on. With SLM_TEST_BACKEND=vulkan (ctest:
  * test_gpu_vulkan_embed; "skipped: no device" without one) the same on the
  * Vulkan backend.
  */
@@ -147,6 +148,9 @@ static const char *fixture_copy(const char *name, const char *arch, int pooling)
 }
 
 /* An engine with 16-token steps on a copy of fixture tiny-<name>. */
+/* The engine's queue bound, for the queue test (0: the default). */
+static int g_max_waiting;
+
 static slm_engine *open_engine(const char *name, int pooling, slm_model **m)
 {
     char arch[32];
@@ -170,6 +174,8 @@ static slm_engine *open_engine(const char *name, int pooling, slm_model **m)
     ep.max_running = 4;
     ep.step_tokens = 16; /* the 37-token input pools over three chunks */
     ep.kv_blocks = 64;
+    if (g_max_waiting)
+        ep.max_waiting = g_max_waiting;
     slm_engine *e = NULL;
     if (slm_engine_open(*m, &ep, &e) != SLM_OK)
         fail_msg("engine on %s: %s", path, slm_last_error());
@@ -402,6 +408,36 @@ static void test_pooling_from_file(void **state)
     free_reference(&r);
 }
 
+/* More inputs than the engine's queue takes: slm_engine_embed keeps it
+ * full, waiting for its own to finish, and every input still comes back
+ * right (each equal to its solo embedding). */
+static void test_more_inputs_than_queue(void **state)
+{
+    (void)state;
+    reference r;
+    assert_true(load_reference("tests/fixtures/tiny/tiny-llama-f16.embed", &r));
+    g_max_waiting = 1;
+    slm_model *m;
+    slm_engine *e = open_engine("llama-f16", -1, &m);
+    g_max_waiting = 0;
+    enum { N = 12 };
+    slm_embed_params in[N];
+    float *all = malloc(N * r.d * sizeof(float)), *one = malloc(r.d * sizeof(float));
+    for (int i = 0; i < N; i++)
+        in[i] = input(r.tokens[i % r.n_seq], (int)r.len[i % r.n_seq], SLM_POOLING_MEAN);
+    tu_poison(all, N * r.d);
+    assert_int_equal(slm_engine_embed(e, in, N, all, NULL), SLM_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(slm_engine_embed(e, &in[i], 1, one, NULL), SLM_OK);
+        assert_true(tu_max_rel_err(all + (size_t)i * r.d, one, r.d, 1e-5, 0, NULL) <= 1);
+    }
+    free(all);
+    free(one);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+    free_reference(&r);
+}
+
 /* submit_embed with a callback: on_done after out is filled; cancel works. */
 typedef struct {
     int done;
@@ -465,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_pooling_from_file),
         cmocka_unit_test(test_submit_and_cancel),
+        cmocka_unit_test(test_more_inputs_than_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
