@@ -18,6 +18,13 @@
  * the engine thread alone, between steps. Callbacks run on the engine thread
  * without the lock held, so they may call slm_engine_cancel and submit.
  *
+ * Embedding requests (slm_engine_submit_embed) ride the same steps: their
+ * prompt is prefilled like any other (one "new token" in the scheduler's
+ * eyes, never starting on cached blocks), the step keeps the final-normed
+ * hidden states of its rows (slm_forward_keep_hidden), each embedding
+ * request's rows are pooled as they come (pool_plan), and where a
+ * generation request would sample, it ends instead (embed_finish).
+ *
  * The KV pool is sized once, at open, from the memory the backend measures
  * after the weights and a worst-case step's workspace are allocated.
  */
