@@ -27,16 +27,15 @@
 #     (JSON lines and plain), and reads inputs from stdin lines.
 # Run: SLM_BUILD_DIR=build python3 tests/test_server_embed.py (from the source root).
 import base64
+import functools
 import json
 import math
 import os
 import struct
 import sys
-import time
-import traceback
 
 import test_server
-from cli_e2e import slm
+from cli_e2e import run_tests, slm
 from test_server import KEY, MODEL, Server, check, request
 
 CTX = 128
@@ -202,29 +201,28 @@ def test_cli(port):
     check(rc == 0 and "usage: slm embed" in out, "--help", (rc, err))
 
 
+def on_port(t, port):
+    """t(port) under t's own name, for cli_e2e.run_tests."""
+    f = functools.partial(t, port)
+    f.__name__ = t.__name__
+    return f
+
+
 def main():
     if not os.path.exists(MODEL):
         print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
         return 0
-    passed, failed = 0, 0
     srv = Server("--parallel", "8", "--ctx", str(CTX), "--api-key", KEY)
-    tests = [test_shape, test_batch_equals_single, test_token_inputs, test_base64_and_pooling,
-             test_bad_input, test_openai_client, test_cli]
-    try:
-        for t in tests:
-            t0 = time.time()
-            try:
-                t(srv.port)
-                passed += 1
-                print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
+
+    def test_server_alive(port):
         check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
+
+    tests = [test_shape, test_batch_equals_single, test_token_inputs, test_base64_and_pooling,
+             test_bad_input, test_openai_client, test_cli, test_server_alive]
+    try:
+        return run_tests([on_port(t, srv.port) for t in tests])
     finally:
         srv.stop()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
