@@ -121,7 +121,9 @@ static const char *fixture_copy(const char *name, const char *arch, int pooling)
     const char *dir = getenv("SLM_BUILD_DIR");
     char src[256], key[64];
     snprintf(src, sizeof src, "tests/fixtures/tiny/tiny-%s.gguf", name);
-    snprintf(dst, sizeof dst, "%s/test_embed_%s_%d.gguf", dir ? dir : "/tmp", name, pooling);
+    /* One name per backend: ctest runs the CPU and Vulkan variants at once. */
+    snprintf(dst, sizeof dst, "%s/test_embed_%s_%s_%d.gguf", dir ? dir : "/tmp", g_backend, name,
+             pooling);
     snprintf(key, sizeof key, "%s.pooling_type", arch);
     slm_gguf *g = NULL;
     slm_gguf_writer *w = NULL;
