@@ -284,6 +284,70 @@ SLM_API slm_status slm_model_count_tokens(const slm_model *m, const char *text, 
 SLM_API slm_status slm_model_count_message_tokens(const slm_model *m, const slm_message *msgs,
                                                   int n, const char *chat_template, int *n_tokens);
 
+/* ------------------------------------------------------------------------ */
+/* Embeddings: pooled final hidden states                                    */
+/* ------------------------------------------------------------------------ */
+
+/* How an embedding pools the hidden states of its input's tokens (the
+ * final hidden states: after the output norm, before the output
+ * projection). The numbers 1..3 are GGUF's <arch>.pooling_type values.
+ * Append-only. */
+typedef enum slm_pooling {
+    /* The file's <arch>.pooling_type; a file without the key (any
+     * generative model) or with 0 ("none") gets SLM_POOLING_MEAN, which
+     * uses every token rather than trusting one; a file asking for
+     * anything else (4: rank) fails the request naming it. */
+    SLM_POOLING_MODEL = 0,
+    SLM_POOLING_MEAN = 1, /* the mean over every token of the input */
+    SLM_POOLING_CLS = 2,  /* the first token's (BERT-style [CLS]) */
+    SLM_POOLING_LAST = 3  /* the last token's (decoder embedding models) */
+} slm_pooling;
+
+/* One embedding request. An embedding request goes through the engine's
+ * scheduler beside generation requests: its input is prefilled (in chunks
+ * under the step budget, batched with whatever else runs), nothing is
+ * sampled, and its KV blocks are freed as soon as its last token is
+ * computed. It never reuses the prefix cache (mean and CLS pooling need
+ * every token's hidden state). Filled by slm_embed_params_default(). */
+typedef struct slm_embed_params {
+    size_t size;              /* sizeof(slm_embed_params); set by _default() */
+    /* The input: exactly one of text (tokenized with BOS where the model
+     * wants it; special-token texts in it, e.g. "<|im_start|>", are
+     * ordinary text) and tokens. */
+    const char *text;
+    const int32_t *tokens;
+    int n_tokens;
+    slm_pooling pooling;      /* default SLM_POOLING_MODEL */
+    int normalize;            /* 1 (default): L2-normalised; 0: as pooled */
+    /* Receives the embedding, n_embd floats (slm_model_info.n_embd), before
+     * on_done is called; the caller keeps it valid until then. */
+    float *out;
+    slm_done_cb on_done;      /* required with slm_engine_submit_embed */
+    void *user;
+} slm_embed_params;
+
+SLM_API void slm_embed_params_default(slm_embed_params *p);
+
+/* Queues an embedding request; its id (for slm_engine_cancel) goes to *id.
+ * on_done runs once, on the engine thread, with finish SLM_FINISH_STOP
+ * (out filled, completion_tokens 0), CANCELLED or ERROR. Fails without
+ * calling it as slm_engine_submit does (INVALID_ARGUMENT naming what is
+ * wrong: no or two inputs, a token outside the vocabulary, an input longer
+ * than the context, out missing, an unknown pooling; QUEUE_FULL). */
+SLM_API slm_status slm_engine_submit_embed(slm_engine *e, const slm_embed_params *p,
+                                           uint64_t *id);
+
+/* Embeds n inputs and waits for all of them: the blocking form of
+ * slm_engine_submit_embed for a caller's own thread (never a callback).
+ * Input i's embedding lands in out[i * n_embd ..]; each input's own out,
+ * on_done and user are ignored. The inputs run batched together (as many
+ * at once as the engine's queue takes). *prompt_tokens (when not NULL)
+ * receives the tokens of all inputs. On any failure the inputs still
+ * queued are cancelled and the status of the first failure is returned,
+ * its message naming the input ("input 3: ..."). Thread-safe. */
+SLM_API slm_status slm_engine_embed(slm_engine *e, const slm_embed_params *inputs, int n,
+                                    float *out, int *prompt_tokens);
+
 #ifdef __cplusplus
 }
 #endif

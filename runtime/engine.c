@@ -18,9 +18,17 @@
  * the engine thread alone, between steps. Callbacks run on the engine thread
  * without the lock held, so they may call slm_engine_cancel and submit.
  *
+ * Embedding requests (slm_engine_submit_embed) ride the same steps: their
+ * prompt is prefilled like any other (one "new token" in the scheduler's
+ * eyes, never starting on cached blocks), the step keeps the final-normed
+ * hidden states of its rows (slm_forward_keep_hidden), each embedding
+ * request's rows are pooled as they come (pool_plan), and where a
+ * generation request would sample, it ends instead (embed_finish).
+ *
  * The KV pool is sized once, at open, from the memory the backend measures
  * after the weights and a worst-case step's workspace are allocated.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,6 +38,7 @@
 #include <time.h>
 
 #include "api_model.h"
+#include "embed.h"
 #include "forward.h"
 #include "sampler.h"
 #include "scheduler.h"
@@ -68,6 +77,14 @@ typedef struct ereq {
     size_t out_len, out_cap;
     slm_result res;
     char err[256];
+    /* Embedding requests only (slm_engine_submit_embed): prefill, no
+     * sampling; the hidden states pool into `pool` step by step. */
+    bool embed;
+    slm_pooling pooling;   /* resolved: MEAN, CLS or LAST */
+    bool normalize;
+    double *pool;          /* [n_embd] sum (MEAN) or the row (CLS, LAST) */
+    int pooled;            /* prompt tokens folded into pool so far */
+    float *emb_out;        /* caller's [n_embd] */
     struct ereq *next;     /* incoming queue, then the live list, then the ended list */
 } ereq;
 
@@ -78,6 +95,7 @@ struct slm_engine {
     slm_forward *fwd;
     slm_kv *kv;
     float *logits; /* [max_running][n_vocab] */
+    float *hidden; /* [step_tokens][n_embd], made by the first embedding step */
     bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
@@ -166,6 +184,7 @@ static void ereq_free(ereq *r)
         return;
     free(r->prompt);
     free(r->out);
+    free(r->pool);
     slm_sampler_free(r->smp);
     slm_detok_free(r->dt);
     slm_stopstr_free(&r->stops);
@@ -270,6 +289,97 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
     return SLM_OK;
 }
 
+void slm_embed_params_default(slm_embed_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->pooling = SLM_POOLING_MODEL;
+    p->normalize = 1;
+}
+
+/* The pooling a request gets: its own, else the file's pooling_type, else
+ * (no key, or 0 "none") mean. */
+static slm_status resolve_pooling(const slm_model *m, slm_pooling asked, slm_pooling *out)
+{
+    if (asked < SLM_POOLING_MODEL || asked > SLM_POOLING_LAST)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "pooling %d is not one of model (0), mean (1), cls (2), last (3)",
+                         (int)asked);
+    *out = asked;
+    if (asked != SLM_POOLING_MODEL)
+        return SLM_OK;
+    char key[64];
+    snprintf(key, sizeof key, "%s.pooling_type", m->hp.arch);
+    int64_t v = 0;
+    slm_status st = slm_gguf_get_int(m->gguf, key, &v);
+    if (st == SLM_STATUS_NOT_FOUND || (!st && v == 0)) {
+        *out = SLM_POOLING_MEAN;
+        return SLM_OK;
+    }
+    if (st)
+        return st;
+    if (v < SLM_POOLING_MEAN || v > SLM_POOLING_LAST)
+        return slm_error(SLM_STATUS_UNSUPPORTED,
+                         "the model's %s is %lld, a pooling slm does not do (it does 1 mean, 2 "
+                         "cls, 3 last): ask for one", key, (long long)v);
+    *out = (slm_pooling)v;
+    return SLM_OK;
+}
+
+/* An embedding request: the prompt tokens, the pooling, a pool; one
+ * "new token" in the scheduler's eyes so its last prompt token is computed
+ * with a logit row, which tells the engine it is done. */
+static slm_status embed_make(const slm_engine *e, const slm_embed_params *p, ereq **out)
+{
+    *out = NULL;
+    if (p->size < sizeof *p)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "embed params.size %zu is smaller than this library's %zu (use "
+                         "slm_embed_params_default)", p->size, sizeof *p);
+    if (!p->on_done)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "on_done is required");
+    if (!p->out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "out (the embedding's buffer) is NULL");
+    if (!p->text == !(p->n_tokens > 0))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "an embedding needs text or tokens (%s)",
+                         p->text ? "both given" : "neither given");
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = p->tokens;
+    rp.n_tokens = p->n_tokens;
+    ereq *r = calloc(1, sizeof *r);
+    if (!r)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    /* NOTE: the text is data, not a prompt: special-token texts in it stay
+     * ordinary text. */
+    slm_status st = p->text ? slm_model_encode(e->m, p->text, false, &r->prompt, &r->n_prompt)
+                            : request_tokens(e->m, &rp, r);
+    if (!st && r->n_prompt < 1)
+        st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "the input is empty");
+    if (!st && r->n_prompt >= e->p.n_ctx)
+        st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                       "the input is %d tokens; the context of %d tokens takes at most %d",
+                       r->n_prompt, e->p.n_ctx, e->p.n_ctx - 1);
+    if (!st)
+        st = resolve_pooling(e->m, p->pooling, &r->pooling);
+    if (!st && !(r->pool = calloc((size_t)e->m->hp.n_embd, sizeof *r->pool)))
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st) {
+        ereq_free(r);
+        return st;
+    }
+    r->embed = true;
+    r->normalize = p->normalize != 0;
+    r->emb_out = p->out;
+    r->max_new = 1;
+    r->on_done = p->on_done;
+    r->user = p->user;
+    r->t_submit = now_ms();
+    atomic_init(&r->cancel, false);
+    *out = r;
+    return SLM_OK;
+}
+
 /* ---- the engine thread ------------------------------------------------- */
 
 /* Queues text for on_token (delivered by deliver()). On a full host the
@@ -299,7 +409,7 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
                    const char *msg)
 {
     int n_known = r->sr ? slm_sched_req_n_known(r->sr) : r->n_prompt;
-    if (why == SLM_FINISH_LENGTH || (why == SLM_FINISH_STOP && !r->stops.stopped)) {
+    if (!r->embed && (why == SLM_FINISH_LENGTH || (why == SLM_FINISH_STOP && !r->stops.stopped))) {
         const char *t;
         size_t n;
         slm_detok_flush(r->dt, &t, &n);
@@ -325,7 +435,14 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
     if (r->sr)
         slm_sched_remove(e->sched, r->sr);
     r->sr = NULL;
+    slm_sched_stats ss;
+    slm_sched_stats_get(e->sched, &ss);
     pthread_mutex_lock(&e->mu);
+    /* NOTE: a caller that submits again from on_done (slm_engine_embed
+     * keeping its inputs queued) must not see the queue as full as it was
+     * before the last schedule admitted some: publish_stats comes after
+     * the callbacks. */
+    e->sched_waiting = ss.n_waiting;
     for (ereq **pp = &e->live; *pp; pp = &(*pp)->next)
         if (*pp == r) {
             *pp = r->next;
@@ -381,6 +498,8 @@ static void admit_incoming(slm_engine *e, ereq **failed)
             *failed = r;
             continue;
         }
+        if (r->embed)
+            slm_sched_req_no_prefix(r->sr);
         r->next = e->live;
         e->live = r;
     }
@@ -463,12 +582,106 @@ static void note_scheduled(const slm_sched_plan *pl)
     }
 }
 
+/* ---- embeddings -------------------------------------------------------- */
+
+static bool plan_has_embed(const slm_sched_plan *pl)
+{
+    for (int i = 0; i < pl->n_entries; i++)
+        if (((ereq *)slm_sched_req_user(pl->entries[i].req))->embed)
+            return true;
+    return false;
+}
+
+/* Folds rows (n, d) of hidden states, tokens start .. start + n of r's
+ * prompt, into r's pool. A chunk starting at 0 again is a recomputation
+ * after preemption: the pool starts over. */
+static void pool_rows(ereq *r, const float *rows, int start, int n, int d)
+{
+    if (start == 0) {
+        memset(r->pool, 0, (size_t)d * sizeof *r->pool);
+        r->pooled = 0;
+    }
+    int first = 0;
+    if (r->pooling == SLM_POOLING_CLS)
+        n = start == 0 ? 1 : 0; /* only the first token counts */
+    else if (r->pooling == SLM_POOLING_LAST)
+        first = start + n == r->n_prompt ? n - 1 : n; /* only the last token counts */
+    for (int t = first; t < n; t++) {
+        const float *x = rows + (size_t)t * d;
+        if (r->pooling == SLM_POOLING_MEAN)
+            for (int j = 0; j < d; j++)
+                r->pool[j] += x[j];
+        else
+            for (int j = 0; j < d; j++)
+                r->pool[j] = x[j];
+    }
+}
+
+/* Pools the hidden states of every embedding request in the step just
+ * waited for (one download per request's chunk); a request whose rows do
+ * not continue where its pool left off, or that cannot get them, ends with
+ * an error rather than a wrong embedding. */
+static void pool_plan(slm_engine *e, const slm_sched_plan *pl)
+{
+    int d = e->m->hp.n_embd;
+    if (!plan_has_embed(pl))
+        return;
+    if (!e->hidden)
+        e->hidden = malloc((size_t)e->p.step_tokens * (size_t)d * sizeof *e->hidden);
+    for (int i = 0; i < pl->n_entries; i++) {
+        const slm_sched_entry *en = &pl->entries[i];
+        ereq *r = slm_sched_req_user(en->req);
+        if (!r->embed)
+            continue;
+        slm_status st = e->hidden ? slm_forward_hidden(e->fwd, en->start_row, en->n_tokens,
+                                                       e->hidden)
+                                  : slm_error(SLM_STATUS_OUT_OF_MEMORY,
+                                              "embedding: out of memory for hidden states");
+        if (!st && en->start != 0 && en->start != r->pooled)
+            st = slm_error(SLM_STATUS_INTERNAL, "embedding: chunk at token %d, pooled %d",
+                           en->start, r->pooled);
+        if (st) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", slm_last_error());
+            slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+            finish(e, r, SLM_FINISH_ERROR, st, msg);
+            continue;
+        }
+        pool_rows(r, e->hidden, en->start, en->n_tokens, d);
+        r->pooled = en->start + en->n_tokens;
+    }
+}
+
+/* The request's last token is computed: its embedding goes to the caller's
+ * buffer (mean taken, L2-normalised unless asked not to) and the request
+ * ends, its blocks freed for the next schedule. */
+static void embed_finish(slm_engine *e, ereq *r)
+{
+    int d = e->m->hp.n_embd;
+    double div = r->pooling == SLM_POOLING_MEAN ? (double)r->n_prompt : 1.0;
+    double ss = 0;
+    for (int j = 0; j < d; j++) {
+        r->pool[j] /= div;
+        ss += r->pool[j] * r->pool[j];
+    }
+    /* NOTE: an all-zero vector stays zero rather than becoming NaN. */
+    double scale = r->normalize && ss > 0 ? 1.0 / sqrt(ss) : 1.0;
+    for (int j = 0; j < d; j++)
+        r->emb_out[j] = (float)(r->pool[j] * scale);
+    if (r->t_first <= 0)
+        r->t_first = now_ms();
+    slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_STOPPED);
+    finish(e, r, SLM_FINISH_STOP, SLM_OK, NULL);
+}
+
 /* Submits the plan's step with its block copies (copy-on-write after a
  * fork). Returns the submit status; the step must be waited for either way. */
 static slm_status submit_plan(slm_engine *e, const slm_sched_plan *pl)
 {
     slm_step step;
     slm_sched_plan_step(pl, &step);
+    if (plan_has_embed(pl))
+        slm_forward_keep_hidden(e->fwd);
     return slm_forward_submit(e->fwd, &step, e->logits, pl->copies, pl->n_copies);
 }
 
@@ -482,7 +695,11 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
         if (pl->entries[i].logit_row < 0)
             continue;
         ereq *r = slm_sched_req_user(pl->entries[i].req);
-        take_token(e, r, e->logits + (size_t)k * e->n_vocab);
+        if (r->embed) {
+            if (r->sr) /* not already ended by pool_plan */
+                embed_finish(e, r);
+        } else
+            take_token(e, r, e->logits + (size_t)k * e->n_vocab);
         k++;
     }
 }
@@ -508,6 +725,7 @@ static bool run_step(slm_engine *e)
         fail_plan(e, pl, st, msg);
         return true;
     }
+    pool_plan(e, pl);
     sample_plan(e, pl);
     if (!e->overlap)
         deliver(e);
@@ -594,6 +812,7 @@ static void engine_free(slm_engine *e)
     if (e->kv)
         e->m->be->ops->kv_free(e->m->be, e->kv);
     free(e->logits);
+    free(e->hidden);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     atomic_fetch_sub(&e->m->n_engines, 1);
@@ -791,14 +1010,9 @@ void slm_engine_close(slm_engine *e, int drain)
     engine_free(e);
 }
 
-slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_t *id)
+/* Queues a made request for the engine thread, or frees it and fails. */
+static slm_status enqueue(slm_engine *e, ereq *r, uint64_t *id)
 {
-    if (!e || !p)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_submit: NULL argument");
-    ereq *r;
-    slm_status st = request_make(e, p, &r); /* tokenizing happens outside the lock */
-    if (st)
-        return st;
     pthread_mutex_lock(&e->mu);
     if (e->stop) {
         pthread_mutex_unlock(&e->mu);
@@ -825,6 +1039,26 @@ slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_
     pthread_mutex_unlock(&e->mu);
     return SLM_OK;
 }
+
+slm_status slm_engine_submit(slm_engine *e, const slm_request_params *p, uint64_t *id)
+{
+    if (!e || !p)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_submit: NULL argument");
+    ereq *r;
+    slm_status st = request_make(e, p, &r); /* tokenizing happens outside the lock */
+    return st ? st : enqueue(e, r, id);
+}
+
+slm_status slm_engine_submit_embed(slm_engine *e, const slm_embed_params *p, uint64_t *id)
+{
+    if (!e || !p)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_submit_embed: NULL argument");
+    ereq *r;
+    slm_status st = embed_make(e, p, &r);
+    return st ? st : enqueue(e, r, id);
+}
+
+int slm_engine_n_embd(const slm_engine *e) { return e->m->hp.n_embd; }
 
 slm_status slm_engine_cancel(slm_engine *e, uint64_t id)
 {

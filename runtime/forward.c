@@ -25,6 +25,8 @@ struct slm_forward {
     slm_status pending; /* a failure before or at submit, for slm_forward_wait */
     char pending_msg[512];
     bool submitted;
+    bool keep_hidden; /* the next submit norms every row into xn */
+    int hidden_rows;  /* rows of xn the last step left normed (0: none) */
     slm_buf *bufs[N_REGIONS]; /* one per region: each must fit one device buffer */
     size_t bytes[N_REGIONS];
     slm_ref x;      /* (T, n_embd) residual stream */
@@ -308,6 +310,10 @@ static void record(slm_forward *f, int T, int Lr, const slm_kv_copy *copies, int
         layer(f, l, T, &pend);
     if (pend.buf)
         be->ops->add(be, f->x, pend, (size_t)T * hp->n_embd, f->x);
+    /* NOTE: xn is free once the layers are done (pend, which may alias
+     * it, was just added), and the logits path below reads only x. */
+    if (f->hidden_rows)
+        norm(f, f->x, none, m->output_norm, T, f->xn);
     if (Lr > 0) {
         be->ops->get_rows(be, f->x, hp->n_embd, f->sel);
         norm(f, f->sel, none, m->output_norm, Lr, f->sel);
@@ -334,6 +340,8 @@ slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logit
     int T = step->n_tokens, Lr = step->n_logit_rows;
     f->submitted = false;
     f->pending = SLM_OK;
+    f->hidden_rows = f->keep_hidden && T >= 1 && T <= f->max_tokens ? T : 0;
+    f->keep_hidden = false;
     if (T < 1 || T > f->max_tokens || Lr < 0 || Lr > f->max_logit_rows)
         return remember(f, slm_error(SLM_STATUS_INVALID_ARGUMENT,
                                      "forward: step of %d tokens / %d logit rows exceeds %d / %d",
@@ -365,6 +373,19 @@ slm_status slm_forward_wait(slm_forward *f)
     if (st || !f->pending)
         return st;
     return slm_error(f->pending, "%s", f->pending_msg);
+}
+
+void slm_forward_keep_hidden(slm_forward *f) { f->keep_hidden = true; }
+
+slm_status slm_forward_hidden(slm_forward *f, int row0, int n, float *out)
+{
+    if (row0 < 0 || n < 1 || row0 + n > f->hidden_rows)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "forward: hidden rows %d..%d asked, the last step kept %d", row0,
+                         row0 + n, f->hidden_rows);
+    size_t d = (size_t)f->m->hp.n_embd;
+    slm_backend *be = f->m->be;
+    return be->ops->download(be, out, at(f->xn, (size_t)row0 * d), (size_t)n * d * sizeof(float));
 }
 
 slm_status slm_forward_run(slm_forward *f, const slm_step *step, float *logits)

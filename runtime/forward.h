@@ -44,6 +44,18 @@ slm_status slm_forward_submit(slm_forward *f, const slm_step *step, float *logit
                               const slm_kv_copy *copies, int n_copies);
 slm_status slm_forward_wait(slm_forward *f);
 
+/* Pooled embeddings: asks the next submitted step to also keep the
+ * final-normed hidden states of ALL its tokens (after the output norm,
+ * before the output projection: what an embedding pools). Costs one norm
+ * over the step's rows; cleared by that submit. */
+void slm_forward_keep_hidden(slm_forward *f);
+
+/* After slm_forward_wait returned SLM_OK for a step submitted after
+ * slm_forward_keep_hidden: out (n, n_embd) = rows row0 .. row0 + n of its
+ * normed hidden states (a synchronous download). INVALID_ARGUMENT when
+ * that step did not keep them or the rows are outside it. */
+slm_status slm_forward_hidden(slm_forward *f, int row0, int n, float *out);
+
 /* submit + wait. */
 slm_status slm_forward_run(slm_forward *f, const slm_step *step, float *logits);
 

@@ -29,6 +29,7 @@ struct slm_sched_req {
     int seq;         /* KV sequence, -1 unless RUNNING */
     int in_step;     /* scheduled in the plan being built */
     int n_preempted;
+    int no_prefix;   /* never admitted onto cached blocks (embeddings) */
     void *user;
     slm_sched_req *prev, *next; /* links in `waiting` or `running` */
 };
@@ -374,9 +375,9 @@ static void plan_admissions(slm_sched *s)
         int seq, cached = 0;
         /* Match at most known − 1 tokens: the last one must be computed to
          * get the logits that sample the next token. */
-        slm_status st = slm_kvcache_seq_create(s->kc, s->p.prefix_cache ? r->tokens : NULL,
-                                               s->p.prefix_cache ? r->n_known - 1 : 0, &seq,
-                                               &cached);
+        int reuse = s->p.prefix_cache && !r->no_prefix;
+        slm_status st = slm_kvcache_seq_create(s->kc, reuse ? r->tokens : NULL,
+                                               reuse ? r->n_known - 1 : 0, &seq, &cached);
         if (st != SLM_OK)
             break; /* host memory: try again next step */
         int want = r->n_known - cached;
@@ -518,6 +519,8 @@ int slm_sched_req_n_prompt(const slm_sched_req *r) { return r->n_prompt; }
 int slm_sched_req_n_known(const slm_sched_req *r) { return r->n_known; }
 int slm_sched_req_n_computed(const slm_sched_req *r) { return r->n_computed; }
 const int32_t *slm_sched_req_tokens(const slm_sched_req *r) { return r->tokens; }
+void slm_sched_req_no_prefix(slm_sched_req *r) { r->no_prefix = 1; }
+
 void *slm_sched_req_user(const slm_sched_req *r) { return r->user; }
 int slm_sched_req_kv_seq(const slm_sched_req *r) { return r->seq; }
 int slm_sched_req_n_preempted(const slm_sched_req *r) { return r->n_preempted; }

@@ -148,6 +148,11 @@ slm_status slm_sched_finish(slm_sched *s, slm_sched_req *r, slm_req_state why);
  * it. Accepts NULL. */
 void slm_sched_remove(slm_sched *s, slm_sched_req *r);
 
+/* Makes a waiting request compute every token itself, never starting on
+ * cached blocks (an embedding pools every token's hidden state). Its own
+ * full blocks still enter the cache for others. */
+void slm_sched_req_no_prefix(slm_sched_req *r);
+
 /* --- queries ----------------------------------------------------------- */
 slm_req_state slm_sched_req_state(const slm_sched_req *r);
 int slm_sched_req_n_prompt(const slm_sched_req *r);

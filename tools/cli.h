@@ -33,6 +33,7 @@ int slm_cmd_bench(int argc, char **argv);
 int slm_cmd_synth(int argc, char **argv);
 int slm_cmd_serve(int argc, char **argv);
 int slm_cmd_cost(int argc, char **argv);
+int slm_cmd_embed(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------ */
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "server_embed.h"
 #include "server_http.h"
 
 void slm_srv_config_default(slm_srv_config *c)
@@ -124,6 +125,19 @@ static int route_completions(slm_srv *s, slm_srv_exchange *x)
     return slm_srv_generate(s, x, false, x->body, x->body_len);
 }
 
+/* POST /v1/embeddings: server_embed.c answers (blocking this worker until the
+ * engine has pooled every input), this sends it. */
+static int route_embeddings(slm_srv *s, slm_srv_exchange *x)
+{
+    char *json;
+    slm_srv_error e;
+    int status = slm_srv_embeddings(s, x->body, x->body_len, &json, &e);
+    if (status != 200)
+        return slm_srv_respond_error(s, x, &e, status == 503 ? "Retry-After" : NULL,
+                                     status == 503 ? "1" : NULL);
+    return slm_srv_respond(s, x, 200, "application/json", json, NULL, NULL);
+}
+
 enum { KEY = SLM_SRV_ROUTE_KEY, READY = SLM_SRV_ROUTE_READY, WORKER = SLM_SRV_ROUTE_WORKER,
        METRICS = SLM_SRV_ROUTE_METRICS };
 
@@ -135,6 +149,7 @@ static const slm_srv_route routes[] = {
     {"/v1/models", "GET", route_models, KEY | READY},
     {"/v1/chat/completions", "POST", route_chat, KEY | READY | WORKER},
     {"/v1/completions", "POST", route_completions, KEY | READY | WORKER},
+    {"/v1/embeddings", "POST", route_embeddings, KEY | READY | WORKER},
 };
 
 const slm_srv_route *slm_srv_admit(slm_srv *s, const char *method, const char *path,

@@ -14,6 +14,8 @@ static const slm_cli_command commands[] = {
     {"chat", "an interactive chat that keeps the conversation's history", slm_cmd_chat},
     {"cost", "dollars per million tokens, measured over a sweep of concurrency levels",
      slm_cmd_cost},
+    {"embed", "print the pooled embedding of each input text (JSON lines or numbers)",
+     slm_cmd_embed},
     {"info", "print a model's metadata and tensor table", slm_cmd_info},
     {"run", "generate text for a prompt, streamed to stdout", slm_cmd_run},
     {"serve", "serve the model over HTTP with OpenAI's API (continuous batching)", slm_cmd_serve},
