@@ -304,7 +304,9 @@ static slm_status choice_make(const slm_engine *e, const slm_request_params *p, 
         st = slm_detok_create(e->m->tok, false, &r->dt);
     if (!st)
         st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
-    if (st) {
+    if (st) { /* the group stays the caller's */
+        g->refs--;
+        r->g = NULL;
         ereq_free(r);
         return st;
     }
@@ -374,8 +376,7 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
         st = choice_make(e, p, g, 0, tmp.prompt, tmp.n_prompt, &r);
     if (st) {
         free(tmp.prompt);
-        if (!r)
-            free(g);
+        free(g); /* choice_make failed or never ran: nobody holds it */
         return st;
     }
     r->prompt = tmp.prompt;
