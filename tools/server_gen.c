@@ -47,6 +47,24 @@ static void jobs_done(slm_srv *s, slm_srv_job *j)
     slm_srv_job_release(j);
 }
 
+/* issue 15: output arrives per choice (n, logprobs) through on_choice
+ * into j->ch, which the server sets up for rq->n choices before submit. */
+static void fill_choice_params(const slm_srv_request *rq, slm_request_params *p)
+{
+    p->n = rq->n;
+    p->logprobs = rq->logprobs;
+    p->top_logprobs = rq->top_logprobs;
+    p->on_token = NULL;
+    p->on_choice = slm_srv_job_on_choice;
+}
+
+/* The bytes of a token, for logprobs (slm_srv_vocab over the model). */
+static const char *model_piece(void *ctx, int32_t token, size_t *len)
+{
+    const char *p = NULL;
+    return slm_model_token_piece(ctx, token, &p, len) == SLM_OK ? p : NULL;
+}
+
 static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
 {
     slm_srv_request *rq = &j->rq;
@@ -68,9 +86,9 @@ static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
     p->stop = rq->stop;
     p->n_stop = rq->n_stop;
     p->ignore_eos = rq->ignore_eos;
-    p->on_token = slm_srv_job_on_token;
     p->on_done = slm_srv_job_on_done;
     p->user = j;
+    fill_choice_params(rq, p);
 }
 
 /* Maps a refused submission to its HTTP answer. */
@@ -89,7 +107,7 @@ static int refused(slm_srv *s, struct MHD_Connection *c, const slm_srv_request *
         return slm_srv_respond_error(s, c, &e, "Retry-After", "1");
     }
     if (st == SLM_STATUS_INVALID_ARGUMENT) {
-        slm_srv_error_set(&e, 400, "invalid_request_error", rq->chat ? "messages" : "prompt",
+        slm_srv_error_set(&e, 400, "invalid_request_error", slm_srv_engine_error_param(msg, rq->chat),
                           strstr(msg, "context") ? "context_length_exceeded" : "invalid_value",
                           "%s", msg);
         return slm_srv_respond_error(s, c, &e, NULL, NULL);
@@ -119,15 +137,22 @@ static int answer_whole(slm_srv *s, struct MHD_Connection *c, slm_srv_job *j,
                         const slm_srv_reply *reply)
 {
     slm_srv_buf text = {0};
+    slm_srv_choices got;
     int fd = fd_of(c);
+    if (slm_srv_choices_init(&got, j->rq.n)) {
+        jobs_done(s, j);
+        return MHD_NO;
+    }
     for (;;) {
         bool done = false;
         if (slm_srv_job_wait(j, fd, &text, &done) == SLM_SRV_WAIT_GONE) {
             slm_srv_buf_free(&text);
+            slm_srv_choices_free(&got);
             jobs_done(s, j);
             return MHD_NO; /* nobody to answer */
         }
-        if (done)
+        (void)slm_srv_job_take_choices(j, &got); /* out of memory: retried next time */
+        if (done && slm_srv_job_take_choices(j, &got) == 0)
             break;
     }
     slm_result r = j->result; /* final once done was seen under the job's lock */
@@ -135,12 +160,12 @@ static int answer_whole(slm_srv *s, struct MHD_Connection *c, slm_srv_job *j,
     if (r.finish == SLM_FINISH_ERROR) {
         rc = engine_error(s, c, &r);
     } else {
-        char *body = slm_srv_response_json(reply, text.data ? text.data : "", text.len,
-                                           slm_srv_finish_name(r.finish), r.prompt_tokens,
-                                           r.completion_tokens);
+        char *body = slm_srv_choices_response_json(reply, &got, r.prompt_tokens,
+                                                   r.completion_tokens);
         rc = body ? slm_srv_respond(s, c, 200, "application/json", body, NULL, NULL) : MHD_NO;
     }
     slm_srv_buf_free(&text);
+    slm_srv_choices_free(&got);
     jobs_done(s, j);
     return rc;
 }
@@ -157,6 +182,8 @@ typedef struct gen_stream {
     slm_srv_buf out;  /* framed events not yet sent */
     size_t out_off;
     bool started, finished;
+    slm_srv_choices got; /* taken from the job, not yet framed */
+    slm_srv_vocab vocab; /* reply.vocab points here: the stream outlives the handler */
 } gen_stream;
 
 static void event(gen_stream *g, char *json)
@@ -174,8 +201,7 @@ static void final_events(gen_stream *g)
         slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
                           r->error && r->error[0] ? r->error : slm_status_name(r->status));
         event(g, slm_srv_error_json(&e));
-    } else {
-        event(g, slm_srv_chunk_json(&g->reply, "", 0, false, slm_srv_finish_name(r->finish)));
+    } else { /* each choice's finish chunk went out with its last text */
         if (g->reply.rq->include_usage)
             event(g, slm_srv_usage_chunk_json(&g->reply, r->prompt_tokens,
                                               r->completion_tokens));
@@ -189,17 +215,16 @@ static bool next_events(gen_stream *g)
 {
     if (!g->started) {
         g->started = true;
-        if (g->reply.rq->chat) /* the assistant role comes first, as OpenAI's does */
-            event(g, slm_srv_chunk_json(&g->reply, "", 0, true, NULL));
+        /* The assistant role comes first, as OpenAI's does (per choice). */
+        slm_srv_choice_events(&g->reply, &g->got, true, &g->out);
         return true;
     }
     bool done = false;
     if (slm_srv_job_wait(g->job, g->fd, &g->text, &done) == SLM_SRV_WAIT_GONE)
         return false;
-    if (g->text.len)
-        event(g, slm_srv_chunk_json(&g->reply, g->text.data, g->text.len, false, NULL));
-    g->text.len = 0;
-    if (done)
+    int took = slm_srv_job_take_choices(g->job, &g->got);
+    slm_srv_choice_events(&g->reply, &g->got, false, &g->out);
+    if (done && took == 0)
         final_events(g);
     return true;
 }
@@ -227,6 +252,7 @@ static void stream_free(void *cls)
     jobs_done(g->s, g->job);
     slm_srv_buf_free(&g->text);
     slm_srv_buf_free(&g->out);
+    slm_srv_choices_free(&g->got);
     free(g);
 }
 
@@ -241,9 +267,16 @@ static int answer_stream(slm_srv *s, struct MHD_Connection *c, slm_srv_job *j,
     g->s = s;
     g->job = j;
     g->fd = fd_of(c);
+    if (slm_srv_choices_init(&g->got, j->rq.n)) {
+        free(g);
+        jobs_done(s, j);
+        return MHD_NO;
+    }
     g->reply = *reply;
     snprintf(g->id, sizeof g->id, "%s", reply->id);
     g->reply.id = g->id;
+    g->vocab = *reply->vocab;
+    g->reply.vocab = &g->vocab;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, g, stream_free);
     if (!r) {
@@ -270,6 +303,12 @@ int slm_srv_generate(slm_srv *s, struct MHD_Connection *c, bool chat, const char
         slm_srv_job_release(j);
         return slm_srv_respond_error(s, c, &e, NULL, NULL);
     }
+    if (slm_srv_choices_init(&j->ch, j->rq.n)) {
+        slm_srv_job_release(j);
+        slm_srv_job_release(j);
+        slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        return slm_srv_respond_error(s, c, &e, NULL, NULL);
+    }
     slm_request_params p;
     fill_params(s, j, &p);
     uint64_t id = 0;
@@ -285,6 +324,7 @@ int slm_srv_generate(slm_srv *s, struct MHD_Connection *c, bool chat, const char
     char rid[64];
     snprintf(rid, sizeof rid, "%s-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&s->seq, 1));
-    slm_srv_reply reply = {&j->rq, rid, s->model_id, (long long)time(NULL)};
+    slm_srv_vocab vocab = {model_piece, s->model};
+    slm_srv_reply reply = {&j->rq, rid, s->model_id, (long long)time(NULL), &vocab};
     return j->rq.stream ? answer_stream(s, c, j, &reply) : answer_whole(s, c, j, &reply);
 }

@@ -54,6 +54,7 @@ void slm_srv_job_release(slm_srv_job *j)
     if (left > 0)
         return;
     slm_srv_buf_free(&j->text);
+    slm_srv_choices_free(&j->ch);
     slm_srv_request_free(&j->rq);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
@@ -80,6 +81,43 @@ void slm_srv_job_on_token(void *user, const char *text, size_t len)
         else
             slm_srv_histogram_observe(&j->metrics->itl, t - prev);
     }
+}
+
+/* Time to first token and between tokens, for text that arrived at t. */
+static void observe_text(slm_srv_job *j, double t, bool first, double prev, size_t len)
+{
+    if (!j->metrics || !len)
+        return;
+    if (first)
+        slm_srv_histogram_observe(&j->metrics->ttft, t - j->t_arrival);
+    else
+        slm_srv_histogram_observe(&j->metrics->itl, t - prev);
+}
+
+void slm_srv_job_on_choice(void *user, const slm_choice_event *ev)
+{
+    slm_srv_job *j = user;
+    double t = slm_srv_now();
+    pthread_mutex_lock(&j->mu);
+    /* NOTE: as in on_token, out of memory drops output, never stalls. */
+    (void)slm_srv_choices_add(&j->ch, ev);
+    bool first = !j->got_token && ev->len;
+    double prev = j->t_last;
+    if (ev->len) {
+        j->got_token = true;
+        j->t_last = t;
+    }
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    observe_text(j, t, first, prev, ev->len);
+}
+
+int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = slm_srv_choices_move(&j->ch, to);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
 }
 
 void slm_srv_job_on_done(void *user, const slm_result *r)
@@ -122,7 +160,7 @@ bool slm_srv_peer_gone(int fd)
 slm_srv_wait slm_srv_job_wait(slm_srv_job *j, int fd, slm_srv_buf *out, bool *done)
 {
     pthread_mutex_lock(&j->mu);
-    while (!j->done && j->text.len == 0) {
+    while (!j->done && j->text.len == 0 && !j->ch.dirty) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         t.tv_nsec += 50 * 1000000L;
@@ -131,7 +169,8 @@ slm_srv_wait slm_srv_job_wait(slm_srv_job *j, int fd, slm_srv_buf *out, bool *do
             t.tv_nsec -= 1000000000L;
         }
         int rc = pthread_cond_timedwait(&j->cv, &j->mu, &t);
-        if (rc == ETIMEDOUT && !j->done && j->text.len == 0 && slm_srv_peer_gone(fd)) {
+        if (rc == ETIMEDOUT && !j->done && j->text.len == 0 && !j->ch.dirty &&
+            slm_srv_peer_gone(fd)) {
             pthread_mutex_unlock(&j->mu);
             return SLM_SRV_WAIT_GONE;
         }

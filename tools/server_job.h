@@ -36,6 +36,10 @@ typedef struct slm_srv_job {
     /* Set by the server once submitted; read-only afterwards. */
     uint64_t id;
     struct slm_srv_job *next, *prev; /* the server's in-flight list */
+    /* Per-choice output (n, logprobs) from slm_srv_job_on_choice, not yet
+     * taken by the connection; guarded by mu. Set up (rq.n choices) by the
+     * server before submit. */
+    slm_srv_choices ch;
 } slm_srv_job;
 
 double slm_srv_now(void);
@@ -49,13 +53,21 @@ void slm_srv_job_release(slm_srv_job *j);
 void slm_srv_job_on_token(void *user, const char *text, size_t len);
 void slm_srv_job_on_done(void *user, const slm_result *r);
 
+/* The engine's per-choice callback (slm_request_params.on_choice): appends
+ * the event to j->ch and wakes the connection. */
+void slm_srv_job_on_choice(void *user, const slm_choice_event *ev);
+
+/* Moves what on_choice collected onto *to (the connection's copy, rq.n
+ * choices). 0, or -1 when out of memory (nothing lost: retry later). */
+int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to);
+
 typedef enum slm_srv_wait {
     SLM_SRV_WAIT_TEXT = 0, /* *out holds new text (maybe with done also set) */
     SLM_SRV_WAIT_DONE = 1, /* finished, no new text */
     SLM_SRV_WAIT_GONE = 2  /* the client hung up */
 } slm_srv_wait;
 
-/* Blocks until the job has new text or is done, then moves the pending text
+/* Blocks until the job has new text or choice output, or is done, then moves the pending text
  * into *out (appending) and sets *done. While it waits it checks every
  * 50 ms whether the socket fd (-1: do not check) was closed by the peer, and
  * returns SLM_SRV_WAIT_GONE if so. */
