@@ -21,7 +21,9 @@
  *     refused naming logit_bias;
  *   - n = 3: three choices from one prefill (the engine's computed-token
  *     and forked-block counters say so), each equal to a lone request with
- *     its seed; every block back afterwards.
+ *     its seed; every block back afterwards; four greedy choices in a pool
+ *     too small for them are preempted and recomputed and still equal the
+ *     lone answer; a cancelled request ends each choice once.
  */
 #include <math.h>
 #include <pthread.h>
@@ -1043,6 +1045,78 @@ static void test_n_choices(void **state)
     slm_model_close(m);
 }
 
+/* n = 4 greedy choices of 40 new tokens after a 40-token prompt in a pool
+ * of 10 blocks (they need 2 shared + 4 × 3): forks get preempted and
+ * recomputed, and every choice still equals the lone greedy answer. Then
+ * cancelling a request at once, and one mid-run, ends every choice once
+ * (before on_done) and returns every block. */
+static void test_n_choices_pressure_and_cancel(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = 3 + (i * 53) % 250;
+    slm_engine *e = make_engine(m, 128, 4, 16, 10, 64);
+    choices *solo = choices_new();
+    assert_int_equal(run_choices(e, prompt, 40, &greedy_sampling, 1, 40, 0, solo), SLM_OK);
+    choices *c = choices_new();
+    assert_int_equal(run_choices(e, prompt, 40, &greedy_sampling, 4, 40, 0, c), SLM_OK);
+    slm_engine_stats st = {.size = sizeof st};
+    slm_engine_get_stats(e, &st);
+    printf("   n=4 in 10 blocks: %llu preemptions\n", (unsigned long long)st.preemptions);
+    assert_true(st.preemptions > 0);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(c->ended[k], 1);
+        assert_int_equal(c->cres[k].completion_tokens, 40);
+        assert_int_equal(c->len[k], solo->len[0]);
+        assert_memory_equal(c->text[k], solo->text[0], solo->len[0]);
+    }
+    choices_free(c);
+    choices_free(solo);
+    for (int wait = 0; wait < 2; wait++) {
+        c = choices_new();
+        slm_request_params rp;
+        slm_request_params_default(&rp);
+        rp.tokens = prompt;
+        rp.n_tokens = 40;
+        rp.sampling = &greedy_sampling;
+        rp.max_tokens = 100;
+        rp.ignore_eos = 1;
+        rp.n = 3;
+        rp.on_choice = on_choice;
+        rp.on_done = on_choices_done;
+        rp.user = c;
+        uint64_t id;
+        assert_int_equal(slm_engine_submit(e, &rp, &id), SLM_OK);
+        if (wait) { /* after the fork: some text has come */
+            for (int tries = 0; tries < 5000; tries++) {
+                pthread_mutex_lock(&c->mu);
+                size_t got = c->len[2];
+                pthread_mutex_unlock(&c->mu);
+                if (got)
+                    break;
+                struct timespec d = {0, 1000000};
+                nanosleep(&d, NULL);
+            }
+        }
+        slm_engine_cancel(e, id);
+        choices_wait(c);
+        assert_int_equal(c->events_after_done, 0);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(c->ended[k], 1);
+        assert_int_equal(c->res.finish, SLM_FINISH_CANCELLED);
+        if (wait)
+            assert_true(c->len[2] > 0);
+        choices_free(c);
+    }
+    int used;
+    kv_idle(e, &used);
+    assert_int_equal(used, 0);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+}
+
 static slm_status copy_tensor(void *user, int64_t i, const char *name, int type,
                               const int64_t *ne, void *buf, size_t nbytes)
 {
@@ -1106,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_logprobs_reference),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_n_choices),
+        cmocka_unit_test(test_n_choices_pressure_and_cancel),
     };
     /* On a GPU backend: what batching does to the numbers. */
     const struct CMUnitTest gpu_tests[] = {
