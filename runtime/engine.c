@@ -805,8 +805,12 @@ static void *engine_main(void *arg)
         if (quit_now)
             break;
         bool worked = run_step(e);
-        if (!worked || sched_idle(e))
-            deliver(e); /* no next step to hide the callbacks behind */
+        if (!worked || sched_idle(e)) {
+            /* No next step to hide the callbacks behind. Stats first, so a
+             * client that reads them after its answer sees its request. */
+            publish_stats(e);
+            deliver(e);
+        }
         publish_stats(e);
         if (!worked && !sched_idle(e)) {
             /* Waiting requests that can never be admitted: cannot happen
