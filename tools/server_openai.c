@@ -492,7 +492,7 @@ static int parse_logprobs(slm_srv_request *r, json_t *root, slm_srv_error *e)
     if (get_bool(root, "logprobs", &r->logprobs, e) ||
         get_int(root, "top_logprobs", 0, SLM_MAX_TOP_LOGPROBS, &v, &present, e))
         return -1;
-    if (present && !r->logprobs)
+    if (present && v > 0 && !r->logprobs)
         return slm_srv_error_set(e, BAD, INVALID, "top_logprobs", "invalid_value",
                                  "'top_logprobs' needs 'logprobs': true");
     r->top_logprobs = present ? (int)v : 0;
