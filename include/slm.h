@@ -175,6 +175,12 @@ SLM_API slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm
  * Accepts NULL. */
 SLM_API void slm_engine_close(slm_engine *e, int drain);
 
+/* One entry of slm_sampling.logit_bias. */
+typedef struct slm_logit_bias {
+    int32_t token;
+    float bias;
+} slm_logit_bias;
+
 /* Sampling of one request. Passed by pointer (slm_request_params.sampling)
  * and filled by slm_sampling_default(), so fields can be added. */
 typedef struct slm_sampling {
@@ -187,6 +193,12 @@ typedef struct slm_sampling {
     float presence_penalty;  /* OpenAI semantics, 0: off */
     float frequency_penalty; /* OpenAI semantics, 0: off */
     uint64_t seed;           /* default 0 */
+    /* Added to single tokens' logits before everything else (penalties,
+     * temperature, top-k/p, the draw and the log-probabilities a request
+     * reports). A bias in [-100, 100] per token id; -100 bans the token
+     * outright, +100 all but forces it. Copied at submit. NULL: none. */
+    const slm_logit_bias *logit_bias;
+    int n_logit_bias;
 } slm_sampling;
 
 SLM_API void slm_sampling_default(slm_sampling *s);
@@ -224,11 +236,54 @@ typedef struct slm_result {
 typedef void (*slm_token_cb)(void *user, const char *text, size_t len);
 typedef void (*slm_done_cb)(void *user, const slm_result *result);
 
+/* Most choices one request may ask for (slm_request_params.n) and most
+ * alternatives per token it may ask log-probabilities of (top_logprobs). */
+#define SLM_MAX_CHOICES 16
+#define SLM_MAX_TOP_LOGPROBS 20
+
+typedef struct slm_logprob {
+    int32_t token;
+    float logprob; /* natural log; -INFINITY for a token banned by logit_bias */
+} slm_logprob;
+
+/* The log-probability of one sampled token and its most likely
+ * alternatives. The distribution is the model's: log-softmax of the raw
+ * logits after logit_bias, before penalties and temperature (as OpenAI
+ * reports them), so it does not depend on the sampling settings. */
+typedef struct slm_token_logprobs {
+    slm_logprob sampled;
+    int n_top;                               /* = the request's top_logprobs */
+    slm_logprob top[SLM_MAX_TOP_LOGPROBS];   /* most likely first (ties: lower id) */
+} slm_token_logprobs;
+
+/* What one choice of a request produced since its last event. */
+typedef struct slm_choice_event {
+    size_t size;                  /* sizeof(slm_choice_event) */
+    int choice;                   /* 0 .. n-1 */
+    const char *text;             /* output text, as on_token would get it */
+    size_t len;
+    /* With logprobs: one entry per output token sampled since the last
+     * event (an end-of-sequence token that ends the choice is not output).
+     * Tokens are reported when sampled, text once it is complete UTF-8 and
+     * clear of stop strings, so the two need not line up within an event;
+     * the tokens of a stop string are reported although its text is not. */
+    const slm_token_logprobs *tokens;
+    int n_tokens;
+    /* Non-NULL on the choice's last event: how it ended (its own finish,
+     * completion_tokens and timings; prompt_tokens is the request's). */
+    const slm_result *done;
+} slm_choice_event;
+
+/* Per-choice events (engine thread, must return quickly); all pointers are
+ * valid during the call only. */
+typedef void (*slm_choice_cb)(void *user, const slm_choice_event *ev);
+
 typedef struct slm_request_params {
     size_t size;                  /* sizeof(slm_request_params); set by _default() */
     /* The input: exactly one of prompt, messages, tokens. */
-    const char *prompt;           /* raw text, special tokens parsed */
-    const slm_message *messages;  /* rendered with the model's chat template */
+    const char *prompt;           /* raw text, special-token texts parsed as such */
+    const slm_message *messages;  /* rendered with the model's chat template; contents
+                                     are ordinary text (no control tokens) */
     int n_messages;
     const int32_t *tokens;
     int n_tokens;
@@ -244,6 +299,22 @@ typedef struct slm_request_params {
     slm_token_cb on_token;
     slm_done_cb on_done;
     void *user;
+    /* Choices (default 1, at most SLM_MAX_CHOICES). The prompt is computed
+     * once; then the sequence forks and each choice shares the prompt's KV
+     * blocks (a partial last block is copied when a choice first writes
+     * it), samples with its own generator (seed + choice index) and stops on
+     * its own. on_done runs once, after every choice ended, with
+     * completion_tokens summed, the finish of choice 0 (or the first error)
+     * and the longest total_ms. */
+    int n;
+    /* 1: report each output token's log-probability (slm_token_logprobs)
+     * through on_choice; top_logprobs (0..SLM_MAX_TOP_LOGPROBS, needs
+     * logprobs) alternatives with it. */
+    int logprobs;
+    int top_logprobs;
+    /* When set, replaces on_token: each choice's text, log-probabilities
+     * and end, tagged with its index. on_done still runs last. */
+    slm_choice_cb on_choice;
 } slm_request_params;
 
 SLM_API void slm_request_params_default(slm_request_params *p);
@@ -271,6 +342,11 @@ typedef struct slm_engine_stats {
     uint64_t workspace_bytes;
     uint64_t kv_block_bytes, kv_pool_bytes;
     int kv_sized_by;         /* 0: memory, 1: max_running × n_ctx, 2: kv_bytes_max, 3: kv_blocks given */
+    /* Sequences forked for choices beyond the first (slm_request_params.n),
+     * and the KV blocks they shared with their parent at the fork instead
+     * of computing them again; tokens run through the model (prompt and
+     * output, recomputation included). */
+    uint64_t forks, forked_blocks, computed_tokens;
 } slm_engine_stats;
 
 SLM_API slm_status slm_engine_get_stats(slm_engine *e, slm_engine_stats *s);
@@ -278,9 +354,17 @@ SLM_API slm_status slm_engine_get_stats(slm_engine *e, slm_engine_stats *s);
 /* Counts the tokens a text encodes to (for clients' context checks). */
 SLM_API slm_status slm_model_count_tokens(const slm_model *m, const char *text, int *n);
 
+/* The bytes token id stands for (control tokens as their text, e.g.
+ * "<|im_end|>"), not NUL-terminated, valid while the model is open.
+ * INVALID_ARGUMENT for an id outside the vocabulary. */
+SLM_API slm_status slm_model_token_piece(const slm_model *m, int32_t token, const char **piece,
+                                         size_t *len);
+
 /* Counts the tokens of messages rendered with a chat template (NULL: the
  * model's), up to where the assistant's answer begins, as a request with
- * these messages would hold them. */
+ * these messages would hold them. Only the template's own markup becomes
+ * control tokens: special-token texts inside a message's content (a user
+ * writing "<|im_start|>system") are encoded as ordinary text. */
 SLM_API slm_status slm_model_count_message_tokens(const slm_model *m, const slm_message *msgs,
                                                   int n, const char *chat_template, int *n_tokens);
 

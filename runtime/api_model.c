@@ -187,11 +187,9 @@ slm_status slm_model_count_message_tokens(const slm_model *m, const slm_message 
     if (!m || !n_tokens || (n > 0 && !msgs) || n < 1)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT,
                          "slm_model_count_message_tokens: NULL argument or no messages");
-    char *text = NULL;
-    slm_status st = slm_model_render_chat(m, msgs, n, chat_template, &text);
-    if (!st)
-        st = slm_model_count_tokens(m, text, n_tokens);
-    free(text);
+    int32_t *ids = NULL;
+    slm_status st = slm_model_encode_chat(m, msgs, n, chat_template, &ids, n_tokens);
+    free(ids);
     return st;
 }
 
@@ -217,8 +215,11 @@ const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t)
     return "the model's chat template is not one slm recognises";
 }
 
-slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
-                                 const char *template_name, char **out)
+/* Renders messages with the template named (NULL: the model's), and where
+ * their contents lie when spans is not NULL. */
+static slm_status render_chat(const slm_model *m, const slm_message *msgs, int n,
+                              const char *template_name, char **out, slm_tok_range **spans,
+                              size_t *n_spans)
 {
     slm_chat_template t;
     if (template_name) {
@@ -239,7 +240,44 @@ slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, in
         }
         cm[i] = (slm_chat_msg){msgs[i].role, msgs[i].content};
     }
-    slm_status st = slm_chat_render(&t, cm, n, true, out);
+    slm_status st = slm_chat_render_spans(&t, cm, n, true, out, spans, n_spans);
     free(cm);
     return st;
+}
+
+slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
+                                 const char *template_name, char **out)
+{
+    return render_chat(m, msgs, n, template_name, out, NULL, NULL);
+}
+
+slm_status slm_model_encode_chat(const slm_model *m, const slm_message *msgs, int n,
+                                 const char *template_name, int32_t **ids, int *n_ids)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    if (!m->tok)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "model has no tokenizer loaded");
+    char *text = NULL;
+    slm_tok_range *spans = NULL;
+    size_t n_spans = 0, got = 0;
+    slm_status st = render_chat(m, msgs, n, template_name, &text, &spans, &n_spans);
+    if (!st)
+        st = slm_tokenizer_encode_spans(m->tok, text, true, spans, n_spans, ids, &got);
+    *n_ids = (int)got;
+    free(text);
+    free(spans);
+    return st;
+}
+
+slm_status slm_model_token_piece(const slm_model *m, int32_t token, const char **piece,
+                                 size_t *len)
+{
+    if (!m || !m->tok || !piece || !len)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_model_token_piece: NULL argument");
+    *piece = slm_tokenizer_piece(m->tok, token, true, len);
+    if (!*piece)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "token %d is outside the vocabulary of %d",
+                         token, slm_tokenizer_n_vocab(m->tok));
+    return SLM_OK;
 }

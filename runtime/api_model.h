@@ -31,6 +31,12 @@ const char *slm_model_chat_template(const slm_model *m, slm_chat_template *t);
 slm_status slm_model_render_chat(const slm_model *m, const slm_message *msgs, int n,
                                  const char *template_name, char **out);
 
+/* Renders messages (as slm_model_render_chat) and encodes the text with
+ * the template's markup parsed for control tokens and the contents as
+ * ordinary text, into a malloc'd array *ids of *n_ids ids. */
+slm_status slm_model_encode_chat(const slm_model *m, const slm_message *msgs, int n,
+                                 const char *template_name, int32_t **ids, int *n_ids);
+
 /* Opens backend `name` ("auto" when NULL or "") and loads the model at path
  * onto it. Automatically, the backends are tried in registry order (GPU
  * ones first, the CPU last): one that finds no GPU is skipped; one whose

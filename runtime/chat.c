@@ -14,10 +14,13 @@
 
 #include "status.h"
 
+/* The text being rendered and where the messages' contents lie in it. */
 typedef struct {
     char *s;
     size_t len, cap;
     bool oom;
+    slm_tok_range *spans;
+    size_t n_spans, cap_spans;
 } sbuf;
 
 static void put(sbuf *b, const char *s, size_t n)
@@ -42,6 +45,30 @@ static void put(sbuf *b, const char *s, size_t n)
 
 static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
 
+/* Records b->s[begin..len) as content (ordinary text when encoded). */
+static void mark_content(sbuf *b, size_t begin)
+{
+    if (b->oom || b->len == begin)
+        return;
+    if (b->n_spans == b->cap_spans) {
+        size_t cap = b->cap_spans ? 2 * b->cap_spans : 8;
+        slm_tok_range *p = realloc(b->spans, cap * sizeof *p);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->spans = p, b->cap_spans = cap;
+    }
+    b->spans[b->n_spans++] = (slm_tok_range){begin, b->len};
+}
+
+static void put_content(sbuf *b, const char *s)
+{
+    size_t begin = b->len;
+    puts_(b, s);
+    mark_content(b, begin);
+}
+
 /* Content with leading and trailing whitespace removed (llama3, gemma trim). */
 static void put_trimmed(sbuf *b, const char *s)
 {
@@ -50,7 +77,9 @@ static void put_trimmed(sbuf *b, const char *s)
         s++;
     while (e > s && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
         e--;
+    size_t begin = b->len;
     put(b, s, (size_t)(e - s));
+    mark_content(b, begin);
 }
 
 static const char *names[SLM_CHAT_FORMAT_COUNT] = {"chatml", "llama3", "llama2", "phi3",
@@ -179,7 +208,7 @@ static void render_chatml(sbuf *b, const slm_chat_msg *m, int n, bool gen)
         puts_(b, "<|im_start|>");
         puts_(b, m[i].role);
         puts_(b, "\n");
-        puts_(b, m[i].content);
+        put_content(b, m[i].content);
         puts_(b, "<|im_end|>\n");
     }
     if (gen)
@@ -212,7 +241,7 @@ static void render_llama2(sbuf *b, const slm_chat_msg *m, int n)
             puts_(b, first ? "[INST] " : "<s>[INST] ");
             if (sys) {
                 puts_(b, "<<SYS>>\n");
-                puts_(b, sys);
+                put_content(b, sys);
                 puts_(b, "\n<</SYS>>\n\n");
                 sys = NULL;
             }
@@ -233,7 +262,7 @@ static void render_phi3(sbuf *b, const slm_chat_msg *m, int n, bool gen)
         puts_(b, "<|");
         puts_(b, m[i].role);
         puts_(b, "|>\n");
-        puts_(b, m[i].content);
+        put_content(b, m[i].content);
         puts_(b, "<|end|>\n");
     }
     if (gen)
@@ -285,7 +314,7 @@ static void render_exaone(sbuf *b, const slm_chat_msg *m, int n, bool gen)
         puts_(b, "[|");
         puts_(b, m[i].role);
         puts_(b, "|]");
-        puts_(b, m[i].content);
+        put_content(b, m[i].content);
         puts_(b, strcmp(m[i].role, "user") ? "[|endofturn|]\n" : "\n");
     }
     if (gen)
@@ -300,14 +329,22 @@ static void render_plain(sbuf *b, const slm_chat_msg *m, int n)
     for (int i = 0; i < n; i++) {
         if (i)
             puts_(b, "\n\n");
-        puts_(b, m[i].content);
+        put_content(b, m[i].content);
     }
 }
 
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
                            bool gen, char **out)
 {
+    return slm_chat_render_spans(t, msgs, n, gen, out, NULL, NULL);
+}
+
+slm_status slm_chat_render_spans(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
+                                 bool gen, char **out, slm_tok_range **spans, size_t *n_spans)
+{
     *out = NULL;
+    if (spans)
+        *spans = NULL, *n_spans = 0;
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r || !msgs[i].content ||
@@ -341,8 +378,13 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
     puts_(&b, "");
     if (b.oom) {
         free(b.s);
+        free(b.spans);
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "chat: out of memory");
     }
     *out = b.s;
+    if (spans)
+        *spans = b.spans, *n_spans = b.n_spans;
+    else
+        free(b.spans);
     return SLM_OK;
 }

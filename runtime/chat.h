@@ -4,7 +4,9 @@
  * Jinja template (tokenizer.chat_template); slm does not run Jinja, it
  * recognises the family from marker strings (as llama.cpp does) and renders
  * that family's format in C. The rendered text contains the special-token
- * markers literally; encode it with special-token parsing on.
+ * markers literally; encode it with special-token parsing on, except inside
+ * the contents (slm_chat_render_spans says where they are), so that a
+ * message cannot forge a turn by writing the markers.
  */
 #ifndef SLM_CHAT_H
 #define SLM_CHAT_H
@@ -61,6 +63,13 @@ const char *slm_chat_format_name(slm_chat_format f);
  * begins. Fails with INVALID_ARGUMENT naming an unknown role. */
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
                            bool add_generation_prompt, char **out);
+
+/* slm_chat_render, and the byte ranges of the messages' contents in *out
+ * (a malloc'd array, *n_spans long, in order; NULL when there are none) for
+ * slm_tokenizer_encode_spans. */
+slm_status slm_chat_render_spans(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
+                                 bool add_generation_prompt, char **out, slm_tok_range **spans,
+                                 size_t *n_spans);
 
 /* The text that ends an assistant turn (a stop string for generation);
  * "" for plain, whose turns end only at the model's EOS. */

@@ -55,6 +55,19 @@
 #define ENGINE_KV_SHARE_HOST 0.50
 #define ENGINE_KV_MARGIN ((uint64_t)256 << 20)
 
+/* What the choices of one request share: its callbacks and the result
+ * on_done gets once the last choice is delivered. Freed with the last
+ * choice (refs counts the choices alive, forked or not). */
+typedef struct egroup {
+    int refs;
+    bool have_result;
+    slm_result res;
+    char err[256];
+    slm_done_cb on_done;
+    slm_choice_cb on_choice;
+    void *user;
+} egroup;
+
 typedef struct ereq {
     uint64_t id;
     int32_t *prompt;
@@ -86,6 +99,18 @@ typedef struct ereq {
     int pooled;            /* prompt tokens folded into pool so far */
     float *emb_out;        /* caller's [n_embd] */
     struct ereq *next;     /* incoming queue, then the live list, then the ended list */
+    /* Choice `choice` of its group. Choice 0 is what the scheduler gets
+     * at admission; the others wait in forks[] until its prompt has been
+     * computed, then fork its sequence (fork_choices). */
+    int choice;
+    egroup *g;
+    struct ereq **forks;
+    int n_forks;
+    /* Log-probabilities of the tokens sampled but not yet delivered. */
+    bool want_lp;
+    int top_n;
+    slm_token_logprobs *lp;
+    int n_lp, cap_lp;
 } ereq;
 
 struct slm_engine {
@@ -113,6 +138,8 @@ struct slm_engine {
     bool cancel_pending;
     uint64_t next_id;
     slm_engine_stats stats;
+    /* Engine thread only; published into stats by publish_stats. */
+    uint64_t n_forks, n_forked_blocks, n_computed;
 };
 
 static double now_ms(void)
@@ -145,6 +172,7 @@ void slm_request_params_default(slm_request_params *p)
     memset(p, 0, sizeof *p);
     p->size = sizeof *p;
     p->max_tokens = 256;
+    p->n = 1;
 }
 
 static slm_status check_engine_params(const slm_model *m, slm_engine_params *p)
@@ -182,6 +210,12 @@ static void ereq_free(ereq *r)
 {
     if (!r)
         return;
+    for (int i = 0; i < r->n_forks; i++)
+        ereq_free(r->forks[i]);
+    free(r->forks);
+    free(r->lp);
+    if (r->g && --r->g->refs == 0)
+        free(r->g);
     free(r->prompt);
     free(r->out);
     free(r->pool);
@@ -218,12 +252,114 @@ static slm_status request_tokens(const slm_model *m, const slm_request_params *p
         return slm_model_encode(m, p->prompt, true, &r->prompt, &r->n_prompt);
     if (!p->messages)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "messages is NULL");
-    char *text = NULL;
-    slm_status st = slm_model_render_chat(m, p->messages, p->n_messages, p->chat_template, &text);
+    return slm_model_encode_chat(m, p->messages, p->n_messages, p->chat_template, &r->prompt,
+                                 &r->n_prompt);
+}
+
+/* The choice fields of a request: how many and what each reports. */
+static slm_status check_choices(const slm_engine *e, const slm_request_params *p)
+{
+    if (p->n < 1 || p->n > SLM_MAX_CHOICES)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "n: %d choices, the range is 1..%d", p->n,
+                         SLM_MAX_CHOICES);
+    if (p->n > e->p.max_running)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "n: %d choices exceed the engine's max_running of %d", p->n,
+                         e->p.max_running);
+    if (p->logprobs != 0 && p->logprobs != 1)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "logprobs: %d is not 0 or 1", p->logprobs);
+    if (p->top_logprobs < 0 || p->top_logprobs > SLM_MAX_TOP_LOGPROBS)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "top_logprobs: %d is not in 0..%d",
+                         p->top_logprobs, SLM_MAX_TOP_LOGPROBS);
+    if (p->top_logprobs > 0 && !p->logprobs)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "top_logprobs: needs logprobs");
+    if (p->logprobs && !p->on_choice)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "logprobs: reported through on_choice, which is not set");
+    return SLM_OK;
+}
+
+/* The sampler of one choice: the request's sampling, seed + choice. */
+static slm_status choice_sampler(const slm_request_params *p, int choice, int n_vocab,
+                                 slm_sampler **out)
+{
+    slm_sampling sm;
+    slm_sampling_default(&sm);
+    if (p->sampling && p->sampling->size < sizeof sm)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "sampling.size %zu is smaller than this library's %zu (use "
+                         "slm_sampling_default)", p->sampling->size, sizeof sm);
+    if (p->sampling)
+        sm = *p->sampling;
+    slm_sampler_params sp;
+    slm_sampler_params_default(&sp);
+    sp.temperature = sm.temperature;
+    sp.top_k = sm.top_k;
+    sp.top_p = sm.top_p;
+    sp.min_p = sm.min_p;
+    sp.repeat_penalty = sm.repeat_penalty;
+    sp.presence_penalty = sm.presence_penalty;
+    sp.frequency_penalty = sm.frequency_penalty;
+    sp.seed = sm.seed + (uint64_t)choice;
+    sp.bias = sm.logit_bias;
+    sp.n_bias = sm.n_logit_bias;
+    return slm_sampler_create(&sp, n_vocab, out);
+}
+
+/* One choice's state around prompt[0..n_prompt): sampler (which has seen
+ * the prompt for its penalties), detokenizer, stop strings, callbacks. */
+static slm_status choice_make(const slm_engine *e, const slm_request_params *p, egroup *g,
+                              int choice, const int32_t *prompt, int n_prompt, ereq **out)
+{
+    ereq *r = calloc(1, sizeof *r);
+    if (!r)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    r->g = g;
+    g->refs++;
+    r->choice = choice;
+    r->n_prompt = n_prompt;
+    slm_status st = choice_sampler(p, choice, e->n_vocab, &r->smp);
     if (!st)
-        st = slm_model_encode(m, text, true, &r->prompt, &r->n_prompt);
-    free(text);
-    return st;
+        st = slm_detok_create(e->m->tok, false, &r->dt);
+    if (!st)
+        st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
+    if (st) { /* the group stays the caller's */
+        g->refs--;
+        r->g = NULL;
+        ereq_free(r);
+        return st;
+    }
+    for (int i = 0; i < n_prompt; i++)
+        slm_sampler_accept(r->smp, prompt[i]);
+    int room = e->p.n_ctx - n_prompt;
+    r->max_new = p->max_tokens < room ? p->max_tokens : room;
+    r->ignore_eos = p->ignore_eos != 0;
+    r->on_token = p->on_token;
+    r->on_done = p->on_done;
+    r->user = p->user;
+    r->want_lp = p->logprobs != 0;
+    r->top_n = p->top_logprobs;
+    r->t_submit = now_ms();
+    atomic_init(&r->cancel, false);
+    *out = r;
+    return SLM_OK;
+}
+
+/* Choices 1..n-1, held by choice 0 until its prompt is computed. */
+static slm_status make_forks(const slm_engine *e, const slm_request_params *p, ereq *r)
+{
+    if (p->n < 2)
+        return SLM_OK;
+    r->forks = calloc((size_t)p->n - 1, sizeof *r->forks);
+    if (!r->forks)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int c = 1; c < p->n; c++) {
+        slm_status st = choice_make(e, p, r->g, c, r->prompt, r->n_prompt, &r->forks[c - 1]);
+        if (st)
+            return st;
+        r->n_forks = c;
+    }
+    return SLM_OK;
 }
 
 static slm_status request_make(const slm_engine *e, const slm_request_params *p, ereq **out)
@@ -237,54 +373,37 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "max_tokens %d < 1", p->max_tokens);
     if (!p->on_done)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "on_done is required");
-    ereq *r = calloc(1, sizeof *r);
-    if (!r)
+    slm_status st = check_choices(e, p);
+    if (st)
+        return st;
+    egroup *g = calloc(1, sizeof *g);
+    if (!g)
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
-    slm_status st = request_tokens(e->m, p, r);
-    if (!st && r->n_prompt < 1)
+    g->on_done = p->on_done;
+    g->on_choice = p->on_choice;
+    g->user = p->user;
+    ereq tmp = {0};
+    st = request_tokens(e->m, p, &tmp);
+    if (!st && tmp.n_prompt < 1)
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "the prompt is empty");
-    if (!st && r->n_prompt >= e->p.n_ctx)
+    if (!st && tmp.n_prompt >= e->p.n_ctx)
         st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
                        "the prompt is %d tokens, which leaves no room in the context of %d "
-                       "tokens", r->n_prompt, e->p.n_ctx);
-    slm_sampling sm;
-    slm_sampling_default(&sm);
-    if (!st && p->sampling && p->sampling->size < sizeof sm)
-        st = slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                       "sampling.size %zu is smaller than this library's %zu (use "
-                       "slm_sampling_default)", p->sampling->size, sizeof sm);
-    else if (p->sampling)
-        sm = *p->sampling;
-    slm_sampler_params sp;
-    slm_sampler_params_default(&sp);
-    sp.temperature = sm.temperature;
-    sp.top_k = sm.top_k;
-    sp.top_p = sm.top_p;
-    sp.min_p = sm.min_p;
-    sp.repeat_penalty = sm.repeat_penalty;
-    sp.presence_penalty = sm.presence_penalty;
-    sp.frequency_penalty = sm.frequency_penalty;
-    sp.seed = sm.seed;
+                       "tokens", tmp.n_prompt, e->p.n_ctx);
+    ereq *r = NULL;
     if (!st)
-        st = slm_sampler_create(&sp, e->n_vocab, &r->smp);
-    if (!st)
-        st = slm_detok_create(e->m->tok, false, &r->dt);
-    if (!st)
-        st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
+        st = choice_make(e, p, g, 0, tmp.prompt, tmp.n_prompt, &r);
+    if (st) {
+        free(tmp.prompt);
+        free(g); /* choice_make failed or never ran: nobody holds it */
+        return st;
+    }
+    r->prompt = tmp.prompt;
+    st = make_forks(e, p, r);
     if (st) {
         ereq_free(r);
         return st;
     }
-    for (int i = 0; i < r->n_prompt; i++)
-        slm_sampler_accept(r->smp, r->prompt[i]);
-    int room = e->p.n_ctx - r->n_prompt;
-    r->max_new = p->max_tokens < room ? p->max_tokens : room;
-    r->ignore_eos = p->ignore_eos != 0;
-    r->on_token = p->on_token;
-    r->on_done = p->on_done;
-    r->user = p->user;
-    r->t_submit = now_ms();
-    atomic_init(&r->cancel, false);
     *out = r;
     return SLM_OK;
 }
@@ -348,8 +467,17 @@ static slm_status embed_make(const slm_engine *e, const slm_embed_params *p, ere
     rp.tokens = p->tokens;
     rp.n_tokens = p->n_tokens;
     ereq *r = calloc(1, sizeof *r);
-    if (!r)
+    egroup *g = r ? calloc(1, sizeof *g) : NULL;
+    if (!g) {
+        free(r);
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    /* A group of one, so that delivery treats it as any request (its
+     * result goes to on_done through group_deliver). */
+    g->on_done = p->on_done;
+    g->user = p->user;
+    g->refs = 1;
+    r->g = g;
     /* NOTE: the text is data, not a prompt: special-token texts in it stay
      * ordinary text. */
     slm_status st = p->text ? slm_model_encode(e->m, p->text, false, &r->prompt, &r->n_prompt)
@@ -386,7 +514,7 @@ static slm_status embed_make(const slm_engine *e, const slm_embed_params *p, ere
  * text is dropped rather than the engine stopping; the result still comes. */
 static void emit(ereq *r, const char *text, size_t len)
 {
-    if (!len || !r->on_token)
+    if (!len || (!r->on_token && !r->g->on_choice))
         return;
     if (r->out_len + len > r->out_cap) {
         size_t cap = r->out_cap ? r->out_cap : 64;
@@ -400,6 +528,23 @@ static void emit(ereq *r, const char *text, size_t len)
     }
     memcpy(r->out + r->out_len, text, len);
     r->out_len += len;
+}
+
+static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
+                   const char *msg);
+
+/* Choice 0 ended before its prompt was computed: the choices waiting to
+ * fork it end the same way, with no output. */
+static void end_unforked(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
+                         const char *msg)
+{
+    ereq **kids = r->forks;
+    int n = r->n_forks;
+    r->forks = NULL;
+    r->n_forks = 0;
+    for (int i = 0; i < n; i++)
+        finish(e, kids[i], why, st, msg);
+    free(kids);
 }
 
 /* Ends a request: queues the text it held back where the answer ended
@@ -448,21 +593,67 @@ static void finish(slm_engine *e, ereq *r, slm_finish_reason why, slm_status st,
             *pp = r->next;
             break;
         }
-    e->stats.requests_done++;
-    e->stats.prompt_tokens += (uint64_t)r->n_prompt;
+    if (r->choice == 0) { /* the prompt was computed once for all choices */
+        e->stats.requests_done++;
+        e->stats.prompt_tokens += (uint64_t)r->n_prompt;
+        e->stats.cached_tokens += (uint64_t)r->cached;
+    }
     e->stats.generated_tokens += (uint64_t)(n_known - r->n_prompt);
-    e->stats.cached_tokens += (uint64_t)r->cached;
     pthread_mutex_unlock(&e->mu);
     r->next = NULL;
     *e->ended_tail = r;
     e->ended_tail = &r->next;
+    end_unforked(e, r, why, st, msg);
 }
 
-static void flush_out(ereq *r)
+/* Hands a choice's pending text and log-probabilities to its callback;
+ * done: its result, on the choice's last call. */
+static void flush_out(ereq *r, const slm_result *done)
 {
-    if (r->out_len && r->on_token)
+    egroup *g = r->g;
+    if (g->on_choice && (r->out_len || r->n_lp || done)) {
+        slm_choice_event ev = {sizeof ev, r->choice, r->out ? r->out : "", r->out_len,
+                               r->n_lp ? r->lp : NULL, r->n_lp, done};
+        g->on_choice(g->user, &ev);
+    } else if (!g->on_choice && r->out_len && r->on_token) {
         r->on_token(r->user, r->out, r->out_len);
+    }
     r->out_len = 0;
+    r->n_lp = 0;
+}
+
+/* Folds an ended choice into its group's result; the last one delivered
+ * runs on_done. Choice 0 gives the finish, prompt and timings, the first
+ * error wins over them, completion tokens add up. */
+static void group_deliver(ereq *r)
+{
+    egroup *g = r->g;
+    const slm_result *c = &r->res;
+    if (!g->have_result) {
+        g->have_result = true;
+        g->res = *c;
+        g->res.completion_tokens = 0;
+        snprintf(g->err, sizeof g->err, "%s", r->err);
+    }
+    bool err = g->res.finish == SLM_FINISH_ERROR;
+    if (r->choice == 0 && !err) {
+        double total = g->res.total_ms;
+        int completion = g->res.completion_tokens;
+        g->res = *c;
+        g->res.completion_tokens = completion;
+        g->res.total_ms = total > c->total_ms ? total : c->total_ms;
+    }
+    if (c->finish == SLM_FINISH_ERROR && !err) {
+        g->res.finish = c->finish;
+        g->res.status = c->status;
+        snprintf(g->err, sizeof g->err, "%s", r->err);
+    }
+    g->res.completion_tokens += c->completion_tokens;
+    if (c->total_ms > g->res.total_ms)
+        g->res.total_ms = c->total_ms;
+    g->res.error = g->err;
+    if (g->refs == 1)
+        g->on_done(g->user, &g->res);
 }
 
 /* Runs the callbacks the last step earned: queued text of the running
@@ -471,14 +662,14 @@ static void flush_out(ereq *r)
 static void deliver(slm_engine *e)
 {
     for (ereq *r = e->live; r; r = r->next)
-        flush_out(r);
+        flush_out(r, NULL);
     ereq *r = e->ended;
     e->ended = NULL;
     e->ended_tail = &e->ended;
     while (r) {
         ereq *next = r->next;
-        flush_out(r);
-        r->on_done(r->user, &r->res);
+        flush_out(r, &r->res);
+        group_deliver(r);
         ereq_free(r);
         r = next;
     }
@@ -519,6 +710,24 @@ static void apply_cancels(slm_engine *e, bool all)
     }
 }
 
+/* Queues the log-probability of sampled token t (and the top_n
+ * alternatives) for delivery; dropped when the host is out of memory. */
+static void record_logprob(ereq *r, const float *logits, int32_t t)
+{
+    if (r->n_lp == r->cap_lp) {
+        int cap = r->cap_lp ? 2 * r->cap_lp : 8;
+        slm_token_logprobs *p = realloc(r->lp, (size_t)cap * sizeof *p);
+        if (!p)
+            return;
+        r->lp = p;
+        r->cap_lp = cap;
+    }
+    slm_token_logprobs *x = &r->lp[r->n_lp++];
+    x->sampled.token = t;
+    x->n_top = r->top_n;
+    x->sampled.logprob = slm_sampler_logprobs(r->smp, logits, t, r->top_n, x->top);
+}
+
 /* The sampled token of one request: stop, or record and stream it. */
 static void take_token(slm_engine *e, ereq *r, const float *logits)
 {
@@ -531,6 +740,8 @@ static void take_token(slm_engine *e, ereq *r, const float *logits)
         finish(e, r, SLM_FINISH_STOP, SLM_OK, NULL);
         return;
     }
+    if (r->want_lp)
+        record_logprob(r, logits, t);
     slm_sampler_accept(r->smp, t);
     if (slm_sched_update(e->sched, r->sr, t) != SLM_OK) {
         char msg[256];
@@ -685,6 +896,42 @@ static slm_status submit_plan(slm_engine *e, const slm_sched_plan *pl)
     return slm_forward_submit(e->fwd, &step, e->logits, pl->copies, pl->n_copies);
 }
 
+/* Choice 0's prompt is computed (its first logit row is here): the other
+ * choices fork its sequence, sharing its KV blocks, join the live list
+ * and sample their first token from the same row. The scheduler plans
+ * them from the next step on like any running request. */
+static void fork_choices(slm_engine *e, ereq *r, const float *row)
+{
+    ereq **kids = r->forks;
+    int n = r->n_forks;
+    r->forks = NULL;
+    r->n_forks = 0;
+    for (int i = 0; i < n; i++) {
+        ereq *c = kids[i];
+        int shared = 0;
+        slm_status st = slm_sched_fork(e->sched, r->sr, c, &c->sr, &shared);
+        c->scheduled = true;
+        c->t_sched = r->t_sched;
+        c->cached = r->cached;
+        atomic_store(&c->cancel, atomic_load(&r->cancel));
+        pthread_mutex_lock(&e->mu);
+        c->next = e->live;
+        e->live = c;
+        pthread_mutex_unlock(&e->mu);
+        if (st) {
+            c->sr = NULL;
+            char msg[256];
+            snprintf(msg, sizeof msg, "fork for choice %d: %s", c->choice, slm_last_error());
+            finish(e, c, SLM_FINISH_ERROR, st, msg);
+            continue;
+        }
+        e->n_forks++;
+        e->n_forked_blocks += (uint64_t)shared;
+        take_token(e, c, row);
+    }
+    free(kids);
+}
+
 /* Samples one token for every entry with a logit row (rows come in entry
  * order). take_token may end entry i's request; later entries hold other
  * requests, and the plan's arrays stay valid until the next schedule. */
@@ -698,8 +945,12 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
         if (r->embed) {
             if (r->sr) /* not already ended by pool_plan */
                 embed_finish(e, r);
-        } else
-            take_token(e, r, e->logits + (size_t)k * e->n_vocab);
+        } else {
+            const float *row = e->logits + (size_t)k * e->n_vocab;
+            if (r->n_forks)
+                fork_choices(e, r, row);
+            take_token(e, r, row);
+        }
         k++;
     }
 }
@@ -713,6 +964,7 @@ static bool run_step(slm_engine *e)
     if (slm_sched_schedule(e->sched, &pl) != SLM_OK || pl->n_tokens == 0)
         return false;
     note_scheduled(pl);
+    e->n_computed += (uint64_t)pl->n_tokens;
     slm_status st = submit_plan(e, pl);
     if (e->overlap)
         deliver(e);
@@ -746,6 +998,9 @@ static void publish_stats(slm_engine *e)
     e->stats.kv_blocks_total = ks.total;
     e->stats.preemptions = (uint64_t)ss.n_preemptions;
     e->stats.steps = (uint64_t)ss.n_steps;
+    e->stats.forks = e->n_forks;
+    e->stats.forked_blocks = e->n_forked_blocks;
+    e->stats.computed_tokens = e->n_computed;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -778,8 +1033,12 @@ static void *engine_main(void *arg)
         if (quit_now)
             break;
         bool worked = run_step(e);
-        if (!worked || sched_idle(e))
-            deliver(e); /* no next step to hide the callbacks behind */
+        if (!worked || sched_idle(e)) {
+            /* No next step to hide the callbacks behind. Stats first, so a
+             * client that reads them after its answer sees its request. */
+            publish_stats(e);
+            deliver(e);
+        }
         publish_stats(e);
         if (!worked && !sched_idle(e)) {
             /* Waiting requests that can never be admitted: cannot happen
@@ -1026,6 +1285,8 @@ static slm_status enqueue(slm_engine *e, ereq *r, uint64_t *id)
         return slm_error(SLM_STATUS_QUEUE_FULL, "queue full: %d requests waiting (the limit)", n);
     }
     r->id = e->next_id++;
+    for (int i = 0; i < r->n_forks; i++)
+        r->forks[i]->id = r->id; /* cancelling the request cancels every choice */
     if (e->in_tail)
         e->in_tail->next = r;
     else
@@ -1066,12 +1327,12 @@ slm_status slm_engine_cancel(slm_engine *e, uint64_t id)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "slm_engine_cancel: engine is NULL");
     bool found = false;
     pthread_mutex_lock(&e->mu);
-    for (int list = 0; list < 2 && !found; list++)
+    /* Every choice of the request: forked ones are live requests of their own. */
+    for (int list = 0; list < 2; list++)
         for (ereq *r = list ? e->live : e->in_head; r; r = r->next)
             if (r->id == id) {
                 atomic_store(&r->cancel, true);
                 found = true;
-                break;
             }
     if (found) {
         e->cancel_pending = true;

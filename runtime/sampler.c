@@ -24,6 +24,7 @@ struct slm_sampler {
     int hist_len, hist_pos;
     uint16_t *counts;   /* [n_vocab] occurrences inside the ring */
     uint64_t rng[4];
+    slm_logit_bias *bias; /* owned copy of p.bias */
 };
 
 void slm_sampler_params_default(slm_sampler_params *p)
@@ -61,6 +62,7 @@ static uint64_t next_u64(uint64_t *s)
     return r;
 }
 
+/* Range checks; each message starts with the slm_sampling field's name. */
 static slm_status check_params(const slm_sampler_params *p, int n_vocab)
 {
     if (!p || p->size < sizeof *p)
@@ -68,20 +70,37 @@ static slm_status check_params(const slm_sampler_params *p, int n_vocab)
     if (n_vocab <= 0)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: n_vocab %d", n_vocab);
     if (!(p->temperature >= 0) && !(p->temperature < 0))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: temperature is NaN");
-    if (!(p->top_p > 0) || p->top_p != p->top_p)
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: top_p %g must be > 0", p->top_p);
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampling.temperature: NaN");
+    if (!(p->top_p > 0))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampling.top_p: %g must be > 0",
+                         p->top_p);
     if (!(p->min_p >= 0 && p->min_p <= 1))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: min_p %g must be in [0, 1]",
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampling.min_p: %g must be in [0, 1]",
                          p->min_p);
-    if (!(p->repeat_penalty > 0))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: repeat_penalty %g must be > 0",
-                         p->repeat_penalty);
+    if (!(p->repeat_penalty > 0) || !isfinite(p->repeat_penalty))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "sampling.repeat_penalty: %g must be > 0", p->repeat_penalty);
     if (p->repeat_last_n < 0 || p->repeat_last_n > 1 << 20)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: repeat_last_n %d out of range",
                          p->repeat_last_n);
-    if (!isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
-        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampler: penalties must be finite");
+    if (!isfinite(p->presence_penalty))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "sampling.presence_penalty: must be finite");
+    if (!isfinite(p->frequency_penalty))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "sampling.frequency_penalty: must be finite");
+    if (p->n_bias < 0 || (p->n_bias > 0 && !p->bias))
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "sampling.logit_bias: NULL or n < 0");
+    for (int i = 0; i < p->n_bias; i++) {
+        if (p->bias[i].token < 0 || p->bias[i].token >= n_vocab)
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "sampling.logit_bias: token %d is outside the vocabulary of %d",
+                             p->bias[i].token, n_vocab);
+        if (!(p->bias[i].bias >= -100 && p->bias[i].bias <= 100))
+            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                             "sampling.logit_bias: the bias of token %d is %g, not in "
+                             "[-100, 100]", p->bias[i].token, p->bias[i].bias);
+    }
     return SLM_OK;
 }
 
@@ -99,10 +118,14 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_samp
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->history = malloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1) * sizeof(int32_t));
-    if (!s->cands || !s->counts || !s->history) {
+    s->bias = malloc((size_t)(p->n_bias > 0 ? p->n_bias : 1) * sizeof *s->bias);
+    if (!s->cands || !s->counts || !s->history || !s->bias) {
         slm_sampler_free(s);
         return slm_error(SLM_STATUS_OUT_OF_MEMORY, "sampler: out of memory");
     }
+    if (p->n_bias > 0)
+        memcpy(s->bias, p->bias, (size_t)p->n_bias * sizeof *s->bias);
+    s->p.bias = s->bias;
     uint64_t x = p->seed;
     for (int i = 0; i < 4; i++)
         s->rng[i] = splitmix(&x);
@@ -117,6 +140,7 @@ void slm_sampler_free(slm_sampler *s)
     free(s->cands);
     free(s->counts);
     free(s->history);
+    free(s->bias);
     free(s);
 }
 
@@ -144,6 +168,21 @@ int32_t slm_argmax(const float *logits, int n)
         if (logits[i] > logits[best])
             best = i;
     return best;
+}
+
+/* NOTE: -100 bans rather than adds: a model's logits can span more than
+ * 100, and a client asking for -100 means "never" (as OpenAI documents). */
+static float biased(float logit, float bias)
+{
+    return bias <= -100 ? -INFINITY : logit + bias;
+}
+
+/* Candidates are in id order here (c[i].id == i). A token listed twice
+ * gets both biases. */
+static void apply_bias(const slm_sampler *s, cand *c)
+{
+    for (int i = 0; i < s->p.n_bias; i++)
+        c[s->bias[i].token].logit = biased(c[s->bias[i].token].logit, s->bias[i].bias);
 }
 
 static void apply_penalties(const slm_sampler *s, cand *c, int n)
@@ -206,6 +245,7 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits)
     cand *c = s->cands;
     for (int i = 0; i < n; i++)
         c[i] = (cand){i, logits[i]};
+    apply_bias(s, c);
     apply_penalties(s, c, n);
     if (p->temperature <= 0) {
         int best = 0;
@@ -219,6 +259,8 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits)
         n = p->top_k;
     }
     qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    if (c[0].logit == -INFINITY) /* everything banned: no distribution to draw from */
+        return c[0].id;
     /* Probabilities at temperature: softmax over the survivors. */
     double maxl = c[0].logit, sum = 0;
     for (int i = 0; i < n; i++)
@@ -239,6 +281,8 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits)
             break;
         }
     }
+    while (keep > 1 && c[keep - 1].logit == -INFINITY) /* banned: never drawn */
+        keep--;
     double mass = 0;
     for (int i = 0; i < keep; i++)
         mass += exp(((double)c[i].logit - maxl) / p->temperature);
@@ -250,4 +294,36 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits)
             return c[i].id;
     }
     return c[keep - 1].id;
+}
+
+float slm_sampler_logprobs(slm_sampler *s, const float *logits, int32_t token, int n_top,
+                           slm_logprob *top)
+{
+    int n = s->n_vocab;
+    cand *c = s->cands;
+    for (int i = 0; i < n; i++)
+        c[i] = (cand){i, logits[i]};
+    apply_bias(s, c);
+    double maxl = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++)
+        if (c[i].logit > maxl)
+            maxl = c[i].logit;
+    if (maxl == -INFINITY) /* everything banned */
+        maxl = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)c[i].logit - maxl);
+    double lse = maxl + log(sum > 0 ? sum : 1);
+    float lp = (float)((double)c[token].logit - lse);
+    if (n_top > SLM_MAX_TOP_LOGPROBS)
+        n_top = SLM_MAX_TOP_LOGPROBS;
+    if (n_top > n)
+        n_top = n;
+    if (n_top > 0) {
+        if (n_top < n)
+            select_top(c, n, n_top);
+        qsort(c, (size_t)n_top, sizeof *c, cand_cmp);
+        for (int i = 0; i < n_top; i++)
+            top[i] = (slm_logprob){c[i].id, (float)((double)c[i].logit - lse)};
+    }
+    return lp;
 }

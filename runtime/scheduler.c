@@ -491,6 +491,44 @@ slm_status slm_sched_update(slm_sched *s, slm_sched_req *r, int32_t token)
     return SLM_OK;
 }
 
+slm_status slm_sched_fork(slm_sched *s, slm_sched_req *src, void *user, slm_sched_req **out,
+                          int *n_shared)
+{
+    if (!s || !src || !out)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT, "scheduler: NULL argument to fork");
+    *out = NULL;
+    if (src->state != SLM_REQ_RUNNING || src->n_computed != src->n_known)
+        return slm_error(SLM_STATUS_INVALID_ARGUMENT,
+                         "scheduler: fork of a request that is not waiting for a token");
+    size_t cap = (size_t)src->n_prompt + (size_t)src->max_new;
+    slm_sched_req *r = calloc(1, sizeof *r);
+    if (!r || !(r->tokens = malloc(sizeof(int32_t) * cap))) {
+        free(r);
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "scheduler: out of host memory for a fork");
+    }
+    int seq;
+    slm_status st = slm_kvcache_seq_fork(s->kc, src->seq, &seq);
+    if (st != SLM_OK) {
+        req_free(r);
+        return st;
+    }
+    memcpy(r->tokens, src->tokens, sizeof(int32_t) * (size_t)src->n_known);
+    r->state = SLM_REQ_RUNNING;
+    r->n_prompt = src->n_prompt;
+    r->n_known = r->n_computed = src->n_known;
+    r->max_new = src->max_new;
+    r->seq = seq;
+    r->user = user;
+    list_push_back(&s->running, r);
+    if (n_shared) {
+        const int32_t *t;
+        *n_shared = 0;
+        slm_kvcache_block_table(s->kc, seq, &t, n_shared);
+    }
+    *out = r;
+    return SLM_OK;
+}
+
 slm_status slm_sched_finish(slm_sched *s, slm_sched_req *r, slm_req_state why)
 {
     if (!s || !r || !SLM_REQ_IS_FINISHED(why) || why > SLM_REQ_FINISHED_ABORTED)

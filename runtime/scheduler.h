@@ -139,6 +139,16 @@ void slm_sched_plan_step(const slm_sched_plan *plan, slm_step *step);
  * released. INVALID_ARGUMENT for a request that is not waiting for a token. */
 slm_status slm_sched_update(slm_sched *s, slm_sched_req *r, int32_t token);
 
+/* Forks a running request that just had its logits computed (all its
+ * known tokens computed, waiting for update()): the new request holds the
+ * same tokens and shares every KV block (slm_kvcache_seq_fork; a shared
+ * partial last block is copied on the first append of either), is
+ * RUNNING and also waits for its own update(). *n_shared gets the blocks
+ * shared. INVALID_ARGUMENT for a request in another state; OUT_OF_MEMORY
+ * (host) with nothing changed. Call between steps. */
+slm_status slm_sched_fork(slm_sched *s, slm_sched_req *src, void *user, slm_sched_req **out,
+                          int *n_shared);
+
 /* Ends a request early with a finished state (STOPPED, ABORTED), releasing
  * its blocks and queue place. No effect on an already finished request.
  * INVALID_ARGUMENT if `why` is not a finished state. Call between steps. */

@@ -613,20 +613,28 @@ static int32_t match_bucket(const slm_tokenizer *t, uint32_t k, const char *text
     return -1;
 }
 
-/* Leftmost-longest special token in text[from..len): its start and id, or
- * start = len when there is none. A two-byte bucket holds only tokens
- * longer than any of the one-byte bucket, so it is tried first. */
+/* Leftmost-longest special token in text[from..len), or start = len when
+ * there is none. A two-byte bucket holds only tokens longer than any of
+ * the one-byte bucket, so it is tried first. Inside the plain spans
+ * (sorted byte ranges) control tokens are not matched, and no match
+ * crosses a span's border, so markup and content never share a token. */
 static size_t next_special(const slm_tokenizer *t, const char *text, size_t len, size_t from,
-                           bool parse_special, int32_t *id)
+                           bool parse_special, const slm_tok_range *plain, size_t n_plain,
+                           int32_t *id)
 {
+    size_t k = 0;
     for (size_t i = from; i < len; i++) {
+        while (k < n_plain && plain[k].end <= i)
+            k++;
+        bool in_plain = k < n_plain && plain[k].begin <= i;
+        size_t lim = in_plain ? plain[k].end : k < n_plain ? plain[k].begin : len;
+        bool parse = parse_special && !in_plain;
         uint8_t b = (uint8_t)text[i];
         int32_t s = -1;
-        if (i + 1 < len)
-            s = match_bucket(t, (uint32_t)b << 8 | (uint8_t)text[i + 1], text, len, i,
-                             parse_special);
+        if (i + 1 < lim)
+            s = match_bucket(t, (uint32_t)b << 8 | (uint8_t)text[i + 1], text, lim, i, parse);
         if (s < 0)
-            s = match_bucket(t, 65536u + b, text, len, i, parse_special);
+            s = match_bucket(t, 65536u + b, text, lim, i, parse);
         if (s >= 0) {
             *id = s;
             return i;
@@ -650,7 +658,8 @@ static slm_status encode_segment(const slm_tokenizer *t, const char *s, size_t n
  * library, which treats those as part of the text); when a run starts with a
  * user-defined token the "▁" is encoded on its own before it. */
 static slm_status encode_all(const slm_tokenizer *t, const char *text, size_t len, bool add_bos,
-                             bool parse_special, slm_tok_scratch *sc, slm_tok_ids *out)
+                             bool parse_special, const slm_tok_range *plain, size_t n_plain,
+                             slm_tok_scratch *sc, slm_tok_ids *out)
 {
     slm_status st;
     if (add_bos && t->bos >= 0 && (st = slm_tok_ids_push(out, t->bos)))
@@ -659,7 +668,7 @@ static slm_status encode_all(const slm_tokenizer *t, const char *text, size_t le
     size_t seg = 0;
     for (;;) {
         int32_t id = -1;
-        size_t m = next_special(t, text, len, seg, parse_special, &id);
+        size_t m = next_special(t, text, len, seg, parse_special, plain, n_plain, &id);
         if (m > seg) {
             if ((st = encode_segment(t, text + seg, m - seg, prefix, sc, out)))
                 return st;
@@ -680,20 +689,30 @@ static slm_status encode_all(const slm_tokenizer *t, const char *text, size_t le
     }
 }
 
+static slm_status encode_into(const slm_tokenizer *t, const char *text, size_t len,
+                              bool add_bos, bool parse_special, const slm_tok_range *plain,
+                              size_t n_plain, slm_tok_ids *out)
+{
+    slm_tok_scratch sc = {0};
+    slm_status st = encode_all(t, text, len, add_bos, parse_special, plain, n_plain, &sc, out);
+    slm_tok_scratch_free(&sc);
+    if (st) {
+        free(out->v);
+        out->v = NULL;
+    }
+    return st;
+}
+
 slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t len,
                                 bool add_bos, bool parse_special, int32_t *ids, size_t cap,
                                 size_t *n_out)
 {
     if (!t || !n_out || (!text && len) || (!ids && cap))
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "tokenizer: encode: NULL argument");
-    slm_tok_scratch sc = {0};
     slm_tok_ids out = {0};
-    slm_status st = encode_all(t, text ? text : "", len, add_bos, parse_special, &sc, &out);
-    slm_tok_scratch_free(&sc);
-    if (st) {
-        free(out.v);
+    slm_status st = encode_into(t, text ? text : "", len, add_bos, parse_special, NULL, 0, &out);
+    if (st)
         return st;
-    }
     *n_out = out.n;
     size_t k = out.n < cap ? out.n : cap;
     if (k)
@@ -709,26 +728,32 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
 slm_status slm_tokenizer_encode_alloc(const slm_tokenizer *t, const char *text,
                                       bool parse_special, int32_t **ids, size_t *n)
 {
+    return slm_tokenizer_encode_spans(t, text, parse_special, NULL, 0, ids, n);
+}
+
+slm_status slm_tokenizer_encode_spans(const slm_tokenizer *t, const char *text,
+                                      bool parse_special, const slm_tok_range *plain,
+                                      size_t n_plain, int32_t **ids, size_t *n)
+{
     *ids = NULL;
     *n = 0;
-    if (!t || !text)
+    if (!t || !text || (n_plain && !plain))
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "tokenizer: encode: NULL argument");
     size_t len = strlen(text);
     if (len > (size_t)1 << 28)
         return slm_error(SLM_STATUS_INVALID_ARGUMENT, "text of %zu bytes is too long", len);
-    /* At most one id per byte, plus BOS and a SentencePiece space prefix. */
-    size_t cap = len + 4, got = 0;
-    int32_t *buf = malloc(cap * sizeof *buf);
-    if (!buf)
-        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", len);
-    slm_status st = slm_tokenizer_encode(t, text, len, slm_tokenizer_add_bos(t), parse_special,
-                                         buf, cap, &got);
-    if (st) {
-        free(buf);
+    slm_tok_ids out = {0};
+    slm_status st = encode_into(t, text, len, slm_tokenizer_add_bos(t), parse_special, plain,
+                                n_plain, &out);
+    if (st)
         return st;
+    if (!out.v) { /* nothing encoded: still hand back an array */
+        out.v = malloc(sizeof(int32_t));
+        if (!out.v)
+            return slm_error(SLM_STATUS_OUT_OF_MEMORY, "out of memory tokenizing");
     }
-    *ids = buf;
-    *n = got;
+    *ids = out.v;
+    *n = out.n;
     return SLM_OK;
 }
 

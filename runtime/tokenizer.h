@@ -94,6 +94,21 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
 slm_status slm_tokenizer_encode_alloc(const slm_tokenizer *t, const char *text,
                                       bool parse_special, int32_t **ids, size_t *n);
 
+/* A byte range [begin, end) of a text to encode. */
+typedef struct slm_tok_range {
+    size_t begin, end;
+} slm_tok_range;
+
+/* slm_tokenizer_encode_alloc, except that inside the plain spans (sorted,
+ * non-overlapping) control-token texts are ordinary text even with
+ * parse_special, and no special token straddles a span border: a chat
+ * template's markup is parsed for control tokens, the messages' contents
+ * are not. The text between special tokens is still encoded in one piece
+ * across span borders, so spans change nothing else. */
+slm_status slm_tokenizer_encode_spans(const slm_tokenizer *t, const char *text,
+                                      bool parse_special, const slm_tok_range *plain,
+                                      size_t n_plain, int32_t **ids, size_t *n);
+
 /* The bytes of ids[0..n): the concatenation of their pieces (control and
  * unknown tokens only when special is true), with the SentencePiece
  * leading space removed from the first piece when add_space_prefix is set.

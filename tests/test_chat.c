@@ -5,7 +5,9 @@
  * test); templates are recognised from their markers; a file without a
  * template gets the family its vocabulary's turn tokens name, or plain; an
  * unknown template falls back to ChatML and says so; bad roles and names
- * are refused with a message.
+ * are refused with a message; in every family the content spans cover
+ * exactly the messages' (trimmed where the family trims) contents and the
+ * markup lies outside them, so content is never parsed for control tokens.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +233,53 @@ static void test_errors(void **state)
     assert_non_null(strstr(slm_last_error(), "robot"));
 }
 
+/* Whether [p, p + n) is s, or s with its ends trimmed as the families do. */
+static bool is_content(const char *p, size_t n, const char *s)
+{
+    const char *e = s + strlen(s);
+    if ((size_t)(e - s) == n && !memcmp(p, s, n))
+        return true;
+    while (s < e && strchr(" \n\t\r", *s))
+        s++;
+    while (e > s && strchr(" \n\t\r", e[-1]))
+        e--;
+    return (size_t)(e - s) == n && !memcmp(p, s, n);
+}
+
+static void test_content_spans(void **state)
+{
+    (void)state;
+    const slm_chat_msg msgs[] = {{"system", " Be <|im_start|> brief. "},
+                                 {"user", "Hi [INST] <start_of_turn>!\n"},
+                                 {"assistant", "Hello."},
+                                 {"user", "2+2?"}};
+    for (int f = 0; f < SLM_CHAT_FORMAT_COUNT; f++) {
+        slm_chat_template t = {(slm_chat_format)f, f == SLM_CHAT_CHATML ? "Default." : NULL};
+        char *text, *plain;
+        slm_tok_range *sp;
+        size_t n;
+        assert_int_equal(slm_chat_render_spans(&t, msgs, 4, true, &text, &sp, &n), SLM_OK);
+        assert_int_equal(slm_chat_render(&t, msgs, 4, true, &plain), SLM_OK);
+        assert_string_equal(text, plain); /* spans change nothing of the text */
+        assert_int_equal(n, 4); /* each message once (Gemma folds the system text in) */
+        size_t last = 0;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(sp[i].begin >= last && sp[i].end > sp[i].begin &&
+                        sp[i].end <= strlen(text));
+            last = sp[i].end;
+            bool found = false;
+            for (int k = 0; k < 4 && !found; k++)
+                found = is_content(text + sp[i].begin, sp[i].end - sp[i].begin,
+                                   msgs[k].content);
+            if (!found)
+                fail_msg("%s: span %zu '%.*s' is no message's content",
+                         slm_chat_format_name((slm_chat_format)f), i,
+                         (int)(sp[i].end - sp[i].begin), text + sp[i].begin);
+        }
+        free(text), free(plain), free(sp);
+    }
+}
+
 int main(void)
 {
     tu_seed();
@@ -238,7 +287,7 @@ int main(void)
         cmocka_unit_test(test_formats),      cmocka_unit_test(test_exaone),
         cmocka_unit_test(test_gemma_system), cmocka_unit_test(test_detect),
         cmocka_unit_test(test_from_vocab),   cmocka_unit_test(test_default_system),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),       cmocka_unit_test(test_content_spans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,8 +13,19 @@
  *     the context is refused with a message that says so;
  *   - destroy with drain finishes requests, without drain cancels them;
  *   - stop strings end the text right before them (also split across
- *     tokens, runtime/stopstr.c checked directly).
+ *     tokens, runtime/stopstr.c checked directly);
+ *   - logprobs: each token's log-probability and top alternatives equal the
+ *     log-softmax of transformers' logits (the f32 fixture's reference
+ *     file), computed here independently, logit_bias included;
+ *   - logit_bias: -100 bans a token, +100 forces it, bad entries are
+ *     refused naming logit_bias;
+ *   - n = 3: three choices from one prefill (the engine's computed-token
+ *     and forked-block counters say so), each equal to a lone request with
+ *     its seed; every block back afterwards; four greedy choices in a pool
+ *     too small for them are preempted and recomputed and still equal the
+ *     lone answer; a cancelled request ends each choice once.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +41,10 @@
  * group setup writes a copy with an empty merges list (a valid byte-level
  * BPE: every byte is a token) into the build folder. */
 #define FIXTURE "tests/fixtures/tiny/tiny-llama-q8_0.gguf"
+#define FIXTURE_F32 "tests/fixtures/tiny/tiny-llama-f32.gguf"
+#define REFERENCE_F32 "tests/fixtures/tiny/tiny-llama-f32.logits"
 #define N_VOCAB 256
-static char MODEL[1024];
+static char MODEL[1024], MODEL_F32[1024];
 static const char *g_backend = "cpu";
 
 #define MAX_PIECES 1024
@@ -690,6 +703,420 @@ static void test_kv_q8_0(void **state)
     slm_model_close(m);
 }
 
+
+/* ---- choices, logprobs, logit_bias --------------------------------------- */
+
+#define MAX_LP 64
+
+/* What on_choice and on_done report for one request of up to
+ * SLM_MAX_CHOICES choices. */
+typedef struct choices {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char text[SLM_MAX_CHOICES][1024];
+    size_t len[SLM_MAX_CHOICES];
+    slm_token_logprobs lp[SLM_MAX_CHOICES][MAX_LP];
+    int n_lp[SLM_MAX_CHOICES];
+    int ended[SLM_MAX_CHOICES];
+    slm_result cres[SLM_MAX_CHOICES];
+    int events_after_done;
+    bool done;
+    slm_result res;
+} choices;
+
+static void on_choice(void *user, const slm_choice_event *ev)
+{
+    choices *c = user;
+    pthread_mutex_lock(&c->mu);
+    int k = ev->choice;
+    assert_true(k >= 0 && k < SLM_MAX_CHOICES);
+    if (c->done)
+        c->events_after_done++;
+    if (c->len[k] + ev->len < sizeof c->text[k]) {
+        memcpy(c->text[k] + c->len[k], ev->text, ev->len);
+        c->len[k] += ev->len;
+    }
+    for (int i = 0; i < ev->n_tokens && c->n_lp[k] < MAX_LP; i++)
+        c->lp[k][c->n_lp[k]++] = ev->tokens[i];
+    if (ev->done) {
+        c->ended[k]++;
+        c->cres[k] = *ev->done;
+        c->cres[k].error = "";
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_choices_done(void *user, const slm_result *r)
+{
+    choices *c = user;
+    pthread_mutex_lock(&c->mu);
+    c->res = *r;
+    c->res.error = "";
+    c->done = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static choices *choices_new(void)
+{
+    choices *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    return c;
+}
+
+static void choices_wait(choices *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void choices_free(choices *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+/* Runs one request to its end; returns its status at submit. */
+static slm_status run_choices(slm_engine *e, const int32_t *toks, int n_toks,
+                              const slm_sampling *sm, int n, int max_tokens, int top, choices *c)
+{
+    slm_request_params rp;
+    slm_request_params_default(&rp);
+    rp.tokens = toks;
+    rp.n_tokens = n_toks;
+    rp.sampling = sm;
+    rp.max_tokens = max_tokens;
+    rp.ignore_eos = 1;
+    rp.n = n;
+    rp.logprobs = 1;
+    rp.top_logprobs = top;
+    rp.on_choice = on_choice;
+    rp.on_done = on_choices_done;
+    rp.user = c;
+    slm_status st = slm_engine_submit(e, &rp, NULL);
+    if (!st)
+        choices_wait(c);
+    return st;
+}
+
+/* log-softmax of row[n] at id, in double. */
+static double log_softmax_at(const float *row, int n, int id, int bias_id, float bias)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++) {
+        double v = row[i] + (i == bias_id ? bias : 0);
+        mx = v > mx ? v : mx;
+    }
+    for (int i = 0; i < n; i++)
+        sum += exp(row[i] + (i == bias_id ? bias : 0) - mx);
+    return row[id] + (id == bias_id ? bias : 0) - mx - log(sum);
+}
+
+/* The id ranked k-th (0: the best; ties: lower id first) of row[n] with
+ * bias added to bias_id. */
+static int rank_of(const float *row, int n, int k, int bias_id, float bias)
+{
+    int taken[SLM_MAX_TOP_LOGPROBS] = {0}, best = -1;
+    for (int r = 0; r <= k; r++) {
+        best = -1;
+        for (int i = 0; i < n; i++) {
+            bool used = false;
+            for (int j = 0; j < r; j++)
+                used |= taken[j] == i;
+            float v = row[i] + (i == bias_id ? bias : 0);
+            if (!used && (best < 0 || v > row[best] + (best == bias_id ? bias : 0)))
+                best = i;
+        }
+        taken[r] = best;
+    }
+    return best;
+}
+
+/* The token log-probabilities against transformers' logits of the f32
+ * fixture (its reference file: 3 sequences × 48 positions × 256). A
+ * request of the first k reference tokens, greedy, one token: its logprob
+ * and top-5 must be the log-softmax of row k - 1. Bound 2e-3: the f32
+ * logits are within 1e-3 of the reference (test_tiny_models.c), and a
+ * log-softmax moves by at most twice a uniform logit error. */
+static void test_logprobs_reference(void **state)
+{
+    (void)state;
+    size_t size;
+    uint8_t *b = tu_read_file(REFERENCE_F32, &size);
+    assert_non_null(b);
+    uint32_t n_seq, seq_len, n_vocab;
+    memcpy(&n_seq, b + 4, 4), memcpy(&seq_len, b + 8, 4), memcpy(&n_vocab, b + 12, 4);
+    assert_int_equal(n_vocab, N_VOCAB);
+    assert_int_equal(size, 16 + (size_t)n_seq * seq_len * 4 * (1 + n_vocab));
+    const int32_t *toks = (const int32_t *)(b + 16);
+    const float *logits = (const float *)(b + 16 + (size_t)n_seq * seq_len * 4);
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = g_backend;
+    slm_model *m = NULL;
+    if (slm_model_open(MODEL_F32, &mp, &m))
+        fail_msg("%s: %s", MODEL_F32, slm_last_error());
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = 128;
+    ep.max_running = 4;
+    ep.kv_type = SLM_KV_F32; /* as the reference comparison of test_tiny_models */
+    slm_engine *e = NULL;
+    if (slm_engine_open(m, &ep, &e))
+        fail_msg("engine: %s", slm_last_error());
+    const int ks[] = {1, 7, 16, 17, 33, 48};
+    double worst = 0;
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        int k = ks[t];
+        const float *row = logits + (size_t)(k - 1) * n_vocab;
+        /* A bias on the reference's second-best token moves its probability
+         * and everyone's normaliser: logprobs are reported after it. */
+        int bias_id = t % 2 ? rank_of(row, (int)n_vocab, 1, -1, 0) : -1;
+        float bias = 1.5f;
+        slm_logit_bias lb = {bias_id, bias};
+        slm_sampling sm = greedy_sampling;
+        if (bias_id >= 0)
+            sm.logit_bias = &lb, sm.n_logit_bias = 1;
+        choices *c = choices_new();
+        assert_int_equal(run_choices(e, toks, k, &sm, 1, 1, 5, c), SLM_OK);
+        assert_int_equal(c->n_lp[0], 1);
+        const slm_token_logprobs *x = &c->lp[0][0];
+        double want = log_softmax_at(row, (int)n_vocab, x->sampled.token, bias_id, bias);
+        double d = fabs(x->sampled.logprob - want);
+        worst = d > worst ? d : worst;
+        assert_int_equal(x->n_top, 5);
+        assert_int_equal(x->top[0].token, x->sampled.token); /* greedy took the best */
+        for (int i = 0; i < 5; i++) {
+            double wi = log_softmax_at(row, (int)n_vocab, x->top[i].token, bias_id, bias);
+            double di = fabs(x->top[i].logprob - wi);
+            worst = di > worst ? di : worst;
+            if (i)
+                assert_true(x->top[i].logprob <= x->top[i - 1].logprob);
+        }
+        /* The fifth best holds at least the reference's fifth-best value. */
+        double fifth = log_softmax_at(row, (int)n_vocab,
+                                      rank_of(row, (int)n_vocab, 4, bias_id, bias),
+                                      bias_id, bias);
+        assert_true(x->top[4].logprob > fifth - 2e-3);
+        choices_free(c);
+    }
+    printf("   logprobs vs log-softmax of transformers' logits: max |Δ| %.2e (bound 2e-3)\n",
+           worst);
+    assert_true(worst < 2e-3);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+    free(b);
+}
+
+/* -100 bans the token greedy sampling would pick first (it never appears);
+ * +100 forces one, greedy and at temperature 1; a token outside the
+ * vocabulary or a bias out of range is refused naming logit_bias. */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    slm_engine *e = make_engine(m, 128, 4, 16, 0, 64);
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++)
+        prompt[i] = 5 + 17 * i;
+    choices *c = choices_new();
+    assert_int_equal(run_choices(e, prompt, 12, &greedy_sampling, 1, 16, 0, c), SLM_OK);
+    int32_t first = c->lp[0][0].sampled.token;
+    choices_free(c);
+
+    slm_logit_bias ban = {first, -100};
+    slm_sampling sm = greedy_sampling;
+    sm.logit_bias = &ban, sm.n_logit_bias = 1;
+    c = choices_new();
+    assert_int_equal(run_choices(e, prompt, 12, &sm, 1, 16, 0, c), SLM_OK);
+    assert_int_equal(c->n_lp[0], 16);
+    for (int i = 0; i < 16; i++)
+        assert_int_not_equal(c->lp[0][i].sampled.token, first);
+    choices_free(c);
+
+    slm_logit_bias force = {77, 100};
+    for (int hot = 0; hot < 2; hot++) {
+        sm = greedy_sampling;
+        sm.temperature = hot ? 1.0f : 0;
+        sm.seed = 9;
+        sm.logit_bias = &force, sm.n_logit_bias = 1;
+        c = choices_new();
+        assert_int_equal(run_choices(e, prompt, 12, &sm, 1, 8, 0, c), SLM_OK);
+        assert_int_equal(c->n_lp[0], 8);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(c->lp[0][i].sampled.token, 77);
+        choices_free(c);
+    }
+
+    const slm_logit_bias bad[] = {{N_VOCAB, 1}, {-1, 1}, {3, 100.5f}, {3, NAN}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sm = greedy_sampling;
+        sm.logit_bias = &bad[i], sm.n_logit_bias = 1;
+        c = choices_new();
+        assert_int_equal(run_choices(e, prompt, 12, &sm, 1, 4, 0, c),
+                         SLM_STATUS_INVALID_ARGUMENT);
+        assert_non_null(strstr(slm_last_error(), "logit_bias"));
+        choices_free(c);
+    }
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+}
+
+/* n = 3 over a 40-token prompt (2 full blocks of 16 and a partial one): the
+ * prompt is computed once (computed tokens = 40 + 3 × 7 for 8 tokens each,
+ * not 3 × 40 + …), two forks share its 3 blocks each, every choice ends
+ * once before on_done, and choice i equals a lone request seeded seed + i.
+ * Greedy, the three are identical; at temperature 1 they differ. */
+static void test_n_choices(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = 3 + (i * 37) % 250;
+    slm_sampling hot = greedy_sampling;
+    hot.temperature = 1.0f, hot.top_k = 0, hot.top_p = 1, hot.min_p = 0, hot.seed = 1000;
+    for (int pass = 0; pass < 2; pass++) {
+        const slm_sampling *sm = pass ? &hot : &greedy_sampling;
+        slm_engine *e = make_engine(m, 128, 4, 16, 0, 64);
+        choices *c = choices_new();
+        assert_int_equal(run_choices(e, prompt, 40, sm, 3, 8, 2, c), SLM_OK);
+        assert_int_equal(c->events_after_done, 0);
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(c->ended[k], 1);
+            assert_int_equal(c->cres[k].finish, SLM_FINISH_LENGTH);
+            assert_int_equal(c->cres[k].completion_tokens, 8);
+            assert_int_equal(c->n_lp[k], 8);
+        }
+        assert_int_equal(c->res.completion_tokens, 24);
+        assert_int_equal(c->res.prompt_tokens, 40);
+        assert_int_equal(c->res.finish, SLM_FINISH_LENGTH);
+        int used;
+        kv_idle(e, &used);
+        assert_int_equal(used, 0);
+        slm_engine_stats st = {.size = sizeof st};
+        slm_engine_get_stats(e, &st);
+        printf("   n=3 (%s): %llu tokens computed, %llu forks sharing %llu blocks\n",
+               pass ? "temperature 1" : "greedy", (unsigned long long)st.computed_tokens,
+               (unsigned long long)st.forks, (unsigned long long)st.forked_blocks);
+        assert_int_equal(st.computed_tokens, 40 + 3 * 7);
+        assert_int_equal(st.forks, 2);
+        assert_int_equal(st.forked_blocks, 2 * 3);
+        assert_int_equal(st.prompt_tokens, 40);
+        assert_int_equal(st.generated_tokens, 24);
+        if (!pass) {
+            for (int k = 1; k < 3; k++) {
+                assert_int_equal(c->len[k], c->len[0]);
+                assert_memory_equal(c->text[k], c->text[0], c->len[0]);
+            }
+        } else {
+            bool all_same = true;
+            for (int k = 1; k < 3; k++)
+                for (int i = 0; i < 8; i++)
+                    all_same &= c->lp[k][i].sampled.token == c->lp[0][i].sampled.token;
+            assert_false(all_same);
+            /* Choice k is what a lone request with seed + k samples. */
+            for (int k = 0; k < 3; k++) {
+                slm_sampling one = hot;
+                one.seed = hot.seed + (uint64_t)k;
+                choices *solo = choices_new();
+                assert_int_equal(run_choices(e, prompt, 40, &one, 1, 8, 0, solo), SLM_OK);
+                for (int i = 0; i < 8; i++)
+                    assert_int_equal(solo->lp[0][i].sampled.token, c->lp[k][i].sampled.token);
+                choices_free(solo);
+            }
+        }
+        choices_free(c);
+        slm_engine_close(e, 1);
+    }
+    /* Out of range: refused naming n. */
+    slm_engine *e = make_engine(m, 128, 4, 16, 0, 64);
+    choices *c = choices_new();
+    assert_int_equal(run_choices(e, prompt, 40, &greedy_sampling, SLM_MAX_CHOICES + 1, 8, 0, c),
+                     SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "n:"));
+    choices_free(c);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+}
+
+/* n = 4 greedy choices of 40 new tokens after a 40-token prompt in a pool
+ * of 10 blocks (they need 2 shared + 4 × 3): forks get preempted and
+ * recomputed, and every choice still equals the lone greedy answer. Then
+ * cancelling a request at once, and one mid-run, ends every choice once
+ * (before on_done) and returns every block. */
+static void test_n_choices_pressure_and_cancel(void **state)
+{
+    (void)state;
+    slm_model *m = open_model();
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = 3 + (i * 53) % 250;
+    slm_engine *e = make_engine(m, 128, 4, 16, 10, 64);
+    choices *solo = choices_new();
+    assert_int_equal(run_choices(e, prompt, 40, &greedy_sampling, 1, 40, 0, solo), SLM_OK);
+    choices *c = choices_new();
+    assert_int_equal(run_choices(e, prompt, 40, &greedy_sampling, 4, 40, 0, c), SLM_OK);
+    slm_engine_stats st = {.size = sizeof st};
+    slm_engine_get_stats(e, &st);
+    printf("   n=4 in 10 blocks: %llu preemptions\n", (unsigned long long)st.preemptions);
+    assert_true(st.preemptions > 0);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(c->ended[k], 1);
+        assert_int_equal(c->cres[k].completion_tokens, 40);
+        assert_int_equal(c->len[k], solo->len[0]);
+        assert_memory_equal(c->text[k], solo->text[0], solo->len[0]);
+    }
+    choices_free(c);
+    choices_free(solo);
+    for (int wait = 0; wait < 2; wait++) {
+        c = choices_new();
+        slm_request_params rp;
+        slm_request_params_default(&rp);
+        rp.tokens = prompt;
+        rp.n_tokens = 40;
+        rp.sampling = &greedy_sampling;
+        rp.max_tokens = 100;
+        rp.ignore_eos = 1;
+        rp.n = 3;
+        rp.on_choice = on_choice;
+        rp.on_done = on_choices_done;
+        rp.user = c;
+        uint64_t id;
+        assert_int_equal(slm_engine_submit(e, &rp, &id), SLM_OK);
+        if (wait) { /* after the fork: some text has come */
+            for (int tries = 0; tries < 5000; tries++) {
+                pthread_mutex_lock(&c->mu);
+                size_t got = c->len[2];
+                pthread_mutex_unlock(&c->mu);
+                if (got)
+                    break;
+                struct timespec d = {0, 1000000};
+                nanosleep(&d, NULL);
+            }
+        }
+        slm_engine_cancel(e, id);
+        choices_wait(c);
+        assert_int_equal(c->events_after_done, 0);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(c->ended[k], 1);
+        assert_int_equal(c->res.finish, SLM_FINISH_CANCELLED);
+        if (wait)
+            assert_true(c->len[2] > 0);
+        choices_free(c);
+    }
+    int used;
+    kv_idle(e, &used);
+    assert_int_equal(used, 0);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+}
+
 static slm_status copy_tensor(void *user, int64_t i, const char *name, int type,
                               const int64_t *ne, void *buf, size_t nbytes)
 {
@@ -698,15 +1125,12 @@ static slm_status copy_tensor(void *user, int64_t i, const char *name, int type,
     return SLM_OK;
 }
 
-static int make_fixture(void **state)
+/* Writes a copy of fixture with an empty merges list to path. */
+static slm_status write_fixture(const char *fixture, const char *path)
 {
-    (void)state;
-    const char *dir = getenv("SLM_BUILD_DIR");
-    /* One file per backend: ctest runs the two variants at once. */
-    snprintf(MODEL, sizeof MODEL, "%s/test_engine_tiny-%s.gguf", dir ? dir : "/tmp", g_backend);
     slm_gguf *g = NULL;
     slm_gguf_writer *w = NULL;
-    slm_status st = slm_gguf_open(FIXTURE, &g);
+    slm_status st = slm_gguf_open(fixture, &g);
     if (!st)
         st = slm_gguf_writer_create(&w);
     for (int64_t i = 0; !st && i < slm_gguf_kv_count(g); i++)
@@ -718,12 +1142,23 @@ static int make_fixture(void **state)
         st = slm_gguf_add_tensor(w, t->name, t->type, (int)t->n_dims, t->ne);
     }
     if (!st)
-        st = slm_gguf_writer_write(w, MODEL, copy_tensor, g, NULL, NULL);
+        st = slm_gguf_writer_write(w, path, copy_tensor, g, NULL, NULL);
     if (st)
-        fprintf(stderr, "cannot write %s: %s\n", MODEL, slm_last_error());
+        fprintf(stderr, "cannot write %s: %s\n", path, slm_last_error());
     slm_gguf_writer_free(w);
     slm_gguf_close(g);
-    return st ? -1 : 0;
+    return st;
+}
+
+static int make_fixture(void **state)
+{
+    (void)state;
+    const char *dir = getenv("SLM_BUILD_DIR");
+    /* One file per backend: ctest runs the two variants at once. */
+    snprintf(MODEL, sizeof MODEL, "%s/test_engine_tiny-%s.gguf", dir ? dir : "/tmp", g_backend);
+    snprintf(MODEL_F32, sizeof MODEL_F32, "%s/test_engine_tiny_f32-%s.gguf", dir ? dir : "/tmp",
+             g_backend);
+    return write_fixture(FIXTURE, MODEL) || write_fixture(FIXTURE_F32, MODEL_F32) ? -1 : 0;
 }
 
 int main(void)
@@ -742,6 +1177,10 @@ int main(void)
         cmocka_unit_test(test_destroy_drain_and_cancel),
         cmocka_unit_test(test_kv_sizing),
         cmocka_unit_test(test_kv_q8_0),
+        cmocka_unit_test(test_logprobs_reference),
+        cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_n_choices),
+        cmocka_unit_test(test_n_choices_pressure_and_cancel),
     };
     /* On a GPU backend: what batching does to the numbers. */
     const struct CMUnitTest gpu_tests[] = {

@@ -2,9 +2,13 @@
  * test_sampler.c — the sampler: greedy picks the argmax; a seed reproduces
  * a sequence of draws; top-k / top-p / min-p never pick outside their sets;
  * draws follow the softmax at temperature (chi-square-style bound); the
- * penalties move logits the documented way; bad parameters are refused.
+ * penalties move logits the documented way; bad parameters are refused
+ * with the slm_sampling field's name; logit biases ban (-100) and add;
+ * log-probabilities are the log-softmax after the biases (against a double
+ * reference computed here), with the top alternatives in order.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +184,70 @@ static void test_bad_params(void **state)
     assert_int_equal(slm_sampler_create(&sp, V, &s), SLM_STATUS_INVALID_ARGUMENT);
     slm_sampler_params_default(&sp);
     assert_int_equal(slm_sampler_create(&sp, 0, &s), SLM_STATUS_INVALID_ARGUMENT);
+    /* Each error names its slm_sampling field, for the HTTP layer's param. */
+    slm_sampler_params_default(&sp);
+    sp.repeat_penalty = 0;
+    assert_int_equal(slm_sampler_create(&sp, V, &s), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "sampling.repeat_penalty:"));
+    slm_sampler_params_default(&sp);
+    slm_logit_bias b[] = {{3, 1}, {V, 1}};
+    sp.bias = b, sp.n_bias = 2;
+    assert_int_equal(slm_sampler_create(&sp, V, &s), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "sampling.logit_bias:"));
+    b[1] = (slm_logit_bias){4, -101};
+    assert_int_equal(slm_sampler_create(&sp, V, &s), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "sampling.logit_bias:"));
+}
+
+/* A -100 bias removes the argmax from greedy and sampled draws; +3 on a
+ * token moves its log-probability exactly as log-softmax says; the top
+ * list is the reference's order. Bound 1e-5 (float logits, double sums). */
+static void test_bias_and_logprobs(void **state)
+{
+    (void)state;
+    float l[V];
+    random_logits(l, V);
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        best = l[i] > l[best] ? i : best;
+    slm_logit_bias b[] = {{best, -100}, {5, 3}};
+    for (int hot = 0; hot < 2; hot++) {
+        slm_sampler_params sp;
+        slm_sampler_params_default(&sp);
+        sp.temperature = hot ? 1.0f : 0, sp.top_k = 0, sp.top_p = 1, sp.min_p = 0;
+        sp.bias = b, sp.n_bias = 2;
+        slm_sampler *s;
+        assert_int_equal(slm_sampler_create(&sp, V, &s), SLM_OK);
+        for (int rep = 0; rep < 200; rep++)
+            assert_int_not_equal(slm_sampler_sample(s, l), best);
+        slm_logprob top[SLM_MAX_TOP_LOGPROBS];
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < V; i++)
+            if (i != best)
+                mx = fmax(mx, l[i] + (i == 5 ? 3 : 0));
+        for (int i = 0; i < V; i++)
+            if (i != best)
+                sum += exp(l[i] + (i == 5 ? 3 : 0) - mx);
+        double want5 = l[5] + 3 - mx - log(sum);
+        assert_true(fabs(slm_sampler_logprobs(s, l, 5, 20, top) - want5) < 1e-5);
+        assert_true(isinf(slm_sampler_logprobs(s, l, best, 0, top)));
+        for (int i = 0; i < 20; i++) {
+            assert_int_not_equal(top[i].token, best);
+            double w = l[top[i].token] + (top[i].token == 5 ? 3 : 0) - mx - log(sum);
+            assert_true(fabs(top[i].logprob - w) < 1e-5);
+            if (i)
+                assert_true(top[i].logprob <= top[i - 1].logprob);
+        }
+        /* Nothing outside the list beats its last entry. */
+        for (int i = 0; i < V; i++) {
+            bool listed = i == best;
+            for (int j = 0; j < 20; j++)
+                listed |= top[j].token == i;
+            if (!listed)
+                assert_true(l[i] + (i == 5 ? 3 : 0) - mx - log(sum) <= top[19].logprob + 1e-6);
+        }
+        slm_sampler_free(s);
+    }
 }
 
 int main(void)
@@ -189,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_greedy),       cmocka_unit_test(test_seed_reproduces),
         cmocka_unit_test(test_top_k_top_p_min_p), cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_penalties),    cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_bias_and_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

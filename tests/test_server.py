@@ -289,7 +289,7 @@ def test_bad_input(port):
                param="temperature")
     error_case(port, "POST", chat, {"model": ""}, 400, param="messages")
     error_case(port, "POST", "/v1/completions", {"max_tokens": 3}, 400, param="prompt")
-    error_case(port, "POST", chat, {"messages": msgs, "n": 2}, 400, param="n")
+    error_case(port, "POST", chat, {"messages": msgs, "n": 17}, 400, param="n")
     error_case(port, "POST", chat, {"messages": msgs, "stop": 3}, 400, param="stop")
     error_case(port, "POST", chat, {"messages": msgs, "model": "gpt-4o"}, 404,
                code="model_not_found")

@@ -4,7 +4,11 @@
  * and message), the response and stream-chunk JSON read back with jansson,
  * server-sent-event framing, UTF-8 repair, the Prometheus rendering (parsed
  * back, buckets cumulative), and the engine→connection hand-off of a job
- * driven by a real second thread. The end-to-end server is tests/test_server.py.
+ * driven by a real second thread. Issue 15's fields: n, logprobs,
+ * logit_bias, echo/best_of/suffix, tools refused, unknown fields refused
+ * naming them, engine messages mapped to their field, and the JSON of
+ * several choices with logprobs (chat and completions, whole and streamed).
+ * The end-to-end server is tests/test_server.py and test_server_features.py.
  */
 #include <jansson.h>
 #include <math.h>
@@ -22,7 +26,8 @@
 
 static const slm_srv_model_names names = {"SmolLM2-135M-Instruct.Q4_1",
                                           {"SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2"}};
-static const slm_sampling defaults = {sizeof(slm_sampling), 0.8f, 40, 0.95f, 0.05f, 1.0f, 0, 0, 1234};
+static const slm_sampling defaults = {sizeof(slm_sampling), 0.8f, 40, 0.95f, 0.05f, 1.0f, 0, 0, 1234,
+                                      NULL, 0};
 
 static int parse(const char *body, bool chat, slm_srv_request *r, slm_srv_error *e)
 {
@@ -153,7 +158,26 @@ static void test_parse_errors(void **state)
                {"\"seed\":\"7\"", "seed", "integer"},
                {"\"presence_penalty\":3", "presence_penalty", "between"},
                {"\"frequency_penalty\":[]", "frequency_penalty", "number"},
-               {"\"n\":2", "n", "only n=1"},
+               {"\"n\":17", "n", "between 1 and 16"},
+               {"\"n\":0", "n", "between 1 and 16"},
+               {"\"top_p\":0", "top_p", "greater than 0"},
+               {"\"repeat_penalty\":0", "repeat_penalty", "greater than 0"},
+               {"\"logit_bias\":\"x\"", "logit_bias", "must be an object"},
+               {"\"logit_bias\":{\"x\":1}", "logit_bias", "not a token id"},
+               {"\"logit_bias\":{\"-3\":1}", "logit_bias", "not a token id"},
+               {"\"logit_bias\":{\"12345678901\":1}", "logit_bias", "not a token id"},
+               {"\"logit_bias\":{\"5\":\"1\"}", "logit_bias", "must be a number"},
+               {"\"logit_bias\":{\"5\":100.5}", "logit_bias", "between -100 and 100"},
+               {"\"logprobs\":1", "logprobs", "boolean"},
+               {"\"top_logprobs\":3", "top_logprobs", "needs 'logprobs'"},
+               {"\"logprobs\":true,\"top_logprobs\":21", "top_logprobs", "between 0 and 20"},
+               {"\"tools\":[{\"type\":\"function\"}]", "tools", "tool-call"},
+               {"\"functions\":[{\"name\":\"f\"}]", "functions", "not supported"},
+               {"\"tool_choice\":\"auto\"", "tool_choice", "not supported"},
+               {"\"function_call\":{\"name\":\"f\"}", "function_call", "not supported"},
+               {"\"echo\":true", "echo", "field of /v1/completions"},
+               {"\"prompt\":\"x\"", "prompt", "field of /v1/completions"},
+               {"\"frobnicate\":1", "frobnicate", "unknown field 'frobnicate'"},
                {"\"stop\":5", "stop", "string or an array"},
                {"\"stop\":[\"a\",1]", "stop", "stop[1]"},
                {"\"stream\":\"yes\"", "stream", "boolean"},
@@ -169,6 +193,16 @@ static void test_parse_errors(void **state)
     expect_error("{\"prompt\":[\"a\",\"b\"]}", false, 400, "prompt", "only one prompt");
     expect_error("{\"prompt\":[1,-2]}", false, 400, "prompt", "prompt[1]");
     expect_error("{\"temperature\":1}", false, 400, "prompt", "'prompt' is required");
+    expect_error("{\"prompt\":\"a\",\"best_of\":3,\"n\":2}", false, 400, "best_of", "equal n");
+    expect_error("{\"prompt\":\"a\",\"suffix\":\"z\"}", false, 400, "suffix", "insertion");
+    expect_error("{\"prompt\":[1,2],\"echo\":true}", false, 400, "echo", "text prompt");
+    expect_error("{\"prompt\":\"a\",\"echo\":true,\"logprobs\":1}", false, 400, "echo",
+                 "log-probabilities");
+    expect_error("{\"prompt\":\"a\",\"logprobs\":6}", false, 400, "logprobs", "between 0 and 5");
+    expect_error("{\"prompt\":\"a\",\"top_logprobs\":2}", false, 400, "top_logprobs",
+                 "field of /v1/chat/completions");
+    expect_error("{\"prompt\":\"a\",\"messages\":[]}", false, 400, "messages",
+                 "field of /v1/chat/completions");
     /* The body need not be NUL-terminated: parse only a prefix. */
     slm_srv_request r;
     slm_srv_error e;
@@ -203,7 +237,7 @@ static void test_responses(void **state)
 {
     (void)state;
     slm_srv_request rq = {.chat = true};
-    slm_srv_reply rep = {&rq, "chatcmpl-1", "m", 1700000000};
+    slm_srv_reply rep = {&rq, "chatcmpl-1", "m", 1700000000, NULL};
     json_t *o = load(slm_srv_response_json(&rep, "Hi \"there\"\n", 11, "length", 12, 5));
     assert_string_equal(str_at(o, "object"), "chat.completion");
     assert_string_equal(str_at(o, "choices.0.message.content"), "Hi \"there\"\n");
@@ -256,6 +290,179 @@ static void test_responses(void **state)
     assert_string_equal(str_at(o, "error.param"), "model");
     assert_true(json_is_null(json_object_get(json_object_get(o, "error"), "code")));
     json_decref(o);
+}
+
+/* The fields issue 15 added, accepted: n, logprobs, logit_bias, echo,
+ * best_of = n, the harmless ones, tool_choice "none", empty tools. */
+static void test_parse_features(void **state)
+{
+    (void)state;
+    slm_srv_request r;
+    slm_srv_error e;
+    assert_int_equal(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":3,"
+                           "\"logprobs\":true,\"top_logprobs\":20,\"logit_bias\":{\"17\":-100,"
+                           "\"4\":2.5},\"user\":\"u\",\"store\":false,\"metadata\":{},"
+                           "\"service_tier\":\"auto\",\"parallel_tool_calls\":true,"
+                           "\"tool_choice\":\"none\",\"tools\":[],\"response_format\":null}",
+                           true, &r, &e),
+                     0);
+    assert_int_equal(r.n, 3);
+    assert_true(r.logprobs);
+    assert_int_equal(r.top_logprobs, 20);
+    assert_int_equal(r.sampling.n_logit_bias, 2);
+    assert_ptr_equal(r.sampling.logit_bias, r.logit_bias);
+    for (int i = 0; i < 2; i++) /* object order is jansson's: find both */
+        assert_true((r.logit_bias[i].token == 17 && r.logit_bias[i].bias == -100.0f) ||
+                    (r.logit_bias[i].token == 4 && r.logit_bias[i].bias == 2.5f));
+    assert_int_not_equal(r.logit_bias[0].token, r.logit_bias[1].token);
+    slm_srv_request_free(&r);
+
+    assert_int_equal(parse("{\"prompt\":\"Once\",\"logprobs\":0,\"best_of\":2,"
+                           "\"n\":2,\"suffix\":\"\"}", false, &r, &e),
+                     0);
+    assert_true(r.logprobs && r.top_logprobs == 0 && !r.echo && r.n == 2);
+    slm_srv_request_free(&r);
+    assert_int_equal(parse("{\"prompt\":\"Once\",\"echo\":true}", false, &r, &e), 0);
+    assert_true(r.echo && !r.logprobs);
+    slm_srv_request_free(&r);
+    assert_int_equal(parse("{\"prompt\":\"Once\",\"logprobs\":null}", false, &r, &e), 0);
+    assert_false(r.logprobs);
+    assert_int_equal(r.n, 1);
+    slm_srv_request_free(&r);
+
+    /* The engine's refusals name their field. */
+    static const struct {
+        const char *msg, *param;
+    } m[] = {{"sampling.top_p: 0 must be > 0", "top_p"},
+             {"sampling.logit_bias: token 99999 is outside the vocabulary of 49152",
+              "logit_bias"},
+             {"sampling.repeat_penalty: 0 must be > 0", "repeat_penalty"},
+             {"n: 17 choices, the range is 1..16", "n"},
+             {"top_logprobs: needs logprobs", "top_logprobs"},
+             {"the prompt is 9000 tokens, which leaves no room", "messages"},
+             {"sampling.nonsense: x", "messages"}};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        assert_string_equal(slm_srv_engine_error_param(m[i].msg, true), m[i].param);
+    assert_string_equal(slm_srv_engine_error_param("bad", false), "prompt");
+}
+
+/* A two-entry vocabulary for the logprob JSON: token 1 is "Hi", 2 is
+ * " \xc3" (half a UTF-8 character: token is repaired, bytes are exact). */
+static const char *fake_piece(void *ctx, int32_t tok, size_t *len)
+{
+    (void)ctx;
+    static const char *p[] = {"", "Hi", " \xc3"};
+    if (tok < 0 || tok > 2)
+        return NULL;
+    *len = strlen(p[tok]);
+    return p[tok];
+}
+
+static slm_choice_event event_of(int choice, const char *text, const slm_token_logprobs *lp,
+                                 int n_lp, const slm_result *done)
+{
+    return (slm_choice_event){sizeof(slm_choice_event), choice, text, strlen(text), lp, n_lp,
+                              done};
+}
+
+static json_t *at(json_t *root, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *v = root;
+    for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, "."))
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(tok)) : json_object_get(v, tok);
+    return v;
+}
+
+static void test_choices_json(void **state)
+{
+    (void)state;
+    slm_srv_vocab vocab = {fake_piece, NULL};
+    slm_srv_request rq = {.chat = true, .n = 2, .logprobs = true, .top_logprobs = 2};
+    slm_srv_reply rep = {&rq, "chatcmpl-1", "m", 1700000000, &vocab};
+    slm_token_logprobs lp[2] = {
+        {{1, -0.5f}, 2, {{1, -0.5f}, {2, -1.25f}}},
+        {{2, -INFINITY}, 2, {{1, -0.1f}, {2, -INFINITY}}},
+    };
+    slm_result fin = {.size = sizeof fin, .finish = SLM_FINISH_LENGTH};
+    slm_result stop = {.size = sizeof stop, .finish = SLM_FINISH_STOP};
+    slm_srv_choices eng, got;
+    assert_int_equal(slm_srv_choices_init(&eng, 2), 0);
+    assert_int_equal(slm_srv_choices_init(&got, 2), 0);
+    slm_choice_event ev = event_of(1, "Hi \xc3", lp, 2, &stop);
+    assert_int_equal(slm_srv_choices_add(&eng, &ev), 0);
+    ev = event_of(0, "Hi", lp, 1, NULL);
+    assert_int_equal(slm_srv_choices_add(&eng, &ev), 0);
+    ev = event_of(5, "x", NULL, 0, NULL);
+    assert_int_equal(slm_srv_choices_add(&eng, &ev), -1); /* no such choice */
+    ev = event_of(0, "", NULL, 0, &fin);
+    assert_int_equal(slm_srv_choices_add(&eng, &ev), 0);
+    assert_true(eng.dirty);
+    assert_int_equal(slm_srv_choices_move(&eng, &got), 0);
+    assert_false(eng.dirty);
+    assert_int_equal(eng.c[1].text.len, 0);
+
+    json_t *o = load(slm_srv_choices_response_json(&rep, &got, 7, 3));
+    assert_int_equal(json_array_size(at(o, "choices")), 2);
+    assert_string_equal(str_at(o, "choices.0.message.content"), "Hi");
+    assert_string_equal(str_at(o, "choices.0.finish_reason"), "length");
+    assert_string_equal(str_at(o, "choices.1.finish_reason"), "stop");
+    assert_int_equal(json_integer_value(at(o, "choices.1.index")), 1);
+    assert_string_equal(str_at(o, "choices.0.logprobs.content.0.token"), "Hi");
+    assert_true(json_real_value(at(o, "choices.0.logprobs.content.0.logprob")) == -0.5);
+    assert_int_equal(json_array_size(at(o, "choices.0.logprobs.content.0.top_logprobs")), 2);
+    assert_true(json_real_value(at(o, "choices.0.logprobs.content.0.top_logprobs.1.logprob")) ==
+                -1.25);
+    /* A banned token's -inf is OpenAI's -9999; bad UTF-8 is repaired in
+     * token, exact in bytes. */
+    assert_true(json_real_value(at(o, "choices.1.logprobs.content.1.logprob")) == -9999.0);
+    assert_string_equal(str_at(o, "choices.1.logprobs.content.1.token"), " \xef\xbf\xbd");
+    assert_int_equal(json_integer_value(at(o, "choices.1.logprobs.content.1.bytes.1")), 0xc3);
+    assert_int_equal(json_integer_value(at(o, "usage.completion_tokens")), 3);
+    json_decref(o);
+
+    /* Completions: parallel arrays with text offsets after the echoed
+     * prompt. */
+    slm_srv_request cq = {.chat = false, .n = 2, .logprobs = true, .top_logprobs = 2,
+                          .echo = true, .prompt = "Say:"};
+    rep.rq = &cq;
+    o = load(slm_srv_choices_response_json(&rep, &got, 7, 3));
+    assert_string_equal(str_at(o, "choices.1.text"), "Say:Hi \xef\xbf\xbd");
+    assert_string_equal(str_at(o, "choices.1.logprobs.tokens.0"), "Hi");
+    assert_int_equal(json_integer_value(at(o, "choices.1.logprobs.text_offset.0")), 4);
+    assert_int_equal(json_integer_value(at(o, "choices.1.logprobs.text_offset.1")), 6);
+    assert_true(json_real_value(at(o, "choices.1.logprobs.token_logprobs.1")) == -9999.0);
+    assert_true(json_real_value(at(o, "choices.1.logprobs.top_logprobs.0.Hi")) == -0.5);
+    json_decref(o);
+
+    /* Streamed: completions echo first, then a chunk per choice with text,
+     * then each finish once. */
+    slm_srv_buf out = {0};
+    assert_int_equal(slm_srv_choice_events(&rep, &got, true, &out), 0);
+    int events = 0, finishes = 0;
+    for (char *p = out.data; p && (p = strstr(p, "data: ")); p += 6) {
+        char *end = strstr(p, "\n\n");
+        assert_non_null(end);
+        json_t *c = load(strndup(p + 6, (size_t)(end - p - 6)));
+        if (events < 2) /* the echo of each choice */
+            assert_string_equal(str_at(c, "choices.0.text"), "Say:");
+        finishes += str_at(c, "choices.0.finish_reason") != NULL;
+        if (events == 3) { /* choice 1's text: offsets continue after the echo */
+            assert_int_equal(json_integer_value(at(c, "choices.0.index")), 1);
+            assert_int_equal(json_integer_value(at(c, "choices.0.logprobs.text_offset.1")), 6);
+        }
+        json_decref(c);
+        events++;
+    }
+    assert_int_equal(events, 6); /* 2 echoes, 2 texts, 2 finishes */
+    assert_int_equal(finishes, 2);
+    out.len = 0;
+    assert_int_equal(slm_srv_choice_events(&rep, &got, false, &out), 0);
+    assert_int_equal(out.len, 0); /* finishes go out once */
+    slm_srv_buf_free(&out);
+    slm_srv_choices_free(&eng);
+    slm_srv_choices_free(&got);
 }
 
 static void test_sse(void **state)
@@ -461,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_responses),
         cmocka_unit_test(test_sse),            cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_job_handoff),    cmocka_unit_test(test_job_wake_once),
+        cmocka_unit_test(test_parse_features), cmocka_unit_test(test_choices_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

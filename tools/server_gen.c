@@ -48,6 +48,24 @@ static void jobs_done(slm_srv *s, slm_srv_job *j)
     slm_srv_job_release(j);
 }
 
+/* Output arrives per choice (n, logprobs) through on_choice into j->ch,
+ * which slm_srv_generate sets up for rq->n choices before submit. */
+static void fill_choice_params(const slm_srv_request *rq, slm_request_params *p)
+{
+    p->n = rq->n;
+    p->logprobs = rq->logprobs;
+    p->top_logprobs = rq->top_logprobs;
+    p->on_token = NULL;
+    p->on_choice = slm_srv_job_on_choice;
+}
+
+/* The bytes of a token, for logprobs (slm_srv_vocab over the model). */
+static const char *model_piece(void *ctx, int32_t token, size_t *len)
+{
+    const char *p = NULL;
+    return slm_model_token_piece(ctx, token, &p, len) == SLM_OK ? p : NULL;
+}
+
 static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
 {
     slm_srv_request *rq = &j->rq;
@@ -69,9 +87,9 @@ static void fill_params(slm_srv *s, slm_srv_job *j, slm_request_params *p)
     p->stop = rq->stop;
     p->n_stop = rq->n_stop;
     p->ignore_eos = rq->ignore_eos;
-    p->on_token = slm_srv_job_on_token;
     p->on_done = slm_srv_job_on_done;
     p->user = j;
+    fill_choice_params(rq, p);
 }
 
 /* Maps a refused submission to its HTTP answer. */
@@ -89,7 +107,8 @@ static int refused(slm_srv *s, slm_srv_exchange *x, const slm_srv_request *rq, s
         return slm_srv_respond_error(s, x, &e, "Retry-After", "1");
     }
     if (st == SLM_STATUS_INVALID_ARGUMENT) {
-        slm_srv_error_set(&e, 400, "invalid_request_error", rq->chat ? "messages" : "prompt",
+        slm_srv_error_set(&e, 400, "invalid_request_error",
+                          slm_srv_engine_error_param(msg, rq->chat),
                           strstr(msg, "context") ? "context_length_exceeded" : "invalid_value",
                           "%s", msg);
         return slm_srv_respond_error(s, x, &e, NULL, NULL);
@@ -111,6 +130,12 @@ int slm_srv_generate(slm_srv *s, slm_srv_exchange *x, bool chat, const char *bod
         slm_srv_job_release(j);
         return slm_srv_respond_error(s, x, &e, NULL, NULL);
     }
+    if (slm_srv_choices_init(&j->ch, j->rq.n) || slm_srv_choices_init(&x->got, j->rq.n)) {
+        slm_srv_job_release(j);
+        slm_srv_job_release(j);
+        slm_srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        return slm_srv_respond_error(s, x, &e, NULL, NULL);
+    }
     slm_request_params p;
     fill_params(s, j, &p);
     j->wake = slm_srv_loop_wake_job;
@@ -129,7 +154,8 @@ int slm_srv_generate(slm_srv *s, slm_srv_exchange *x, bool chat, const char *bod
     x->stream = j->rq.stream;
     snprintf(x->id, sizeof x->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&s->seq, 1));
-    x->reply = (slm_srv_reply){&j->rq, x->id, s->model_id, (long long)time(NULL)};
+    x->vocab = (slm_srv_vocab){model_piece, s->model};
+    x->reply = (slm_srv_reply){&j->rq, x->id, s->model_id, (long long)time(NULL), &x->vocab};
     return 0;
 }
 
@@ -153,8 +179,7 @@ static void final_events(slm_srv_exchange *x, slm_srv_buf *out)
     const slm_result *r = &x->job->result;
     if (r->finish == SLM_FINISH_ERROR) {
         event(out, failure_json(r));
-    } else {
-        event(out, slm_srv_chunk_json(&x->reply, "", 0, false, slm_srv_finish_name(r->finish)));
+    } else { /* each choice's finish chunk went out with its last text */
         if (x->reply.rq->include_usage)
             event(out, slm_srv_usage_chunk_json(&x->reply, r->prompt_tokens,
                                                 r->completion_tokens));
@@ -166,18 +191,19 @@ bool slm_srv_gen_pump(slm_srv *s, slm_srv_exchange *x, slm_srv_buf *out)
 {
     if (x->finished || !x->job)
         return true;
+    /* done is seen under the job's lock, after on_done, so every choice
+     * event is in j->ch by then; out of memory leaves it for the next turn */
     bool done = slm_srv_job_take(x->job, &x->text);
+    done = slm_srv_job_take_choices(x->job, &x->got) == 0 && done;
     if (x->stream) {
         if (!x->started) {
             x->started = true;
             x->status = 200;
             slm_srv_metrics_http(&s->metrics, 200);
-            if (x->reply.rq->chat) /* the assistant role comes first, as OpenAI's does */
-                event(out, slm_srv_chunk_json(&x->reply, "", 0, true, NULL));
+            /* the assistant role comes first (per choice), as OpenAI's does */
+            slm_srv_choice_events(&x->reply, &x->got, true, out);
         }
-        if (x->text.len)
-            event(out, slm_srv_chunk_json(&x->reply, x->text.data, x->text.len, false, NULL));
-        x->text.len = 0;
+        slm_srv_choice_events(&x->reply, &x->got, false, out);
         if (done)
             final_events(x, out);
     } else if (done) {
@@ -185,9 +211,8 @@ bool slm_srv_gen_pump(slm_srv *s, slm_srv_exchange *x, slm_srv_buf *out)
         const slm_result *r = &x->job->result;
         char *body = r->finish == SLM_FINISH_ERROR
                          ? failure_json(r)
-                         : slm_srv_response_json(&x->reply, x->text.data ? x->text.data : "",
-                                                 x->text.len, slm_srv_finish_name(r->finish),
-                                                 r->prompt_tokens, r->completion_tokens);
+                         : slm_srv_choices_response_json(&x->reply, &x->got, r->prompt_tokens,
+                                                         r->completion_tokens);
         x->status = r->finish == SLM_FINISH_ERROR || !body ? 500 : 200;
         slm_srv_metrics_http(&s->metrics, x->status);
         if (body)
@@ -204,4 +229,5 @@ void slm_srv_gen_end(slm_srv *s, slm_srv_exchange *x)
         jobs_done(s, x->job);
     x->job = NULL;
     slm_srv_buf_free(&x->text);
+    slm_srv_choices_free(&x->got);
 }

@@ -42,6 +42,7 @@ void slm_srv_job_release(slm_srv_job *j)
     if (left > 0)
         return;
     slm_srv_buf_free(&j->text);
+    slm_srv_choices_free(&j->ch);
     slm_srv_request_free(&j->rq);
     pthread_mutex_destroy(&j->mu);
     free(j);
@@ -58,29 +59,66 @@ static bool arm_wake(slm_srv_job *j)
     return true;
 }
 
-void slm_srv_job_on_token(void *user, const char *text, size_t len)
+/* Time to first token and between tokens, for text that arrived at t. */
+static void observe_text(slm_srv_job *j, double t, bool first, double prev, size_t len)
 {
-    slm_srv_job *j = user;
-    double t = slm_srv_now();
-    pthread_mutex_lock(&j->mu);
-    /* NOTE: out of memory here drops text rather than stalling the engine;
-     * the client then sees a shorter answer, never a crash. */
-    (void)slm_srv_buf_append(&j->text, text, len);
-    bool first = !j->got_token;
-    double prev = j->t_last;
-    j->got_token = true;
-    j->t_last = t;
+    if (!j->metrics || !len)
+        return;
+    if (first)
+        slm_srv_histogram_observe(&j->metrics->ttft, t - j->t_arrival);
+    else
+        slm_srv_histogram_observe(&j->metrics->itl, t - prev);
+}
+
+/* Under j->mu, after output arrived at t: the latency bookkeeping and the
+ * loop's wake-up. */
+static void arrived(slm_srv_job *j, double t, size_t len, bool *first, double *prev)
+{
+    *first = !j->got_token && len;
+    *prev = j->t_last;
+    if (len) {
+        j->got_token = true;
+        j->t_last = t;
+    }
     /* NOTE: woken under the lock, so that clearing j->wake under it
      * (slm_srv_gen_end) guarantees no wake-up is still on its way. */
     if (arm_wake(j))
         j->wake(j->wake_ctx, j);
+}
+
+void slm_srv_job_on_token(void *user, const char *text, size_t len)
+{
+    slm_srv_job *j = user;
+    double t = slm_srv_now(), prev;
+    bool first;
+    pthread_mutex_lock(&j->mu);
+    /* NOTE: out of memory here drops text rather than stalling the engine;
+     * the client then sees a shorter answer, never a crash. */
+    (void)slm_srv_buf_append(&j->text, text, len);
+    arrived(j, t, len, &first, &prev);
     pthread_mutex_unlock(&j->mu);
-    if (j->metrics && len) {
-        if (first)
-            slm_srv_histogram_observe(&j->metrics->ttft, t - j->t_arrival);
-        else
-            slm_srv_histogram_observe(&j->metrics->itl, t - prev);
-    }
+    observe_text(j, t, first, prev, len);
+}
+
+void slm_srv_job_on_choice(void *user, const slm_choice_event *ev)
+{
+    slm_srv_job *j = user;
+    double t = slm_srv_now(), prev;
+    bool first;
+    pthread_mutex_lock(&j->mu);
+    /* NOTE: as in on_token, out of memory drops output, never stalls. */
+    (void)slm_srv_choices_add(&j->ch, ev);
+    arrived(j, t, ev->len, &first, &prev);
+    pthread_mutex_unlock(&j->mu);
+    observe_text(j, t, first, prev, ev->len);
+}
+
+int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = slm_srv_choices_move(&j->ch, to);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
 }
 
 void slm_srv_job_on_done(void *user, const slm_result *r)

@@ -48,6 +48,10 @@ typedef struct slm_srv_job {
     /* Set by the server once submitted; read-only afterwards. */
     uint64_t id;
     struct slm_srv_job *next, *prev; /* the server's in-flight list */
+    /* Per-choice output (n, logprobs) from slm_srv_job_on_choice, not yet
+     * taken by the loop; guarded by mu. Set up (rq.n choices) by the
+     * server before submit. */
+    slm_srv_choices ch;
 } slm_srv_job;
 
 double slm_srv_now(void);
@@ -60,6 +64,14 @@ void slm_srv_job_release(slm_srv_job *j);
 /* The engine callbacks, with the job as user pointer. */
 void slm_srv_job_on_token(void *user, const char *text, size_t len);
 void slm_srv_job_on_done(void *user, const slm_result *r);
+
+/* The engine's per-choice callback (slm_request_params.on_choice): appends
+ * the event to j->ch and wakes the loop. */
+void slm_srv_job_on_choice(void *user, const slm_choice_event *ev);
+
+/* Moves what on_choice collected onto *to (the exchange's copy, rq.n
+ * choices). 0, or -1 when out of memory (nothing lost: retry later). */
+int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to);
 
 /* Moves the pending text into *out (appending) and returns true when the
  * job is done and nothing is left to take (result is then final). Never

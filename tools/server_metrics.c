@@ -124,6 +124,15 @@ char *slm_srv_metrics_render(slm_srv_metrics *m, const slm_engine_stats *s)
     scalar(&b, &fail, "slm_engine_steps_total", "counter", "Engine steps run.", s->steps);
     scalar(&b, &fail, "slm_http_connections", "gauge", "Client connections open.",
            (unsigned long long)atomic_load(&m->connections));
+    /* issue 15: n > 1 forks the prompt's sequence instead of recomputing it. */
+    scalar(&b, &fail, "slm_forks_total", "counter",
+           "Sequences forked for choices beyond the first (n > 1).", s->forks);
+    scalar(&b, &fail, "slm_kv_forked_blocks_total", "counter",
+           "KV blocks forks shared with their parent instead of computing them.",
+           s->forked_blocks);
+    scalar(&b, &fail, "slm_computed_tokens_total", "counter",
+           "Tokens run through the model (prompts, outputs, recomputation).",
+           s->computed_tokens);
     histogram(&b, &fail, "slm_time_to_first_token_seconds",
               "Time from a request's arrival to its first output text.", &m->ttft);
     histogram(&b, &fail, "slm_inter_token_latency_seconds",

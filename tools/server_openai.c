@@ -1,8 +1,9 @@
 /*
  * server_openai.c — OpenAI request parsing and response JSON for `slm
- * serve` (see server_openai.h). Parsing is strict about what it uses (a
- * wrong type or a value out of range is a 400 naming the field) and ignores
- * fields it does not know, as OpenAI's clients send many optional ones.
+ * serve` (see server_openai.h). Parsing is strict: a wrong type or a value
+ * out of range is a 400 naming the field, and so is a field slm does not
+ * support or know (the lists below); only the documented harmless ones are
+ * accepted without effect.
  */
 #include <jansson.h>
 #include <math.h>
@@ -292,6 +293,18 @@ static int parse_model(slm_srv_request *r, json_t *root, const slm_srv_model_nam
                              r->model, names->id ? names->id : "");
 }
 
+/* top_p and repeat_penalty: 0 is inside get_number's closed range but not
+ * a valid value (nothing would be left to sample; every logit divided by
+ * zero). */
+static int positive(json_t *root, const char *key, float v, slm_srv_error *e)
+{
+    json_t *x = json_object_get(root, key);
+    if (x && !json_is_null(x) && !(v > 0))
+        return slm_srv_error_set(e, BAD, INVALID, key, "invalid_value",
+                                 "'%s' must be greater than 0, got %g", key, v);
+    return 0;
+}
+
 static int parse_sampling(slm_srv_request *r, json_t *root, slm_srv_error *e)
 {
     slm_sampling *s = &r->sampling;
@@ -302,7 +315,9 @@ static int parse_sampling(slm_srv_request *r, json_t *root, slm_srv_error *e)
         get_number(root, "min_p", 0, 1, &s->min_p, e) ||
         get_number(root, "presence_penalty", -2, 2, &s->presence_penalty, e) ||
         get_number(root, "frequency_penalty", -2, 2, &s->frequency_penalty, e) ||
-        get_number(root, "repeat_penalty", 0, 10, &s->repeat_penalty, e))
+        get_number(root, "repeat_penalty", 0, 10, &s->repeat_penalty, e) ||
+        positive(root, "top_p", s->top_p, e) ||
+        positive(root, "repeat_penalty", s->repeat_penalty, e))
         return -1;
     if (get_int(root, "top_k", -1, 1 << 30, &v, &present, e))
         return -1;
@@ -328,11 +343,11 @@ static int parse_limits(slm_srv_request *r, json_t *root, slm_srv_error *e)
         return -1;
     if (present)
         r->max_tokens = (int)v;
-    if (get_int(root, "n", -1000, 1000, &v, &present, e))
+    r->n = 1;
+    if (get_int(root, "n", 1, SLM_MAX_CHOICES, &v, &present, e))
         return -1;
-    if (present && v != 1)
-        return slm_srv_error_set(e, BAD, INVALID, "n", "invalid_value",
-                                 "only n=1 is supported, got %lld", v);
+    if (present)
+        r->n = (int)v;
     json_t *so = json_object_get(root, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so))
@@ -343,6 +358,193 @@ static int parse_limits(slm_srv_request *r, json_t *root, slm_srv_error *e)
     }
     return get_bool(root, "stream", &r->stream, e) ||
            get_bool(root, "ignore_eos", &r->ignore_eos, e);
+}
+
+/* ---- issue 15: fields slm supports, refuses or ignores -------------------- */
+
+/* Fields each endpoint uses, besides the harmless ones. response_format
+ * is parsed by the grammar-constrained sampling code. */
+static const char *const common_fields[] = {
+    "model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p",
+    "presence_penalty", "frequency_penalty", "repeat_penalty", "seed", "max_tokens",
+    "max_completion_tokens", "n", "stop", "ignore_eos", "logprobs", "logit_bias",
+    "response_format", "tools", "tool_choice", "functions", "function_call",
+    SLM_SRV_HARMLESS_FIELDS, NULL};
+static const char *const chat_fields[] = {"messages", "top_logprobs", NULL};
+static const char *const completion_fields[] = {"prompt", "echo", "best_of", "suffix", NULL};
+
+static bool listed(const char *const *list, const char *key)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, key))
+            return true;
+    return false;
+}
+
+/* A field this endpoint does not know is refused, not ignored: a client
+ * that sends it expects it to do something. */
+static int check_fields(json_t *root, bool chat, slm_srv_error *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (listed(common_fields, key) || listed(chat ? chat_fields : completion_fields, key))
+            continue;
+        if (listed(chat ? completion_fields : chat_fields, key))
+            slm_srv_error_set(e, BAD, INVALID, NULL, "unsupported_parameter",
+                              "'%.100s' is a field of %s, not of this endpoint", key,
+                              chat ? "/v1/completions" : "/v1/chat/completions");
+        else
+            slm_srv_error_set(e, BAD, INVALID, NULL, "unsupported_parameter",
+                              "unknown field '%.100s': slm does not support it", key);
+        /* The key dies with the body: param gets a copy. */
+        snprintf(e->param_buf, sizeof e->param_buf, "%s", key);
+        e->param = e->param_buf;
+        return -1;
+    }
+    return 0;
+}
+
+/* tools and its older spellings: slm's chat renderer has no tool-call
+ * format for any template, so a request that offers tools is refused
+ * rather than answered as if none were given. "none" choices are harmless. */
+static int refuse_tools(json_t *root, slm_srv_error *e)
+{
+    static const char *const offers[] = {"tools", "functions"};
+    static const char *const choices[] = {"tool_choice", "function_call"};
+    for (int i = 0; i < 2; i++) {
+        json_t *t = json_object_get(root, offers[i]);
+        if (t && !json_is_null(t) && !(json_is_array(t) && json_array_size(t) == 0))
+            return slm_srv_error_set(e, BAD, INVALID, offers[i], "unsupported_parameter",
+                                     "'%s' is not supported: slm renders chat templates in C "
+                                     "and none of its templates has a tool-call format, so "
+                                     "the model cannot be offered tools", offers[i]);
+        json_t *c = json_object_get(root, choices[i]);
+        if (c && !json_is_null(c) && !(json_is_string(c) && !strcmp(json_string_value(c), "none")))
+            return slm_srv_error_set(e, BAD, INVALID, choices[i], "unsupported_parameter",
+                                     "'%s' is not supported: no tools can be offered (only "
+                                     "\"none\" is accepted)", choices[i]);
+    }
+    return 0;
+}
+
+/* logit_bias: {"<token id>": bias in [-100, 100], ...}. Ids outside the
+ * vocabulary are the engine's to refuse (it knows the vocabulary); its
+ * message names logit_bias. */
+static int parse_logit_bias(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    json_t *o = json_object_get(root, "logit_bias");
+    if (!o || json_is_null(o))
+        return 0;
+    if (!json_is_object(o))
+        return slm_srv_error_set(e, BAD, INVALID, "logit_bias", "invalid_type",
+                                 "'logit_bias' must be an object of token ids to biases, not %s",
+                                 type_name(o));
+    size_t n = json_object_size(o);
+    if (n > SLM_SRV_MAX_LOGIT_BIAS)
+        return slm_srv_error_set(e, BAD, INVALID, "logit_bias", "invalid_value",
+                                 "'logit_bias' holds %zu entries, at most %d are supported", n,
+                                 SLM_SRV_MAX_LOGIT_BIAS);
+    r->logit_bias = malloc((n ? n : 1) * sizeof *r->logit_bias);
+    if (!r->logit_bias)
+        return slm_srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        size_t len = strlen(key);
+        bool digits = len > 0 && len <= 10;
+        for (size_t i = 0; digits && i < len; i++)
+            digits = key[i] >= '0' && key[i] <= '9';
+        long long id = digits ? strtoll(key, NULL, 10) : -1;
+        if (!digits || id > INT32_MAX)
+            return slm_srv_error_set(e, BAD, INVALID, "logit_bias", "invalid_value",
+                                     "logit_bias key '%.40s' is not a token id (a decimal "
+                                     "integer string)", key);
+        if (!json_is_number(v))
+            return slm_srv_error_set(e, BAD, INVALID, "logit_bias", "invalid_type",
+                                     "logit_bias[\"%s\"] must be a number, not %s", key,
+                                     type_name(v));
+        double b = json_number_value(v);
+        if (!(b >= -100 && b <= 100))
+            return slm_srv_error_set(e, BAD, INVALID, "logit_bias", "invalid_value",
+                                     "logit_bias[\"%s\"] must be between -100 and 100, got %g",
+                                     key, b);
+        r->logit_bias[r->n_logit_bias++] = (slm_logit_bias){(int32_t)id, (float)b};
+    }
+    r->sampling.logit_bias = r->logit_bias;
+    r->sampling.n_logit_bias = r->n_logit_bias;
+    return 0;
+}
+
+/* chat: logprobs (bool) + top_logprobs (0..20, needs logprobs);
+ * completions: logprobs (0..5 alternatives; given at all turns it on). */
+static int parse_logprobs(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    long long v;
+    bool present;
+    if (!r->chat) {
+        if (get_int(root, "logprobs", 0, SLM_SRV_MAX_COMPLETION_LOGPROBS, &v, &present, e))
+            return -1;
+        r->logprobs = present;
+        r->top_logprobs = present ? (int)v : 0;
+        return 0;
+    }
+    if (get_bool(root, "logprobs", &r->logprobs, e) ||
+        get_int(root, "top_logprobs", 0, SLM_MAX_TOP_LOGPROBS, &v, &present, e))
+        return -1;
+    if (present && v > 0 && !r->logprobs)
+        return slm_srv_error_set(e, BAD, INVALID, "top_logprobs", "invalid_value",
+                                 "'top_logprobs' needs 'logprobs': true");
+    r->top_logprobs = present ? (int)v : 0;
+    return 0;
+}
+
+/* Completions: echo (the prompt leads the text), best_of (only = n: slm
+ * does not generate extra candidates to rank), suffix (insertion: none). */
+static int parse_completion_extras(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    long long v;
+    bool present;
+    if (get_bool(root, "echo", &r->echo, e) ||
+        get_int(root, "best_of", 1, 1000, &v, &present, e))
+        return -1;
+    if (present && v != r->n)
+        return slm_srv_error_set(e, BAD, INVALID, "best_of", "unsupported_value",
+                                 "'best_of' %lld differs from n (%d): slm does not generate "
+                                 "candidates to rank, so best_of must equal n", v, r->n);
+    if (r->echo && !r->prompt)
+        return slm_srv_error_set(e, BAD, INVALID, "echo", "unsupported_value",
+                                 "'echo' needs a text prompt, not token ids");
+    if (r->echo && r->logprobs)
+        return slm_srv_error_set(e, BAD, INVALID, "echo", "unsupported_value",
+                                 "'echo' with 'logprobs' would need the prompt's "
+                                 "log-probabilities, which slm does not compute");
+    json_t *sfx = json_object_get(root, "suffix");
+    if (sfx && !json_is_null(sfx) && !(json_is_string(sfx) && json_string_length(sfx) == 0))
+        return slm_srv_error_set(e, BAD, INVALID, "suffix", "unsupported_parameter",
+                                 "'suffix' (text insertion) is not supported");
+    return 0;
+}
+
+static int parse_features(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    return check_fields(root, r->chat, e) || refuse_tools(root, e) ||
+           parse_logit_bias(r, root, e) || parse_logprobs(r, root, e) ||
+           (!r->chat && parse_completion_extras(r, root, e));
+}
+
+const char *slm_srv_engine_error_param(const char *msg, bool chat)
+{
+    static const char *const fields[] = {
+        "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
+        "frequency_penalty", "seed", "logit_bias", "n", "logprobs", "top_logprobs", NULL};
+    const char *f = msg && !strncmp(msg, "sampling.", 9) ? msg + 9 : msg;
+    for (int i = 0; f && fields[i]; i++) {
+        size_t n = strlen(fields[i]);
+        if (!strncmp(f, fields[i], n) && f[n] == ':')
+            return fields[i];
+    }
+    return chat ? "messages" : "prompt";
 }
 
 int slm_srv_request_parse(const char *body, size_t len, bool chat,
@@ -371,7 +573,8 @@ int slm_srv_request_parse(const char *body, size_t len, bool chat,
     }
     if (parse_model(r, root, names, e) ||
         (chat ? parse_messages(r, root, e) : parse_prompt(r, root, e)) ||
-        parse_sampling(r, root, e) || parse_limits(r, root, e) || parse_stop(r, root, e))
+        parse_sampling(r, root, e) || parse_limits(r, root, e) || parse_stop(r, root, e) ||
+        parse_features(r, root, e))
         goto out;
     if (!r->stream && r->include_usage)
         r->include_usage = false; /* only meaningful for streams */
@@ -391,6 +594,7 @@ void slm_srv_request_free(slm_srv_request *r)
     free(r->message_text);
     free(r->messages);
     free(r->tokens);
+    free(r->logit_bias);
     json_decref(r->root);
     memset(r, 0, sizeof *r);
 }
@@ -601,4 +805,305 @@ void slm_srv_buf_free(slm_srv_buf *b)
 {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+/* ---- choices: collecting them and their JSON ------------------------------- */
+
+int slm_srv_choices_init(slm_srv_choices *cs, int n)
+{
+    memset(cs, 0, sizeof *cs);
+    cs->c = calloc((size_t)(n > 0 ? n : 1), sizeof *cs->c);
+    if (!cs->c)
+        return -1;
+    cs->n = n;
+    return 0;
+}
+
+void slm_srv_choices_free(slm_srv_choices *cs)
+{
+    for (int i = 0; cs->c && i < cs->n; i++) {
+        slm_srv_buf_free(&cs->c[i].text);
+        free(cs->c[i].lp);
+    }
+    free(cs->c);
+    memset(cs, 0, sizeof *cs);
+}
+
+static int lp_append(slm_srv_choice *c, const slm_token_logprobs *lp, size_t n)
+{
+    if (c->n_lp + n > c->cap_lp) {
+        size_t cap = c->cap_lp ? c->cap_lp : 16;
+        while (cap < c->n_lp + n)
+            cap *= 2;
+        slm_token_logprobs *p = realloc(c->lp, cap * sizeof *p);
+        if (!p)
+            return -1;
+        c->lp = p;
+        c->cap_lp = cap;
+    }
+    memcpy(c->lp + c->n_lp, lp, n * sizeof *lp);
+    c->n_lp += n;
+    return 0;
+}
+
+int slm_srv_choices_add(slm_srv_choices *cs, const slm_choice_event *ev)
+{
+    if (ev->choice < 0 || ev->choice >= cs->n)
+        return -1;
+    slm_srv_choice *c = &cs->c[ev->choice];
+    int rc = 0;
+    if (ev->len && slm_srv_buf_append(&c->text, ev->text, ev->len))
+        rc = -1;
+    if (ev->n_tokens > 0 && lp_append(c, ev->tokens, (size_t)ev->n_tokens))
+        rc = -1;
+    if (ev->done) {
+        c->done = true;
+        c->finish = ev->done->finish;
+    }
+    cs->dirty = true;
+    return rc;
+}
+
+int slm_srv_choices_move(slm_srv_choices *from, slm_srv_choices *to)
+{
+    for (int i = 0; i < from->n && i < to->n; i++) {
+        slm_srv_choice *f = &from->c[i], *t = &to->c[i];
+        size_t old_len = t->text.len, old_lp = t->n_lp;
+        if ((f->text.len && slm_srv_buf_append(&t->text, f->text.data, f->text.len)) ||
+            (f->n_lp && lp_append(t, f->lp, f->n_lp))) {
+            t->text.len = old_len; /* undo this choice; earlier ones moved */
+            t->n_lp = old_lp;
+            return -1;
+        }
+        f->text.len = 0;
+        f->n_lp = 0;
+        t->done = f->done;
+        t->finish = f->finish;
+    }
+    from->dirty = false;
+    return 0;
+}
+
+/* A token's bytes, "" without a vocabulary. */
+static const char *piece_of(const slm_srv_reply *r, int32_t tok, size_t *len)
+{
+    const char *p = r->vocab && r->vocab->piece ? r->vocab->piece(r->vocab->ctx, tok, len) : NULL;
+    if (!p)
+        *len = 0;
+    return p ? p : "";
+}
+
+/* OpenAI reports a banned token's -inf as -9999. */
+static json_t *lp_number(float lp) { return json_real(isfinite(lp) ? (double)lp : -9999.0); }
+
+static json_t *bytes_array(const char *p, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer((unsigned char)p[i]));
+    return a;
+}
+
+/* {"token","logprob","bytes"} of one chat entry (and its top list). */
+static json_t *chat_entry(const slm_srv_reply *r, slm_logprob x, const slm_token_logprobs *top)
+{
+    size_t n;
+    const char *p = piece_of(r, x.token, &n);
+    json_t *o = json_pack("{s:o, s:o, s:o}", "token", text_value(p, n), "logprob",
+                          lp_number(x.logprob), "bytes", bytes_array(p, n));
+    if (o && top) {
+        json_t *a = json_array();
+        for (int i = 0; a && i < top->n_top; i++)
+            json_array_append_new(a, chat_entry(r, top->top[i], NULL));
+        json_object_set_new(o, "top_logprobs", a);
+    }
+    return o;
+}
+
+/* chat: {"content":[entries], "refusal": null}. */
+static json_t *chat_logprobs(const slm_srv_reply *r, const slm_token_logprobs *lp, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, chat_entry(r, lp[i].sampled, &lp[i]));
+    return json_pack("{s:o, s:n}", "content", a, "refusal");
+}
+
+/* completions: parallel arrays; text_offset counts token bytes from
+ * *offset on (advanced past these tokens). */
+static json_t *completion_logprobs(const slm_srv_reply *r, const slm_token_logprobs *lp,
+                                   size_t n, size_t *offset)
+{
+    json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    for (size_t i = 0; toks && lps && tops && offs && i < n; i++) {
+        size_t len;
+        const char *p = piece_of(r, lp[i].sampled.token, &len);
+        json_array_append_new(toks, text_value(p, len));
+        json_array_append_new(lps, lp_number(lp[i].sampled.logprob));
+        json_array_append_new(offs, json_integer((json_int_t)*offset));
+        *offset += len;
+        json_t *t = json_object();
+        for (int k = 0; t && k < lp[i].n_top; k++) {
+            size_t tl;
+            const char *tp = piece_of(r, lp[i].top[k].token, &tl);
+            json_t *key = text_value(tp, tl);
+            if (key && !json_object_get(t, json_string_value(key))) /* first is likeliest */
+                json_object_set_new(t, json_string_value(key), lp_number(lp[i].top[k].logprob));
+            json_decref(key);
+        }
+        json_array_append_new(tops, t);
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", toks, "token_logprobs", lps,
+                     "top_logprobs", tops, "text_offset", offs);
+}
+
+/* The logprobs value of a choice or chunk: null unless asked for. */
+static json_t *logprobs_value(const slm_srv_reply *r, const slm_srv_choice *c, size_t *offset)
+{
+    if (!r->rq->logprobs)
+        return json_null();
+    return r->rq->chat ? chat_logprobs(r, c->lp, c->n_lp)
+                       : completion_logprobs(r, c->lp, c->n_lp, offset);
+}
+
+/* The prompt completions echo ("" unless echo). */
+static const char *echo_text(const slm_srv_reply *r, size_t *len)
+{
+    const char *p = r->rq->echo && r->rq->prompt ? r->rq->prompt : "";
+    *len = strlen(p);
+    return p;
+}
+
+static json_t *whole_choice(const slm_srv_reply *r, int i, const slm_srv_choice *c)
+{
+    const char *fin = slm_srv_finish_name(c->finish);
+    if (r->rq->chat)
+        return json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i, "message", "role",
+                         "assistant", "content", text_value(c->text.data, c->text.len),
+                         "logprobs", logprobs_value(r, c, NULL), "finish_reason", fin);
+    size_t elen, offset;
+    const char *echo = echo_text(r, &elen);
+    offset = elen;
+    slm_srv_buf t = {0};
+    if (slm_srv_buf_append(&t, echo, elen) ||
+        (c->text.len && slm_srv_buf_append(&t, c->text.data, c->text.len))) {
+        slm_srv_buf_free(&t);
+        return NULL;
+    }
+    json_t *o = json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", text_value(t.data, t.len),
+                          "logprobs", logprobs_value(r, c, &offset), "finish_reason", fin);
+    slm_srv_buf_free(&t);
+    return o;
+}
+
+char *slm_srv_choices_response_json(const slm_srv_reply *r, const slm_srv_choices *cs,
+                                    int prompt_tokens, int completion_tokens)
+{
+    json_t *o = envelope(r, false), *a = json_array();
+    if (!o || !a) {
+        json_decref(o), json_decref(a);
+        return NULL;
+    }
+    for (int i = 0; i < cs->n; i++) {
+        json_t *c = whole_choice(r, i, &cs->c[i]);
+        if (!c || json_array_append_new(a, c)) {
+            json_decref(o), json_decref(a);
+            return NULL;
+        }
+    }
+    if (json_object_set_new(o, "choices", a) ||
+        json_object_set_new(o, "usage", usage_obj(prompt_tokens, completion_tokens))) {
+        json_decref(o);
+        return NULL;
+    }
+    return finish_json(o);
+}
+
+/* One chunk of choice i: text, logprobs (when asked and lp != NULL), a
+ * role, or the finish reason. */
+static char *choice_chunk(const slm_srv_reply *r, int i, const char *text, size_t len,
+                          const slm_srv_choice *lp, bool role, const char *finish)
+{
+    json_t *o = envelope(r, true), *choice;
+    if (!o)
+        return NULL;
+    json_t *fin = finish ? json_string(finish) : json_null();
+    size_t offset = lp ? lp->offset : 0;
+    json_t *lpv = lp ? logprobs_value(r, lp, &offset) : json_null();
+    if (r->rq->chat) {
+        json_t *delta = json_object();
+        if (delta && role)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (delta && (!finish || len) && !role)
+            json_object_set_new(delta, "content", text_value(text, len));
+        if (delta && role)
+            json_object_set_new(delta, "content", json_string(""));
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", i, "delta", delta, "logprobs", lpv,
+                           "finish_reason", fin);
+    } else {
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", i, "text", text_value(text, len),
+                           "logprobs", lpv, "finish_reason", fin);
+    }
+    if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
+        (r->rq->include_usage && json_object_set_new(o, "usage", json_null()))) {
+        json_decref(o);
+        return NULL;
+    }
+    return finish_json(o);
+}
+
+static int add_event(slm_srv_buf *out, char *json)
+{
+    int rc = json ? slm_srv_sse_event(out, json) : -1;
+    free(json);
+    return rc;
+}
+
+/* The stream's opening: a role chunk per chat choice; the echoed prompt
+ * per completions choice (its bytes count for text_offset). */
+static int start_events(const slm_srv_reply *r, slm_srv_choices *cs, slm_srv_buf *out)
+{
+    size_t elen;
+    const char *echo = echo_text(r, &elen);
+    for (int i = 0; i < cs->n; i++) {
+        cs->c[i].offset = elen;
+        if (r->rq->chat && add_event(out, choice_chunk(r, i, "", 0, NULL, true, NULL)))
+            return -1;
+        if (!r->rq->chat && elen && add_event(out, choice_chunk(r, i, echo, elen, NULL, false, NULL)))
+            return -1;
+    }
+    return 0;
+}
+
+int slm_srv_choice_events(const slm_srv_reply *r, slm_srv_choices *cs, bool start,
+                          slm_srv_buf *out)
+{
+    if (start && start_events(r, cs, out))
+        return -1;
+    for (int i = 0; i < cs->n; i++) {
+        slm_srv_choice *c = &cs->c[i];
+        bool lp = r->rq->logprobs && c->n_lp;
+        if (c->text.len || lp) {
+            if (add_event(out, choice_chunk(r, i, c->text.data ? c->text.data : "", c->text.len,
+                                            lp ? c : NULL, false, NULL)))
+                return -1;
+            for (size_t k = 0; k < c->n_lp; k++) { /* text_offset runs on */
+                size_t len;
+                piece_of(r, c->lp[k].sampled.token, &len);
+                c->offset += len;
+            }
+        }
+        c->text.len = 0;
+        c->n_lp = 0;
+    }
+    for (int i = 0; i < cs->n; i++) {
+        slm_srv_choice *c = &cs->c[i];
+        if (c->done && !c->finish_sent) {
+            if (add_event(out, choice_chunk(r, i, "", 0, NULL, false,
+                                            slm_srv_finish_name(c->finish))))
+                return -1;
+            c->finish_sent = true;
+        }
+    }
+    return 0;
 }

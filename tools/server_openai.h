@@ -7,6 +7,10 @@
  *
  * Errors are OpenAI's shape, {"error":{"message","type","param","code"}},
  * with the HTTP status that goes with them (slm_srv_error).
+ *
+ * Every field of a request body is known: used, accepted as harmless
+ * (SLM_SRV_HARMLESS_FIELDS), or refused with a 400 naming it; an unknown
+ * field is refused too rather than silently ignored.
  */
 #ifndef SLM_SERVER_OPENAI_H
 #define SLM_SERVER_OPENAI_H
@@ -17,7 +21,15 @@
 
 #include "slm.h"
 
-#define SLM_SRV_MAX_STOP 16 /* stop strings one request may give */
+#define SLM_SRV_MAX_STOP 16        /* stop strings one request may give */
+#define SLM_SRV_MAX_LOGIT_BIAS 1024 /* logit_bias entries one request may give */
+#define SLM_SRV_MAX_COMPLETION_LOGPROBS 5 /* /v1/completions' logprobs cap (OpenAI's) */
+
+/* Fields accepted and ignored because they change nothing slm answers:
+ * who the end user is (user), whether OpenAI should store the exchange
+ * (store, metadata), a billing tier (service_tier), and whether tool calls
+ * may run in parallel (parallel_tool_calls, moot without tools). */
+#define SLM_SRV_HARMLESS_FIELDS "user", "store", "metadata", "service_tier", "parallel_tool_calls"
 
 /* An error answer: HTTP status plus the four fields of OpenAI's error body.
  * type/param/code point at constants (or NULL for JSON null). */
@@ -27,6 +39,9 @@ typedef struct slm_srv_error {
     const char *param; /* the request field at fault, or NULL */
     const char *code;  /* "model_not_found", "invalid_api_key", ... or NULL */
     char message[512];
+    /* Holds param when it names a field of the body itself (an unknown
+     * one); param then points here, so pass the error by pointer. */
+    char param_buf[64];
 } slm_srv_error;
 
 /* Fills e and returns -1, so a failing parse path is one line. */
@@ -53,6 +68,13 @@ typedef struct slm_srv_request {
     int n_stop;
     bool ignore_eos;
     void *root;                    /* the json_t the strings live in */
+    /* Added for issue 15 (OpenAI features). */
+    int n;                         /* choices, 1..SLM_MAX_CHOICES */
+    bool logprobs;                 /* chat: logprobs; completions: logprobs given */
+    int top_logprobs;              /* alternatives per token */
+    slm_logit_bias *logit_bias;    /* owned; sampling.logit_bias points here */
+    int n_logit_bias;
+    bool echo;                     /* completions: the prompt leads the text */
 } slm_srv_request;
 
 /* The names a request's "model" may carry to mean the served model. */
@@ -71,8 +93,20 @@ int slm_srv_request_parse(const char *body, size_t len, bool chat,
                           slm_srv_request *out, slm_srv_error *err);
 void slm_srv_request_free(slm_srv_request *r);
 
+/* The request field an engine refusal (slm_engine_submit's message) is
+ * about: messages that start "sampling.<field>:", "n:", "logprobs:" or
+ * "top_logprobs:" name it; anything else is the input's (messages or
+ * prompt). Returns a constant. */
+const char *slm_srv_engine_error_param(const char *msg, bool chat);
+
 /* OpenAI's name of a finish reason ("stop", "length", "cancelled", "error"). */
 const char *slm_srv_finish_name(slm_finish_reason f);
+
+/* The bytes of a token (for logprobs' token, bytes and text_offset). */
+typedef struct slm_srv_vocab {
+    const char *(*piece)(void *ctx, int32_t token, size_t *len);
+    void *ctx;
+} slm_srv_vocab;
 
 /* Context every response of one request shares. */
 typedef struct slm_srv_reply {
@@ -80,7 +114,9 @@ typedef struct slm_srv_reply {
     const char *id;    /* "chatcmpl-..." or "cmpl-..." */
     const char *model; /* the served model's id */
     long long created; /* Unix seconds */
+    const slm_srv_vocab *vocab; /* needed when rq->logprobs */
 } slm_srv_reply;
+
 
 /* Each builder returns a malloc'd, NUL-terminated compact JSON text (the
  * caller frees it), or NULL when out of memory. Text that is not valid UTF-8
@@ -116,5 +152,51 @@ int slm_srv_sse_event(slm_srv_buf *b, const char *json);
 /* The stream's last event, "data: [DONE]\n\n". */
 int slm_srv_sse_done(slm_srv_buf *b);
 void slm_srv_buf_free(slm_srv_buf *b);
+
+/* ---- choices (n, logprobs) --------------------------------------------- */
+
+/* What one choice produced: on the engine side the output not yet taken by
+ * the connection, on the connection side what it took and not yet sent. */
+typedef struct slm_srv_choice {
+    slm_srv_buf text;
+    slm_token_logprobs *lp;
+    size_t n_lp, cap_lp;
+    bool done;                /* its last event came */
+    slm_finish_reason finish; /* once done */
+    /* Connection side: the finish chunk went out; bytes of token pieces
+     * sent so far (completions' text_offset). */
+    bool finish_sent;
+    size_t offset;
+} slm_srv_choice;
+
+typedef struct slm_srv_choices {
+    int n;
+    slm_srv_choice *c; /* [n] */
+    bool dirty;        /* something arrived since the last move */
+} slm_srv_choices;
+
+/* 0, or -1 when out of memory. n is 1..SLM_MAX_CHOICES. */
+int slm_srv_choices_init(slm_srv_choices *cs, int n);
+void slm_srv_choices_free(slm_srv_choices *cs);
+/* Appends one engine event. -1 when out of memory (what fit is kept) or
+ * the choice index is out of range. */
+int slm_srv_choices_add(slm_srv_choices *cs, const slm_choice_event *ev);
+/* Moves what `from` holds onto `to` (same n) and empties from's pending
+ * parts. -1 when out of memory (from is then left as it was). */
+int slm_srv_choices_move(slm_srv_choices *from, slm_srv_choices *to);
+
+/* The non-streaming body with every choice (text, logprobs when asked,
+ * finish reason; completions with echo put the prompt first) and usage. */
+char *slm_srv_choices_response_json(const slm_srv_reply *r, const slm_srv_choices *cs,
+                                    int prompt_tokens, int completion_tokens);
+
+/* Stream events for what cs holds: one chunk per choice with new text or
+ * logprobs, then one finish chunk per choice that ended (once each); the
+ * pending parts are emptied. With role (chat, the stream's start) a chunk
+ * carrying {"role":"assistant"} per choice comes first; completions with
+ * echo send the prompt as each choice's first text. 0, or -1 when out of
+ * memory. */
+int slm_srv_choice_events(const slm_srv_reply *r, slm_srv_choices *cs, bool start,
+                          slm_srv_buf *out);
 
 #endif
