@@ -550,6 +550,22 @@ static void test_metrics(void **state)
     free(t);
 }
 
+/* One piece of choice 0's text, as the engine's on_choice hands it. */
+static void choice_text(slm_srv_job *j, const char *text, size_t len)
+{
+    slm_choice_event ev = {sizeof ev, 0, text, len, NULL, 0, NULL};
+    slm_srv_job_on_choice(j, &ev);
+}
+
+/* A job set up for one choice, as slm_srv_generate makes it. */
+static slm_srv_job *job_one(slm_srv_metrics *m)
+{
+    slm_srv_job *j = slm_srv_job_new(m);
+    assert_non_null(j);
+    assert_int_equal(slm_srv_choices_init(&j->ch, 1), 0);
+    return j;
+}
+
 /* The engine side of a job, on its own thread: random pieces, then done. */
 typedef struct {
     slm_srv_job *job;
@@ -563,7 +579,7 @@ static void *produce(void *arg)
     size_t at = 0, len = strlen(p->text);
     for (int i = 0; i < p->pieces; i++) {
         size_t k = i + 1 == p->pieces ? len - at : (size_t)tu_int(0, (int)(len - at));
-        slm_srv_job_on_token(p->job, p->text + at, k);
+        choice_text(p->job, p->text + at, k);
         at += k;
         if (tu_int(0, 3) == 0)
             usleep(1000);
@@ -592,8 +608,7 @@ static void test_job_handoff(void **state)
     assert_int_equal(pipe(pfd), 0);
     for (int round = 0; round < 20; round++) {
         static producer p;
-        p.job = slm_srv_job_new(&m);
-        assert_non_null(p.job);
+        p.job = job_one(&m);
         p.job->wake = wake_pipe;
         p.job->wake_ctx = &pfd[1];
         int n = tu_int(0, 2000);
@@ -603,7 +618,8 @@ static void test_job_handoff(void **state)
         p.pieces = tu_int(1, 50);
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, produce, &p), 0);
-        slm_srv_buf got = {0};
+        slm_srv_choices got;
+        assert_int_equal(slm_srv_choices_init(&got, 1), 0);
         int wakes = 0;
         for (bool done = false; !done;) {
             char c;
@@ -615,11 +631,11 @@ static void test_job_handoff(void **state)
         pthread_join(th, NULL);
         /* One wake-up at most per piece and the end: never one per byte. */
         assert_true(wakes >= 1 && wakes <= p.pieces + 1);
-        assert_int_equal(got.len, (size_t)n);
-        assert_true(n == 0 || !memcmp(got.data, p.text, (size_t)n));
+        assert_int_equal(got.c[0].text.len, (size_t)n);
+        assert_true(n == 0 || !memcmp(got.c[0].text.data, p.text, (size_t)n));
         assert_int_equal(p.job->result.finish, SLM_FINISH_LENGTH);
         assert_int_equal(p.job->result.completion_tokens, 7);
-        slm_srv_buf_free(&got);
+        slm_srv_choices_free(&got);
         slm_srv_job_release(p.job); /* the connection's reference: frees (ASan checks) */
     }
     close(pfd[0]);
@@ -634,27 +650,28 @@ static void test_job_wake_once(void **state)
     (void)state;
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
-    slm_srv_job *j = slm_srv_job_new(NULL);
+    slm_srv_job *j = job_one(NULL);
     j->wake = wake_pipe;
     j->wake_ctx = &pfd[1];
-    slm_srv_job_on_token(j, "ab", 2);
-    slm_srv_job_on_token(j, "cd", 2);
+    choice_text(j, "ab", 2);
+    choice_text(j, "cd", 2);
     char buf[8];
     assert_int_equal(read(pfd[0], buf, sizeof buf), 1);
     slm_srv_job_woken(j);
-    slm_srv_buf got = {0};
+    slm_srv_choices got;
+    assert_int_equal(slm_srv_choices_init(&got, 1), 0);
     assert_false(slm_srv_job_take(j, &got));
-    assert_int_equal(got.len, 4);
-    slm_srv_job_on_token(j, "e", 1);
+    assert_int_equal(got.c[0].text.len, 4);
+    choice_text(j, "e", 1);
     assert_int_equal(read(pfd[0], buf, sizeof buf), 1);
     slm_srv_job_woken(j);
     j->wake = NULL; /* the connection ended: done is not announced */
     slm_result r = {.size = sizeof r, .finish = SLM_FINISH_STOP, .error = ""};
     slm_srv_job_on_done(j, &r); /* drops the engine's reference */
     assert_true(slm_srv_job_take(j, &got));
-    assert_int_equal(got.len, 5);
-    assert_memory_equal(got.data, "abcde", 5);
-    slm_srv_buf_free(&got);
+    assert_int_equal(got.c[0].text.len, 5);
+    assert_memory_equal(got.c[0].text.data, "abcde", 5);
+    slm_srv_choices_free(&got);
     slm_srv_job_release(j);
     close(pfd[0]);
     close(pfd[1]);

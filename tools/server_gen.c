@@ -191,10 +191,7 @@ bool slm_srv_gen_pump(slm_srv *s, slm_srv_exchange *x, slm_srv_buf *out)
 {
     if (x->finished || !x->job)
         return true;
-    /* done is seen under the job's lock, after on_done, so every choice
-     * event is in j->ch by then; out of memory leaves it for the next turn */
-    bool done = slm_srv_job_take(x->job, &x->text);
-    done = slm_srv_job_take_choices(x->job, &x->got) == 0 && done;
+    bool done = slm_srv_job_take(x->job, &x->got);
     if (x->stream) {
         if (!x->started) {
             x->started = true;
@@ -228,6 +225,5 @@ void slm_srv_gen_end(slm_srv *s, slm_srv_exchange *x)
     if (x->job)
         jobs_done(s, x->job);
     x->job = NULL;
-    slm_srv_buf_free(&x->text);
     slm_srv_choices_free(&x->got);
 }

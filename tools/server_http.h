@@ -101,7 +101,6 @@ typedef struct slm_srv_exchange {
     bool stream, started, finished;
     slm_srv_reply reply;
     char id[64];
-    slm_srv_buf text;      /* output taken from the job, not yet formatted */
     slm_srv_choices got;   /* per-choice output taken from the job, not yet formatted */
     slm_srv_vocab vocab;   /* reply.vocab points here (token bytes for logprobs) */
     void *conn;            /* the loop's connection; loop thread only */

@@ -41,7 +41,6 @@ void slm_srv_job_release(slm_srv_job *j)
     pthread_mutex_unlock(&j->mu);
     if (left > 0)
         return;
-    slm_srv_buf_free(&j->text);
     slm_srv_choices_free(&j->ch);
     slm_srv_request_free(&j->rq);
     pthread_mutex_destroy(&j->mu);
@@ -86,39 +85,18 @@ static void arrived(slm_srv_job *j, double t, size_t len, bool *first, double *p
         j->wake(j->wake_ctx, j);
 }
 
-void slm_srv_job_on_token(void *user, const char *text, size_t len)
-{
-    slm_srv_job *j = user;
-    double t = slm_srv_now(), prev;
-    bool first;
-    pthread_mutex_lock(&j->mu);
-    /* NOTE: out of memory here drops text rather than stalling the engine;
-     * the client then sees a shorter answer, never a crash. */
-    (void)slm_srv_buf_append(&j->text, text, len);
-    arrived(j, t, len, &first, &prev);
-    pthread_mutex_unlock(&j->mu);
-    observe_text(j, t, first, prev, len);
-}
-
 void slm_srv_job_on_choice(void *user, const slm_choice_event *ev)
 {
     slm_srv_job *j = user;
     double t = slm_srv_now(), prev;
     bool first;
     pthread_mutex_lock(&j->mu);
-    /* NOTE: as in on_token, out of memory drops output, never stalls. */
+    /* NOTE: out of memory here drops output rather than stalling the
+     * engine; the client then sees a shorter answer, never a crash. */
     (void)slm_srv_choices_add(&j->ch, ev);
     arrived(j, t, ev->len, &first, &prev);
     pthread_mutex_unlock(&j->mu);
     observe_text(j, t, first, prev, ev->len);
-}
-
-int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to)
-{
-    pthread_mutex_lock(&j->mu);
-    int rc = slm_srv_choices_move(&j->ch, to);
-    pthread_mutex_unlock(&j->mu);
-    return rc;
 }
 
 void slm_srv_job_on_done(void *user, const slm_result *r)
@@ -141,12 +119,11 @@ void slm_srv_job_on_done(void *user, const slm_result *r)
     slm_srv_job_release(j);
 }
 
-bool slm_srv_job_take(slm_srv_job *j, slm_srv_buf *out)
+bool slm_srv_job_take(slm_srv_job *j, slm_srv_choices *to)
 {
     pthread_mutex_lock(&j->mu);
-    if (j->text.len && slm_srv_buf_append(out, j->text.data, j->text.len) == 0)
-        j->text.len = 0;
-    bool done = j->done && j->text.len == 0;
+    bool moved = slm_srv_choices_move(&j->ch, to) == 0;
+    bool done = j->done && moved;
     pthread_mutex_unlock(&j->mu);
     return done;
 }

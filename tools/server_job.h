@@ -1,7 +1,7 @@
 /*
  * server_job.h — one generation request of `slm serve` as it passes between
- * two threads: the engine thread, whose on_token/on_done callbacks append
- * text and the result, and the server's event loop, which takes text out
+ * two threads: the engine thread, whose on_choice/on_done callbacks append
+ * output and the result, and the server's event loop, which takes text out
  * and writes it to the client. A mutex guards the hand-off; the callbacks
  * wake the loop through the job's wake hook, at most once until the loop
  * has taken what is pending (so a fast token stream costs one wake-up per
@@ -35,7 +35,6 @@ typedef struct slm_srv_job {
     bool wake_pending;
     void *owner;          /* the exchange that answers it; loop thread only */
     struct slm_srv_job *wake_next; /* the loop's list of woken jobs */
-    slm_srv_buf text;     /* output not yet taken by the connection */
     bool done;            /* on_done ran: result is final */
     bool got_token;       /* for time-to-first-token */
     slm_result result;    /* copy; result.error points at errbuf */
@@ -62,21 +61,18 @@ slm_srv_job *slm_srv_job_new(slm_srv_metrics *metrics);
 void slm_srv_job_release(slm_srv_job *j);
 
 /* The engine callbacks, with the job as user pointer. */
-void slm_srv_job_on_token(void *user, const char *text, size_t len);
 void slm_srv_job_on_done(void *user, const slm_result *r);
 
 /* The engine's per-choice callback (slm_request_params.on_choice): appends
  * the event to j->ch and wakes the loop. */
 void slm_srv_job_on_choice(void *user, const slm_choice_event *ev);
 
-/* Moves what on_choice collected onto *to (the exchange's copy, rq.n
- * choices). 0, or -1 when out of memory (nothing lost: retry later). */
-int slm_srv_job_take_choices(slm_srv_job *j, slm_srv_choices *to);
 
-/* Moves the pending text into *out (appending) and returns true when the
- * job is done and nothing is left to take (result is then final). Never
- * blocks. When out of memory the text stays pending. */
-bool slm_srv_job_take(slm_srv_job *j, slm_srv_buf *out);
+/* Moves what on_choice collected onto *to (the exchange's copy, rq.n
+ * choices) and returns true when the job is done and nothing is left to
+ * take (result is then final). Never blocks. When out of memory the
+ * output stays pending. */
+bool slm_srv_job_take(slm_srv_job *j, slm_srv_choices *to);
 
 /* The woken side is done with the wake-up: later output wakes it again.
  * Drops the wake-up's reference. */
