@@ -21,6 +21,7 @@
  * The KV pool is sized once, at open, from the memory the backend measures
  * after the weights and a worst-case step's workspace are allocated.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,6 +32,8 @@
 
 #include "api_model.h"
 #include "forward.h"
+#include "grammar.h"
+#include "json_schema.h"
 #include "sampler.h"
 #include "scheduler.h"
 #include "status.h"
@@ -53,6 +56,8 @@ typedef struct ereq {
     slm_sampler *smp;
     slm_detok *dt;
     slm_stopstr stops;
+    slm_grammar *grammar;  /* structured output (NULL: free text) */
+    slm_grammar_state *gs; /* where the output stands in the grammar */
     bool ignore_eos;
     slm_token_cb on_token;
     slm_done_cb on_done;
@@ -78,6 +83,12 @@ struct slm_engine {
     slm_forward *fwd;
     slm_kv *kv;
     float *logits; /* [max_running][n_vocab] */
+    /* Structured output: the vocabulary's trie, built by the first request
+     * with a schema (under trie_mu), and the engine thread's mask scratch. */
+    pthread_mutex_t trie_mu;
+    slm_token_trie *trie;
+    slm_grammar_state *gscratch;
+    uint8_t *gallowed; /* [n_vocab] */
     bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
@@ -169,6 +180,8 @@ static void ereq_free(ereq *r)
     slm_sampler_free(r->smp);
     slm_detok_free(r->dt);
     slm_stopstr_free(&r->stops);
+    slm_grammar_free(r->grammar);
+    free(r->gs);
     free(r);
 }
 
@@ -207,7 +220,75 @@ static slm_status request_tokens(const slm_model *m, const slm_request_params *p
     return st;
 }
 
-static slm_status request_make(const slm_engine *e, const slm_request_params *p, ereq **out)
+/* ---- structured output ------------------------------------------------- */
+
+/* The engine's trie and mask scratch, made once (any thread, at submit). */
+static slm_status trie_ready(slm_engine *e)
+{
+    slm_status st = SLM_OK;
+    pthread_mutex_lock(&e->trie_mu);
+    if (!e->trie) {
+        slm_token_trie *t = NULL;
+        st = slm_token_trie_from_tokenizer(e->m->tok, &t);
+        if (!st) {
+            e->gscratch = malloc((size_t)slm_token_trie_scratch(t) * sizeof *e->gscratch);
+            e->gallowed = malloc((size_t)e->n_vocab);
+            if (!e->gscratch || !e->gallowed) {
+                free(e->gscratch);
+                free(e->gallowed);
+                e->gscratch = NULL;
+                e->gallowed = NULL;
+                slm_token_trie_free(t);
+                st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for the mask");
+            } else {
+                e->trie = t; /* published last: the engine thread reads it unlocked */
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->trie_mu);
+    return st;
+}
+
+/* Compiles the request's schema and starts its state at the value's first
+ * byte. */
+static slm_status grammar_start(slm_engine *e, ereq *r, const char *schema)
+{
+    slm_status st = slm_json_schema_compile(schema, strlen(schema), &r->grammar);
+    if (!st)
+        st = trie_ready(e);
+    if (!st && !(r->gs = malloc(sizeof *r->gs)))
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory");
+    if (!st)
+        slm_grammar_state_init(r->gs, r->grammar);
+    return st;
+}
+
+/* Sets the logits of tokens the grammar refuses to -inf before the sampler
+ * draws. Returns false when no token can continue (a vocabulary without
+ * the bytes the value needs). Engine thread. */
+static bool grammar_mask(slm_engine *e, ereq *r, float *row)
+{
+    if (!r->gs)
+        return true;
+    int n = slm_token_trie_mask(e->trie, r->gs, e->gscratch, e->gallowed);
+    for (int i = 0; i < e->n_vocab; i++)
+        if (!e->gallowed[i])
+            row[i] = -INFINITY;
+    return n > 0;
+}
+
+/* Advances the request's grammar state over an accepted token's bytes.
+ * False for a token the grammar refuses (the mask let it through: a bug). */
+static bool grammar_advance(slm_engine *e, ereq *r, int32_t t)
+{
+    if (!r->gs)
+        return true;
+    size_t len;
+    const char *piece = slm_tokenizer_piece(e->m->tok, t, false, &len);
+    return piece && slm_grammar_feed(r->gs, piece, len);
+}
+
+static slm_status request_make(slm_engine *e, const slm_request_params *p, ereq **out)
 {
     *out = NULL;
     if (p->size < sizeof *p)
@@ -252,6 +333,8 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
         st = slm_detok_create(e->m->tok, false, &r->dt);
     if (!st)
         st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
+    if (!st && sm.json_schema)
+        st = grammar_start(e, r, sm.json_schema);
     if (st) {
         ereq_free(r);
         return st;
@@ -260,7 +343,7 @@ static slm_status request_make(const slm_engine *e, const slm_request_params *p,
         slm_sampler_accept(r->smp, r->prompt[i]);
     int room = e->p.n_ctx - r->n_prompt;
     r->max_new = p->max_tokens < room ? p->max_tokens : room;
-    r->ignore_eos = p->ignore_eos != 0;
+    r->ignore_eos = p->ignore_eos != 0 && !r->grammar; /* a value ends where it is complete */
     r->on_token = p->on_token;
     r->on_done = p->on_done;
     r->user = p->user;
@@ -413,6 +496,12 @@ static void take_token(slm_engine *e, ereq *r, const float *logits)
         return;
     }
     slm_sampler_accept(r->smp, t);
+    if (!grammar_advance(e, r, t)) {
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+        finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL,
+               "engine: the sampled token does not continue the response's grammar");
+        return;
+    }
     if (slm_sched_update(e->sched, r->sr, t) != SLM_OK) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", slm_last_error());
@@ -482,8 +571,15 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
         if (pl->entries[i].logit_row < 0)
             continue;
         ereq *r = slm_sched_req_user(pl->entries[i].req);
-        take_token(e, r, e->logits + (size_t)k * e->n_vocab);
+        float *row = e->logits + (size_t)k * e->n_vocab;
         k++;
+        if (!grammar_mask(e, r, row)) {
+            slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+            finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_UNSUPPORTED,
+                   "no token of the vocabulary can continue the response's grammar");
+            continue;
+        }
+        take_token(e, r, row);
     }
 }
 
@@ -594,6 +690,10 @@ static void engine_free(slm_engine *e)
     if (e->kv)
         e->m->be->ops->kv_free(e->m->be, e->kv);
     free(e->logits);
+    slm_token_trie_free(e->trie);
+    free(e->gscratch);
+    free(e->gallowed);
+    pthread_mutex_destroy(&e->trie_mu);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     atomic_fetch_sub(&e->m->n_engines, 1);
@@ -763,6 +863,7 @@ slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine 
     e->overlap = !ep.sequential;
     e->ended_tail = &e->ended;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->trie_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     st = engine_build(e);
     if (!st && pthread_create(&e->thread, NULL, engine_main, e) != 0)
