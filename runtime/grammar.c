@@ -876,17 +876,31 @@ bool slm_grammar_done(const slm_grammar_state *s) { return s->started && s->dept
 /* Preorder: a node's subtree follows it and ends before `skip`. */
 typedef struct tnode {
     uint32_t skip;
-    uint32_t tok;  /* first of its tokens in trie->toks */
+    uint32_t tok;  /* first of its tokens in the layout's toks */
     uint32_t ntok; /* tokens whose bytes end here */
     uint16_t depth;
     uint8_t byte;
 } tnode;
 
-struct slm_token_trie {
-    int n_vocab;
+typedef struct tlayout {
     tnode *nodes;
     int n_nodes;
     int32_t *toks; /* token ids in byte order */
+} tlayout;
+
+/* NOTE: inside a string most of a vocabulary is allowed, and walking the
+ * whole trie there costs milliseconds per step. So the "plain" tokens (text
+ * of whole UTF-8 characters without '"', '\' or control bytes), which a
+ * string takes whatever its state as long as there is room for their
+ * characters, are listed by character count and marked without a walk;
+ * only the other tokens go through a second, small trie. */
+struct slm_token_trie {
+    int n_vocab;
+    tlayout all;   /* every text token */
+    tlayout other; /* the text tokens that are not plain */
+    int32_t *plain; /* plain token ids by character count, ascending */
+    int *plain_upto; /* [max_chars + 1]: plain tokens of at most c characters */
+    int n_plain, max_chars;
     int32_t *ends; /* SLM_TRIE_END tokens */
     int n_ends;
     int max_len;
@@ -914,27 +928,58 @@ void slm_token_trie_free(slm_token_trie *t)
 {
     if (!t)
         return;
-    free(t->nodes);
-    free(t->toks);
+    free(t->all.nodes);
+    free(t->all.toks);
+    free(t->other.nodes);
+    free(t->other.toks);
+    free(t->plain);
+    free(t->plain_upto);
     free(t->ends);
     free(t);
 }
 
-/* Lays the sorted pieces out as a preorder trie: each piece shares the
- * path of its common prefix with the one before it. */
-static void trie_lay(slm_token_trie *t, const piece *ps, int n, uint32_t *path)
+/* The characters of a plain piece, or -1 when it is not plain. */
+static int plain_chars(const char *s, size_t n)
 {
+    int chars = 0, u = 0;
+    for (size_t i = 0; i < n; i++) {
+        int b = (uint8_t)s[i];
+        if (u) {
+            if ((u = utf8_cont(u, b)) < 0)
+                return -1;
+            continue;
+        }
+        if (b < 0x20 || b == '"' || b == '\\')
+            return -1;
+        if (b >= 0x80 && !(u = utf8_lead(b)))
+            return -1;
+        chars++;
+    }
+    return u ? -1 : chars;
+}
+
+/* Lays sorted pieces out as a preorder trie: each piece shares the path of
+ * its common prefix with the one before it. path: max_len + 1 entries. */
+static slm_status trie_lay(tlayout *t, const piece *ps, int n, uint32_t *path)
+{
+    size_t total = 0;
+    for (int e = 0; e < n; e++)
+        total += ps[e].n;
+    t->nodes = malloc((total ? total : 1) * sizeof *t->nodes);
+    t->toks = malloc((n > 0 ? (size_t)n : 1) * sizeof *t->toks);
+    if (!t->nodes || !t->toks)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
     int cur = 0;
     for (int e = 0; e < n; e++) {
         const piece *p = &ps[e];
         size_t lcp = 0;
+        t->toks[e] = p->id;
         if (e > 0) {
             const piece *q = &ps[e - 1];
             while (lcp < p->n && lcp < q->n && p->s[lcp] == q->s[lcp])
                 lcp++;
             if (lcp == p->n && lcp == q->n) { /* same bytes as the last token */
                 t->nodes[path[cur]].ntok++;
-                t->toks[e] = p->id;
                 continue;
             }
         }
@@ -947,10 +992,33 @@ static void trie_lay(slm_token_trie *t, const piece *ps, int n, uint32_t *path)
         cur = (int)p->n;
         t->nodes[path[cur]].tok = (uint32_t)e;
         t->nodes[path[cur]].ntok = 1;
-        t->toks[e] = p->id;
     }
     for (; cur > 0; cur--)
         t->nodes[path[cur]].skip = (uint32_t)t->n_nodes;
+    tnode *shrunk = realloc(t->nodes, (size_t)(t->n_nodes ? t->n_nodes : 1) * sizeof *shrunk);
+    if (shrunk)
+        t->nodes = shrunk;
+    return SLM_OK;
+}
+
+/* The plain tokens by character count (a counting sort). */
+static slm_status plain_list(slm_token_trie *t, const piece *ps, const int *chars, int np)
+{
+    t->plain_upto = calloc((size_t)t->max_chars + 2, sizeof *t->plain_upto);
+    t->plain = malloc((size_t)(t->n_plain ? t->n_plain : 1) * sizeof *t->plain);
+    if (!t->plain_upto || !t->plain)
+        return slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
+    for (int e = 0; e < np; e++)
+        if (chars[e] >= 0)
+            t->plain_upto[chars[e] + 1]++;
+    for (int c = 1; c <= t->max_chars + 1; c++)
+        t->plain_upto[c] += t->plain_upto[c - 1];
+    /* plain_upto[c] is now where tokens of c characters start; fill, then
+     * each entry has moved on to where those of c + 1 start. */
+    for (int e = 0; e < np; e++)
+        if (chars[e] >= 0)
+            t->plain[t->plain_upto[chars[e]]++] = ps[e].id;
+    return SLM_OK;
 }
 
 slm_status slm_token_trie_create(int n, const char *const *pieces, const size_t *lens,
@@ -959,61 +1027,74 @@ slm_status slm_token_trie_create(int n, const char *const *pieces, const size_t 
     *out = NULL;
     slm_token_trie *t = calloc(1, sizeof *t);
     piece *ps = malloc((size_t)(n > 0 ? n : 1) * sizeof *ps);
+    piece *other = malloc((size_t)(n > 0 ? n : 1) * sizeof *other);
+    int *chars = malloc((size_t)(n > 0 ? n : 1) * sizeof *chars);
     uint32_t *path = NULL;
-    if (!t || !ps)
-        goto oom;
+    slm_status st = SLM_OK;
+    if (!t || !ps || !other || !chars) {
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
+        goto out;
+    }
     t->n_vocab = n;
-    int np = 0;
-    size_t total = 0;
+    int np = 0, no = 0;
     for (int i = 0; i < n; i++) {
         if (kind[i] == SLM_TRIE_END)
             t->n_ends++;
         if (kind[i] != SLM_TRIE_TEXT || lens[i] == 0)
             continue;
         if (lens[i] > 65535) {
-            free(ps);
-            slm_token_trie_free(t);
-            return slm_error(SLM_STATUS_INVALID_ARGUMENT,
-                             "grammar: token %d is %zu bytes long", i, lens[i]);
+            st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "grammar: token %d is %zu bytes long", i,
+                           lens[i]);
+            goto out;
         }
         ps[np++] = (piece){pieces[i], lens[i], i};
-        total += lens[i];
         if ((int)lens[i] > t->max_len)
             t->max_len = (int)lens[i];
     }
     qsort(ps, (size_t)np, sizeof *ps, piece_cmp);
-    t->nodes = malloc((total ? total : 1) * sizeof *t->nodes);
-    t->toks = malloc((size_t)(np ? np : 1) * sizeof *t->toks);
+    for (int e = 0; e < np; e++) {
+        chars[e] = plain_chars(ps[e].s, ps[e].n);
+        if (chars[e] < 0)
+            other[no++] = ps[e];
+        else if (chars[e] > t->max_chars)
+            t->max_chars = chars[e];
+        t->n_plain += chars[e] >= 0;
+    }
     t->ends = malloc((size_t)(t->n_ends ? t->n_ends : 1) * sizeof *t->ends);
     path = malloc((size_t)(t->max_len + 1) * sizeof *path);
-    if (!t->nodes || !t->toks || !t->ends || !path)
-        goto oom;
-    trie_lay(t, ps, np, path);
+    if (!t->ends || !path) {
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
+        goto out;
+    }
+    st = trie_lay(&t->all, ps, np, path);
+    if (!st)
+        st = trie_lay(&t->other, other, no, path);
+    if (!st)
+        st = plain_list(t, ps, chars, np);
     int ne = 0;
     for (int i = 0; i < n; i++)
         if (kind[i] == SLM_TRIE_END)
             t->ends[ne++] = i;
-    tnode *shrunk = realloc(t->nodes, (size_t)(t->n_nodes ? t->n_nodes : 1) * sizeof *shrunk);
-    if (shrunk)
-        t->nodes = shrunk;
+out:
     free(path);
     free(ps);
-    *out = t;
-    return SLM_OK;
-oom:
-    free(path);
-    free(ps);
-    slm_token_trie_free(t);
-    return slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
+    free(other);
+    free(chars);
+    if (st)
+        slm_token_trie_free(t);
+    else
+        *out = t;
+    return st;
 }
 
-int slm_token_trie_n_nodes(const slm_token_trie *t) { return t->n_nodes; }
+int slm_token_trie_n_nodes(const slm_token_trie *t) { return t->all.n_nodes; }
 int slm_token_trie_scratch(const slm_token_trie *t) { return t->max_len + 1; }
 
-int slm_token_trie_mask(const slm_token_trie *t, const slm_grammar_state *s,
-                        slm_grammar_state *scratch, uint8_t *allowed)
+/* Marks the tokens of a layout whose bytes the state takes: depth first,
+ * a refused prefix skips its subtree. */
+static int trie_walk(const tlayout *t, const slm_grammar_state *s, slm_grammar_state *scratch,
+                     uint8_t *allowed)
 {
-    memset(allowed, 0, (size_t)t->n_vocab);
     int count = 0;
     slm_grammar_state_copy(&scratch[0], s);
     for (int i = 0; i < t->n_nodes;) {
@@ -1028,6 +1109,36 @@ int slm_token_trie_mask(const slm_token_trie *t, const slm_grammar_state *s,
             allowed[t->toks[nd->tok + k]] = 1;
         count += (int)nd->ntok;
         i++;
+    }
+    return count;
+}
+
+/* Inside a string's text, between characters: how many more it may hold. */
+static bool in_string_text(const slm_grammar_state *s, int *room)
+{
+    if (s->depth == 0)
+        return false;
+    const slm_grammar_frame *f = &s->f[s->depth - 1];
+    const node *nd = &s->g->nodes[f->node];
+    if (nd->kind != N_STR || f->ph != 1 || f->u)
+        return false;
+    *room = nd->b < 0 ? INT32_MAX : nd->b - f->pos;
+    return true;
+}
+
+int slm_token_trie_mask(const slm_token_trie *t, const slm_grammar_state *s,
+                        slm_grammar_state *scratch, uint8_t *allowed)
+{
+    memset(allowed, 0, (size_t)t->n_vocab);
+    int count, room;
+    if (in_string_text(s, &room)) {
+        count = trie_walk(&t->other, s, scratch, allowed);
+        int n = room > t->max_chars ? t->n_plain : t->plain_upto[room];
+        for (int k = 0; k < n; k++)
+            allowed[t->plain[k]] = 1;
+        count += n;
+    } else {
+        count = trie_walk(&t->all, s, scratch, allowed);
     }
     if (slm_grammar_can_end(s))
         for (int k = 0; k < t->n_ends; k++) {

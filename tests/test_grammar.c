@@ -523,15 +523,20 @@ static void check_model_vocab(const char *path)
                       ? SLM_TRIE_NEVER
                       : SLM_TRIE_TEXT;
     }
-    slm_grammar *g = compile_ok(cases[1].schema);
     slm_grammar_state *scratch = malloc((size_t)slm_token_trie_scratch(t) * sizeof *scratch);
-    /* Points: the start, inside a key, inside a free string, after ':',
-     * inside an array, complete. */
-    const char *text = "{\"name\": \"b\xc3\xa9\", \"age\": 12, \"tags\": [\"a\"]}";
-    size_t cuts[] = {0, 3, 11, 21, 22, 34, strlen(text)};
     printf("%s: %d tokens, trie of %d nodes built in %.1f ms\n", path, n,
            slm_token_trie_n_nodes(t), 1e3 * t_build);
+    /* Points: the start, inside a key, inside a bounded string, after ':',
+     * inside an array, complete; then json_object mode's free key and
+     * unbounded string. */
+    const char *texts[] = {"{\"name\": \"b\xc3\xa9\", \"age\": 12, \"tags\": [\"a\"]}",
+                           "{\"ab\": \"c"};
+    const char *schemas[] = {cases[1].schema, "{\"type\":\"object\"}"};
+    size_t cuts[] = {0, 3, 11, 21, 22, 34, strlen(texts[0]), 3, strlen(texts[1])};
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        int which = c < 7 ? 0 : 1;
+        const char *text = texts[which];
+        slm_grammar *g = compile_ok(schemas[which]);
         slm_grammar_state s;
         slm_grammar_state_init(&s, g);
         assert_true(slm_grammar_feed(&s, text, cuts[c]));
@@ -545,8 +550,8 @@ static void check_model_vocab(const char *path)
         assert_memory_equal(mask, ref, (size_t)n);
         printf("  after \"%.*s\": %d tokens allowed, mask %.3f ms\n", (int)cuts[c], text, cnt,
                1e3 * per);
+        slm_grammar_free(g);
     }
-    slm_grammar_free(g);
     free(scratch);
     free(pieces);
     free(lens);
