@@ -144,9 +144,12 @@ def test_json_schema_stream(port):
 
 
 def test_json_object(port):
-    prompts = ["Describe a cat.", "Give me a shopping list.", "Say hello.", "Rate a film."]
-    jobs = [body(prompts[i % len(prompts)], {"type": "json_object"}, 500 + i, max_tokens=600)
-            for i in range(16)]
+    # Greedy: a free-form object has unbounded strings, which a 135M model
+    # at high temperature may never close before max_tokens.
+    prompts = ["Describe a cat.", "Give me a shopping list.", "Say hello.", "Rate a film.",
+               "Name a colour.", "Describe the weather."]
+    jobs = [body(p, {"type": "json_object"}, 1, max_tokens=600, temperature=0)
+            for p in prompts]
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda b: ask(port, b), jobs))
     for b, (finish, content) in zip(jobs, results):
