@@ -129,6 +129,8 @@ void slm_token_trie_free(slm_token_trie *t); /* accepts NULL */
  * end-of-generation tokens as the end, control/unknown/unused never. */
 struct slm_tokenizer;
 slm_status slm_token_trie_from_tokenizer(const struct slm_tokenizer *tok, slm_token_trie **out);
+/* What token id of a model's vocabulary is to the trie (SLM_TRIE_*). */
+int slm_token_trie_kind(const struct slm_tokenizer *tok, int32_t id);
 int slm_token_trie_n_nodes(const slm_token_trie *t);
 /* States a mask call needs as scratch (the longest piece + 1). */
 int slm_token_trie_scratch(const slm_token_trie *t);

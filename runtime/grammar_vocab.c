@@ -11,6 +11,18 @@
 #include "status.h"
 #include "tokenizer.h"
 
+int slm_token_trie_kind(const slm_tokenizer *tok, int32_t id)
+{
+    int type = slm_tokenizer_token_type(tok, id);
+    size_t len;
+    if (slm_tokenizer_is_eog(tok, id))
+        return SLM_TRIE_END;
+    if (!slm_tokenizer_piece(tok, id, false, &len) || type == SLM_TOKEN_CONTROL ||
+        type == SLM_TOKEN_UNKNOWN || type == SLM_TOKEN_UNUSED)
+        return SLM_TRIE_NEVER;
+    return SLM_TRIE_TEXT;
+}
+
 slm_status slm_token_trie_from_tokenizer(const slm_tokenizer *tok, slm_token_trie **out)
 {
     int n = slm_tokenizer_n_vocab(tok);
@@ -22,15 +34,8 @@ slm_status slm_token_trie_from_tokenizer(const slm_tokenizer *tok, slm_token_tri
     if (!pieces || !lens || !kind)
         st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "grammar: out of memory for the token trie");
     for (int i = 0; !st && i < n; i++) {
-        int type = slm_tokenizer_token_type(tok, i);
         pieces[i] = slm_tokenizer_piece(tok, i, false, &lens[i]);
-        if (slm_tokenizer_is_eog(tok, i))
-            kind[i] = SLM_TRIE_END;
-        else if (!pieces[i] || type == SLM_TOKEN_CONTROL || type == SLM_TOKEN_UNKNOWN ||
-                 type == SLM_TOKEN_UNUSED)
-            kind[i] = SLM_TRIE_NEVER;
-        else
-            kind[i] = SLM_TRIE_TEXT;
+        kind[i] = (uint8_t)slm_token_trie_kind(tok, i);
     }
     if (!st)
         st = slm_token_trie_create(n, pieces, lens, kind, out);

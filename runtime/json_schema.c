@@ -5,6 +5,7 @@
  * alias nodes, compiled once and shared, so recursive schemas are graphs.
  */
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +33,10 @@ static const char *const annotations[] = {"title",    "description", "default", 
                                           "$schema",  "$id",         "$comment", "deprecated",
                                           "readOnly", "writeOnly",   "$defs",    "definitions",
                                           NULL};
-static const char *const keywords[] = {"type",      "properties", "required", "additionalProperties",
-                                       "items",     "minItems",   "maxItems", "enum",
-                                       "const",     "minLength",  "maxLength", "anyOf",
-                                       "oneOf",     "$ref",       NULL};
+static const char *const keywords[] = {
+    "type",     "properties", "required",  "additionalProperties", "items", "minItems",
+    "maxItems", "enum",       "const",     "minLength",            "maxLength", "anyOf",
+    "oneOf",    "$ref",       NULL};
 static const char *const types[] = {"object", "array",   "string", "number",
                                     "integer", "boolean", "null",   NULL};
 
@@ -47,10 +48,19 @@ static bool in_list(const char *const *list, const char *s)
     return false;
 }
 
-static int fail(ctx *c, slm_status st, const char *fmt, const char *a, const char *b)
+/* Records the first failure (INVALID_ARGUMENT, the message formatted) and
+ * returns -1, so a failing path is one line. */
+static int fail(ctx *c, const char *fmt, ...) SLM_PRINTF(2, 3);
+static int fail(ctx *c, const char *fmt, ...)
 {
-    if (!c->st)
-        c->st = slm_error(st, fmt, a, b);
+    if (!c->st) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        c->st = slm_error(SLM_STATUS_INVALID_ARGUMENT, "json schema: %s", msg);
+    }
     return -1;
 }
 
@@ -74,14 +84,9 @@ static int check_keys(ctx *c, json_t *s, const char *path, const char *const *on
         if (in_list(annotations, k))
             continue;
         if (!in_list(keywords, k))
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                        "json schema: keyword '%s' at %s is not supported", k, path);
-        if (only && !in_list(only, k)) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "json schema: keyword '%%s' beside '%s' at %%s is not "
-                     "supported", what);
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT, msg, k, path);
-        }
+            return fail(c, "keyword '%s' at %s is not supported", k, path);
+        if (only && !in_list(only, k))
+            return fail(c, "keyword '%s' beside '%s' at %s is not supported", k, what, path);
     }
     return 0;
 }
@@ -97,8 +102,7 @@ static int get_count(ctx *c, json_t *s, const char *key, const char *path, int d
                : json_is_real(v)  ? json_real_value(v)
                                   : -1;
     if (d < 0 || d != (double)(long long)d || d > MAX_COUNT)
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: '%s' at %s must be a non-negative integer (at most 1000000)",
+        return fail(c, "'%s' at %s must be a non-negative integer (at most 1000000)",
                     key, path);
     *out = (int)d;
     return 0;
@@ -109,12 +113,8 @@ static int get_bounds(ctx *c, json_t *s, const char *lo_key, const char *hi_key,
 {
     if (get_count(c, s, lo_key, path, 0, lo) || get_count(c, s, hi_key, path, -1, hi))
         return -1;
-    if (*hi >= 0 && *lo > *hi) {
-        char what[96];
-        snprintf(what, sizeof what, "'%s' is above '%s'", lo_key, hi_key);
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: %s at %s, so no value fits", what, path);
-    }
+    if (*hi >= 0 && *lo > *hi)
+        return fail(c, "'%s' is above '%s' at %s, so no value fits", lo_key, hi_key, path);
     return 0;
 }
 
@@ -151,56 +151,86 @@ static bool of_types(json_t *v, json_t *type)
     return false;
 }
 
-/* enum / const: the compact JSON texts of the values (of the type, when
- * "type" is given beside them). */
-static int compile_literals(ctx *c, json_t *s, const char *path)
+/* Appends the values of an enum / const schema (those of its type, when
+ * "type" is given beside them) to the array `into`. */
+static int collect_literals(ctx *c, json_t *s, const char *path, json_t *into)
 {
     static const char *const only[] = {"enum", "const", "type", NULL};
-    if (check_keys(c, s, path, only, json_object_get(s, "enum") ? "enum" : "const"))
-        return -1;
     json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
+    if (check_keys(c, s, path, only, en ? "enum" : "const"))
+        return -1;
     if (en && cn)
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: both 'enum' and 'const' at %s%s", path, "");
+        return fail(c, "both 'enum' and 'const' at %s", path);
     if (en && (!json_is_array(en) || json_array_size(en) == 0))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: 'enum' at %s must be a non-empty array%s", path, "");
+        return fail(c, "'enum' at %s must be a non-empty array", path);
     json_t *type = json_object_get(s, "type");
-    size_t n = en ? json_array_size(en) : 1;
-    char **texts = calloc(n, sizeof *texts);
-    size_t *lens = calloc(n, sizeof *lens);
-    int m = 0, id = -1;
-    if (!texts || !lens)
-        goto out;
+    size_t n = en ? json_array_size(en) : 1, added = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *v = en ? json_array_get(en, i) : cn;
         if (!of_types(v, type))
             continue;
-        texts[m] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!texts[m])
-            goto out;
-        lens[m] = strlen(texts[m]);
-        m++;
+        if (json_array_append(into, v))
+            return oom(c);
+        added++;
     }
-    if (!m) {
-        fail(c, SLM_STATUS_INVALID_ARGUMENT,
-             "json schema: no value of '%s' at %s is of the given type", en ? "enum" : "const",
-             path);
-        goto out;
+    if (!added)
+        return fail(c, "no value of '%s' at %s is of the given type", en ? "enum" : "const",
+                    path);
+    return 0;
+}
+
+/* One literal node: the compact JSON texts of the values. */
+static int literal_node(ctx *c, json_t *values)
+{
+    size_t n = json_array_size(values);
+    char **texts = calloc(n, sizeof *texts);
+    size_t *lens = calloc(n, sizeof *lens);
+    int m = 0, id = -1;
+    for (size_t i = 0; texts && lens && i < n; i++, m++) {
+        texts[i] = json_dumps(json_array_get(values, i), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!texts[i])
+            break;
+        lens[i] = strlen(texts[i]);
     }
-    id = slm_grammar_add_literals(c->g, (const char *const *)texts, lens, m);
-out:
-    if (id < 0 && !c->st)
-        oom(c);
+    if (texts && lens && (size_t)m == n)
+        id = slm_grammar_add_literals(c->g, (const char *const *)texts, lens, m);
     for (int i = 0; texts && i < m; i++)
         free(texts[i]);
     free(texts);
     free(lens);
+    return id < 0 ? oom(c) : id;
+}
+
+static int compile_literals(ctx *c, json_t *s, const char *path)
+{
+    json_t *values = json_array();
+    int id = !values ? oom(c) : collect_literals(c, s, path, values) ? -1 : literal_node(c, values);
+    json_decref(values);
     return id;
 }
 
 /* ---- combinators and references ----------------------------------------- */
 
+static bool is_literal_schema(json_t *s)
+{
+    return json_is_object(s) && !json_object_get(s, "$ref") && !json_object_get(s, "anyOf") &&
+           !json_object_get(s, "oneOf") &&
+           (json_object_get(s, "enum") || json_object_get(s, "const"));
+}
+
+/* oneOf: a value listed by two alternatives would match both. */
+static int check_one_of(ctx *c, json_t *values, const char *path)
+{
+    for (size_t i = 0; i < json_array_size(values); i++)
+        for (size_t k = i + 1; k < json_array_size(values); k++)
+            if (json_equal(json_array_get(values, i), json_array_get(values, k)))
+                return fail(c, "two alternatives of 'oneOf' at %s list the same value", path);
+    return 0;
+}
+
+/* anyOf / oneOf: the members become one alternative node, chosen by the
+ * first byte; enum and const members are merged into one set of literals
+ * first, so constants of one type ("a" | "b") can be told apart. */
 static int compile_alternatives(ctx *c, json_t *s, const char *path)
 {
     const char *kw = json_object_get(s, "anyOf") ? "anyOf" : "oneOf";
@@ -209,28 +239,37 @@ static int compile_alternatives(ctx *c, json_t *s, const char *path)
         return -1;
     json_t *alts = json_object_get(s, kw);
     if (!json_is_array(alts) || json_array_size(alts) == 0)
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: '%s' at %s must be a non-empty array of schemas", kw, path);
+        return fail(c, "'%s' at %s must be a non-empty array of schemas", kw, path);
     char sub[512];
-    if (json_array_size(alts) == 1) {
-        snprintf(sub, sizeof sub, "%s/%s/0", path, kw);
-        return compile(c, json_array_get(alts, 0), sub);
-    }
     snprintf(sub, sizeof sub, "%s/%s", path, kw);
     int alt = slm_grammar_add_alt(c->g, sub);
-    if (alt < 0)
+    json_t *values = json_array();
+    if (alt < 0 || !values) {
+        json_decref(values);
         return oom(c);
+    }
     size_t i;
     json_t *a;
+    int rc = 0;
     json_array_foreach(alts, i, a) {
         snprintf(sub, sizeof sub, "%s/%s/%zu", path, kw, i);
-        int k = compile(c, a, sub);
-        if (k < 0)
-            return -1;
-        if (slm_grammar_alt_add(c->g, alt, k))
-            return oom(c);
+        if (is_literal_schema(a)) {
+            rc = collect_literals(c, a, sub, values);
+        } else {
+            int k = compile(c, a, sub);
+            rc = k < 0 ? -1 : slm_grammar_alt_add(c->g, alt, k) ? oom(c) : 0;
+        }
+        if (rc)
+            break;
     }
-    return alt;
+    if (!rc && json_array_size(values) > 0 && kw[0] == 'o')
+        rc = check_one_of(c, values, path);
+    if (!rc && json_array_size(values) > 0) {
+        int k = literal_node(c, values);
+        rc = k < 0 ? -1 : slm_grammar_alt_add(c->g, alt, k) ? oom(c) : 0;
+    }
+    json_decref(values);
+    return rc ? -1 : alt;
 }
 
 /* Follows a JSON pointer ("#", "#/$defs/a~1b") through the document. */
@@ -270,20 +309,17 @@ static int compile_ref(ctx *c, json_t *s, const char *path)
         return -1;
     json_t *r = json_object_get(s, "$ref");
     if (!json_is_string(r))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: '$ref' at %s must be a "
-                    "string%s", path, "");
+        return fail(c, "'$ref' at %s must be a string", path);
     const char *ptr = json_string_value(r);
     for (int i = 0; i < c->n_refs; i++)
         if (!strcmp(c->refs[i].ptr, ptr))
             return c->refs[i].node;
     json_t *target = resolve(c->doc, ptr);
     if (!target)
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: '$ref' \"%s\" at %s does not point into this schema (only "
+        return fail(c, "'$ref' \"%s\" at %s does not point into this schema (only "
                     "local references such as \"#/$defs/name\" are supported)", ptr, path);
     if (c->n_refs == MAX_REFS)
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: more than 256 distinct "
-                    "'$ref' targets (at %s)%s", path, "");
+        return fail(c, "more than 256 distinct '$ref' targets (at %s)", path);
     int alias = slm_grammar_add_alias(c->g);
     char *copy = strdup(ptr);
     if (alias < 0 || !copy) {
@@ -312,12 +348,11 @@ static int compile_array(ctx *c, json_t *s, const char *path)
     snprintf(sub, sizeof sub, "%s/items", path);
     int item;
     if (json_is_array(items))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'items' at %s is an array "
-                    "(tuple validation is not supported)%s", path, "");
+        return fail(c, "'items' at %s is an array (tuple validation is not supported)",
+                    path);
     if (json_is_false(items)) {
         if (lo > 0)
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'items' is false but "
-                        "'minItems' is above 0 at %s%s", path, "");
+            return fail(c, "'items' is false but 'minItems' is above 0 at %s", path);
         hi = 0;
         item = slm_grammar_any(c->g);
     } else {
@@ -369,11 +404,9 @@ static int compile_object(ctx *c, json_t *s, const char *path)
     json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
     json_t *ap = json_object_get(s, "additionalProperties");
     if (props && !json_is_object(props))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'properties' at %s must be "
-                    "an object%s", path, "");
+        return fail(c, "'properties' at %s must be an object", path);
     if (req && !json_is_array(req))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'required' at %s must be "
-                    "an array of strings%s", path, "");
+        return fail(c, "'required' at %s must be an array of strings", path);
     char sub[512];
     snprintf(sub, sizeof sub, "%s/additionalProperties", path);
     /* Without additionalProperties, declared properties are all we write
@@ -403,14 +436,12 @@ static int compile_object(ctx *c, json_t *s, const char *path)
     size_t i;
     json_array_foreach(req, i, v) {
         if (!json_is_string(v))
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'required' at %s must "
-                        "be an array of strings%s", path, "");
+            return fail(c, "'required' at %s must be an array of strings", path);
         const char *name = json_string_value(v);
         if (props && json_object_get(props, name))
             continue;
         if (extra < 0)
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                        "json schema: required property '%s' at %s is neither declared nor "
+            return fail(c, "required property '%s' at %s is neither declared nor "
                         "allowed by additionalProperties", name, path);
         if (add_prop(c, obj, name, extra, true))
             return -1;
@@ -455,14 +486,12 @@ static int type_list(ctx *c, json_t *s, const char *path, const char **out)
         json_t *t;
         json_array_foreach(type, i, t) {
             if (!json_is_string(t) || n == 7)
-                return fail(c, SLM_STATUS_INVALID_ARGUMENT, "json schema: 'type' at %s must "
-                            "be a type name or an array of distinct type names%s", path, "");
+                return fail(c, "'type' at %s must be a type name or an array of type names",
+                            path);
             out[n++] = json_string_value(t);
         }
     } else if (type) {
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: 'type' at %s must be a type name or an array of them%s",
-                    path, "");
+        return fail(c, "'type' at %s must be a type name or an array of them", path);
     } else {
         if (json_object_get(s, "properties") || json_object_get(s, "required") ||
             json_object_get(s, "additionalProperties"))
@@ -475,8 +504,7 @@ static int type_list(ctx *c, json_t *s, const char *path, const char **out)
     }
     for (int i = 0; i < n; i++)
         if (!in_list(types, out[i]))
-            return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                        "json schema: unknown type '%s' at %s", out[i], path);
+            return fail(c, "unknown type '%s' at %s", out[i], path);
     return n;
 }
 
@@ -521,16 +549,13 @@ static int compile(ctx *c, json_t *s, const char *path)
         return any < 0 ? oom(c) : any;
     }
     if (json_is_false(s))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: the schema at %s is false, which no value matches%s", path, "");
+        return fail(c, "the schema at %s is false, which no value matches", path);
     if (!json_is_object(s))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: the schema at %s must be an object or a boolean%s", path, "");
+        return fail(c, "the schema at %s must be an object or a boolean", path);
     if (json_object_get(s, "$ref"))
         return compile_ref(c, s, path);
     if (json_object_get(s, "anyOf") && json_object_get(s, "oneOf"))
-        return fail(c, SLM_STATUS_INVALID_ARGUMENT,
-                    "json schema: both 'anyOf' and 'oneOf' at %s%s", path, "");
+        return fail(c, "both 'anyOf' and 'oneOf' at %s", path);
     if (json_object_get(s, "anyOf") || json_object_get(s, "oneOf"))
         return compile_alternatives(c, s, path);
     if (json_object_get(s, "enum") || json_object_get(s, "const"))

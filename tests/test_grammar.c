@@ -58,7 +58,8 @@ static const gcase cases[] = {
      "\"bc\"]},\"minItems\":1,\"maxItems\":2}},\"required\":[\"name\",\"age\",\"tags\"],"
      "\"additionalProperties\":false}",
      {"{\"name\":\"bob\",\"age\":3,\"tags\":[\"a\"]}",
-      "{\"name\": \"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\", \"age\": -12, \"tags\": [\"bc\", \"a\"]}"},
+      "{\"name\": \"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\", \"age\": -12, "
+      "\"tags\": [\"bc\", \"a\"]}"},
      {"{\"age\":3}", "{\"name\":\"bobbie\",\"age\":3,\"tags\":[\"a\"]}",
       "{\"name\":\"b\",\"age\":3.5,\"tags\":[\"a\"]}", "{\"name\":\"b\",\"age\":3,\"tags\":[]}",
       "{\"name\":\"b\",\"age\":3,\"tags\":[\"a\",\"a\",\"a\"]}",
@@ -87,6 +88,8 @@ static const gcase cases[] = {
      {"{\"q\\\"x\":true}"}, {"{\"q\":true}", "{}"}},
     {"{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"maxItems\":0}", {"[]"}, {"[true]"}},
     {"true", {"[]", "{\"a\":[{}]}", "\"s\"", "false"}, {"", "tru"}},
+    {"{\"oneOf\":[{\"const\":\"a\"},{\"enum\":[\"b\",\"c\"]},{\"type\":\"integer\"}]}",
+     {"\"a\"", "\"c\"", "3"}, {"\"d\"", "1.5"}},
 };
 
 static void test_accepts_and_refuses(void **state)
@@ -146,6 +149,7 @@ static const bad bads[] = {
     {"{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}", {"refers back"}},
     {"{\"type\":\"integer\",\"minimum\":0}", {"'minimum'"}},
     {"{\"type\":\"string\",\"maxLength\":-1}", {"'maxLength'"}},
+    {"{\"oneOf\":[{\"const\":\"a\"},{\"enum\":[\"b\",\"a\"]}]}", {"'oneOf'", "same value"}},
 };
 
 static void test_refuses_schemas(void **state)
@@ -312,7 +316,8 @@ static size_t utf8_chars(const char *s, size_t n)
 
 static bool valid_object(json_t *v, json_t *schema, json_t *doc)
 {
-    json_t *props = json_object_get(schema, "properties"), *req = json_object_get(schema, "required");
+    json_t *props = json_object_get(schema, "properties");
+    json_t *req = json_object_get(schema, "required");
     json_t *ap = json_object_get(schema, "additionalProperties");
     size_t i;
     json_t *x;
@@ -515,13 +520,8 @@ static void check_model_vocab(const char *path)
     size_t *lens = malloc((size_t)n * sizeof *lens);
     uint8_t *kind = malloc((size_t)n), *mask = malloc((size_t)n), *ref = malloc((size_t)n);
     for (int i = 0; i < n; i++) {
-        int type = slm_tokenizer_token_type(tok, i);
         pieces[i] = slm_tokenizer_piece(tok, i, false, &lens[i]);
-        kind[i] = slm_tokenizer_is_eog(tok, i) ? SLM_TRIE_END
-                  : (type == SLM_TOKEN_CONTROL || type == SLM_TOKEN_UNKNOWN ||
-                     type == SLM_TOKEN_UNUSED)
-                      ? SLM_TRIE_NEVER
-                      : SLM_TRIE_TEXT;
+        kind[i] = (uint8_t)slm_token_trie_kind(tok, i);
     }
     slm_grammar_state *scratch = malloc((size_t)slm_token_trie_scratch(t) * sizeof *scratch);
     printf("%s: %d tokens, trie of %d nodes built in %.1f ms\n", path, n,
