@@ -14,6 +14,8 @@
 #     and validates against its schema with jsonschema;
 #   - a streamed json_schema answer parses and validates too;
 #   - json_object: answers parse as JSON objects;
+#   - on Gemma 3 (a SentencePiece vocabulary of 262,144 tokens with byte
+#     fallback), when its file is present: each schema twice, all valid;
 #   - a bad response_format (an unsupported keyword, alternatives that
 #     cannot be told apart, a wrong type, no schema) is a 400 with param
 #     response_format naming the problem, and the server keeps serving.
@@ -34,7 +36,8 @@ except ImportError:
     jsonschema = None
 
 SEEDS = 200
-PARALLEL = 32
+TOKENS = []  # completion tokens of each answer, for the summary line
+PARALLEL = 64
 
 PERSON = {
     "type": "object",
@@ -43,10 +46,10 @@ PERSON = {
         "age": {"type": "integer"},
         "colour": {"enum": ["red", "green", "blue"]},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 8},
-                 "minItems": 1, "maxItems": 3},
+                 "minItems": 1, "maxItems": 2},
         "address": {
             "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 16},
+            "properties": {"city": {"type": "string", "maxLength": 12},
                            "zip": {"type": ["integer", "null"]}},
             "required": ["city", "zip"],
             "additionalProperties": False,
@@ -61,7 +64,7 @@ ITEMS = {
               "properties": {"id": {"type": "integer"}, "ok": {"type": "boolean"},
                              "note": {"type": "string", "maxLength": 10}},
               "required": ["id", "ok"]},
-    "minItems": 1, "maxItems": 4,
+    "minItems": 1, "maxItems": 3,
 }
 ANSWER = {
     "type": "object",
@@ -108,7 +111,9 @@ def schema_format(name, schema):
 def ask(port, b):
     st, text, _ = ts.request(port, "POST", "/v1/chat/completions", b)
     ts.check(st == 200, "status 200", (st, text))
-    choice = json.loads(text)["choices"][0]
+    answer = json.loads(text)
+    choice = answer["choices"][0]
+    TOKENS.append(answer["usage"]["completion_tokens"])
     return choice["finish_reason"], choice["message"]["content"]
 
 
@@ -132,6 +137,7 @@ def test_json_schema_seeds(port):
             raise ts.Failure("does not validate (%s): %s" % (e.message, what))
     ts.check(len({c for _, c in results}) > SEEDS // 2, "seeds give different answers",
              len({c for _, c in results}))
+    print("       %d answers, %d tokens; e.g. %s" % (len(results), sum(TOKENS), results[0][1]))
 
 
 def test_json_schema_stream(port):
@@ -175,6 +181,25 @@ def test_bad_response_format(port):
     ts.check(finish in ("stop", "length"), "text format still answers", content)
 
 
+GEMMA = "models/gemma-3-270m-q4_k_m.gguf"
+
+
+def test_gemma_vocabulary():
+    """A SentencePiece vocabulary with byte-fallback tokens and 262,144
+    entries: each of the four schemas twice, all valid."""
+    srv = ts.Server("--parallel", "8", "--ctx", "768", "--api-key", ts.KEY, model=GEMMA)
+    try:
+        jobs = [(s, body(p, schema_format(n, s), 77 + i))
+                for i, (n, s, p) in enumerate(SCHEMAS * 2)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda j: ask(srv.port, j[1]), jobs))
+        for (schema, _), (finish, content) in zip(jobs, results):
+            ts.check(finish == "stop", "gemma: finish_reason stop", content)
+            jsonschema.validate(json.loads(content), schema)
+    finally:
+        srv.stop()
+
+
 def main():
     if not os.path.exists(ts.MODEL):
         print("skipped: %s not found (scripts/fetch-model fetches it)" % ts.MODEL)
@@ -204,6 +229,17 @@ def main():
         ts.check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
     finally:
         srv.stop()
+    if os.path.exists(GEMMA):
+        t0 = time.time()
+        try:
+            test_gemma_vocabulary()
+            passed += 1
+            print("ok     test_gemma_vocabulary (%.1f s)" % (time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAILED test_gemma_vocabulary\n%s" % traceback.format_exc(), flush=True)
+    else:
+        print("skipped: test_gemma_vocabulary (%s not found)" % GEMMA)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
