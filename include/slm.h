@@ -190,7 +190,9 @@ typedef struct slm_sampling {
     /* Structured output (NULL, the default: free text). A JSON Schema as
      * JSON text; the output is then a JSON value that validates against it,
      * written compactly (at most one space after ':' and ','), and ends as
-     * soon as the value is complete (ignore_eos does not apply). The
+     * soon as the value is complete (ignore_eos does not apply; an answer
+     * cut short by max_tokens, the context or a stop string is incomplete:
+     * SLM_FINISH_LENGTH says so for the first two). The
      * schema {"type":"object"} means any JSON object (OpenAI's json_object
      * mode). Compiled at slm_engine_submit, which fails with
      * INVALID_ARGUMENT naming an unsupported keyword or a contradiction and
