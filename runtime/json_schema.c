@@ -15,6 +15,7 @@
 
 #define MAX_COUNT 1000000 /* largest minItems/maxItems/minLength/maxLength accepted */
 #define MAX_REFS 256
+#define MAX_NEST 64 /* subschemas inside each other; the walk recurses once per level */
 
 typedef struct ref {
     char *ptr;
@@ -26,6 +27,7 @@ typedef struct ctx {
     json_t *doc;
     ref refs[MAX_REFS];
     int n_refs;
+    int depth; /* of the walk, bounded by MAX_NEST */
     slm_status st; /* the first failure; its message is the thread's error */
 } ctx;
 
@@ -542,7 +544,7 @@ static int compile_typed(ctx *c, json_t *s, const char *path)
     return alt >= 0 ? alt : last;
 }
 
-static int compile(ctx *c, json_t *s, const char *path)
+static int compile_schema(ctx *c, json_t *s, const char *path)
 {
     if (json_is_true(s)) {
         int any = slm_grammar_any(c->g);
@@ -561,6 +563,18 @@ static int compile(ctx *c, json_t *s, const char *path)
     if (json_object_get(s, "enum") || json_object_get(s, "const"))
         return compile_literals(c, s, path);
     return compile_typed(c, s, path);
+}
+
+/* One subschema, nested at most MAX_NEST deep (a request's schema must not
+ * exhaust the thread's stack). */
+static int compile(ctx *c, json_t *s, const char *path)
+{
+    if (c->depth >= MAX_NEST)
+        return fail(c, "the schema is nested more than %d levels deep at %s", MAX_NEST, path);
+    c->depth++;
+    int id = compile_schema(c, s, path);
+    c->depth--;
+    return id;
 }
 
 slm_status slm_json_schema_compile(const char *schema, size_t len, slm_grammar **out)

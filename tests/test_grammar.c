@@ -167,6 +167,15 @@ static void test_refuses_schemas(void **state)
                 fail_msg("schema %s: message \"%s\" does not name %s", bads[i].schema, msg,
                          bads[i].words[k]);
     }
+    /* Nesting is bounded: a request's schema must not exhaust the stack. */
+    char deep[2048] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "{\"items\":");
+    strcat(deep, "true");
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "}");
+    assert_int_equal(slm_json_schema_check(deep), SLM_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(slm_last_error(), "nested more than 64"));
     assert_int_equal(slm_json_schema_check("{\"type\":\"object\"}"), SLM_OK);
     assert_int_equal(slm_json_schema_check("{\"type\":\"object\",\"maxProperties\":2}"),
                      SLM_STATUS_INVALID_ARGUMENT);
