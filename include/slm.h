@@ -199,9 +199,32 @@ typedef struct slm_sampling {
      * outright, +100 all but forces it. Copied at submit. NULL: none. */
     const slm_logit_bias *logit_bias;
     int n_logit_bias;
+    /* Structured output (NULL, the default: free text). A JSON Schema as
+     * JSON text; the output is then a JSON value that validates against it,
+     * written compactly (at most one space after ':' and ','), and ends as
+     * soon as the value is complete (ignore_eos does not apply; an answer
+     * cut short by max_tokens, the context or a stop string is incomplete:
+     * SLM_FINISH_LENGTH says so for the first two). The
+     * schema {"type":"object"} means any JSON object (OpenAI's json_object
+     * mode). Compiled at slm_engine_submit, which fails with
+     * INVALID_ARGUMENT naming an unsupported keyword or a contradiction and
+     * where it is (see slm_json_schema_check); the text need not outlive
+     * the submit call. */
+    const char *json_schema;
 } slm_sampling;
 
 SLM_API void slm_sampling_default(slm_sampling *s);
+
+/* Checks that a JSON Schema (JSON text) can constrain generation, without
+ * a model: SLM_OK, or INVALID_ARGUMENT whose message names the problem and
+ * its place as a JSON pointer, e.g. "json schema: keyword 'pattern' at
+ * #/properties/name is not supported". Supported: type (one or an array),
+ * properties, required, additionalProperties (boolean or schema), items,
+ * minItems, maxItems, enum, const, minLength, maxLength, anyOf/oneOf whose
+ * alternatives start differently (different JSON types or distinct
+ * constants), local $ref ("#/$defs/name"), and annotations (title,
+ * description, default, examples, ...). Thread-safe. */
+SLM_API slm_status slm_json_schema_check(const char *schema);
 
 typedef struct slm_message {
     const char *role;        /* "system", "user", "assistant" */

@@ -40,6 +40,8 @@
 #include "api_model.h"
 #include "embed.h"
 #include "forward.h"
+#include "grammar.h"
+#include "json_schema.h"
 #include "sampler.h"
 #include "scheduler.h"
 #include "status.h"
@@ -75,6 +77,8 @@ typedef struct ereq {
     slm_sampler *smp;
     slm_detok *dt;
     slm_stopstr stops;
+    slm_grammar *grammar;  /* structured output (NULL: free text) */
+    slm_grammar_state *gs; /* where the output stands in the grammar */
     bool ignore_eos;
     slm_token_cb on_token;
     slm_done_cb on_done;
@@ -121,6 +125,12 @@ struct slm_engine {
     slm_kv *kv;
     float *logits; /* [max_running][n_vocab] */
     float *hidden; /* [step_tokens][n_embd], made by the first embedding step */
+    /* Structured output: the vocabulary's trie, built by the first request
+     * with a schema (under trie_mu), and the engine thread's mask scratch. */
+    pthread_mutex_t trie_mu;
+    slm_token_trie *trie;
+    slm_grammar_state *gscratch;
+    uint8_t *gallowed; /* [n_vocab] */
     bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
@@ -222,6 +232,8 @@ static void ereq_free(ereq *r)
     slm_sampler_free(r->smp);
     slm_detok_free(r->dt);
     slm_stopstr_free(&r->stops);
+    slm_grammar_free(r->grammar);
+    free(r->gs);
     free(r);
 }
 
@@ -308,7 +320,9 @@ static slm_status choice_sampler(const slm_request_params *p, int choice, int n_
 
 /* One choice's state around prompt[0..n_prompt): sampler (which has seen
  * the prompt for its penalties), detokenizer, stop strings, callbacks. */
-static slm_status choice_make(const slm_engine *e, const slm_request_params *p, egroup *g,
+static slm_status grammar_start(slm_engine *e, ereq *r, const char *schema);
+
+static slm_status choice_make(slm_engine *e, const slm_request_params *p, egroup *g,
                               int choice, const int32_t *prompt, int n_prompt, ereq **out)
 {
     ereq *r = calloc(1, sizeof *r);
@@ -323,6 +337,10 @@ static slm_status choice_make(const slm_engine *e, const slm_request_params *p, 
         st = slm_detok_create(e->m->tok, false, &r->dt);
     if (!st)
         st = slm_stopstr_init(&r->stops, p->stop, p->n_stop);
+    /* each choice has its own grammar state (choice_sampler checked the
+     * sampling's size) */
+    if (!st && p->sampling && p->sampling->json_schema)
+        st = grammar_start(e, r, p->sampling->json_schema);
     if (st) { /* the group stays the caller's */
         g->refs--;
         r->g = NULL;
@@ -333,7 +351,7 @@ static slm_status choice_make(const slm_engine *e, const slm_request_params *p, 
         slm_sampler_accept(r->smp, prompt[i]);
     int room = e->p.n_ctx - n_prompt;
     r->max_new = p->max_tokens < room ? p->max_tokens : room;
-    r->ignore_eos = p->ignore_eos != 0;
+    r->ignore_eos = p->ignore_eos != 0 && !r->grammar; /* a value ends where it is complete */
     r->on_token = p->on_token;
     r->on_done = p->on_done;
     r->user = p->user;
@@ -346,7 +364,7 @@ static slm_status choice_make(const slm_engine *e, const slm_request_params *p, 
 }
 
 /* Choices 1..n-1, held by choice 0 until its prompt is computed. */
-static slm_status make_forks(const slm_engine *e, const slm_request_params *p, ereq *r)
+static slm_status make_forks(slm_engine *e, const slm_request_params *p, ereq *r)
 {
     if (p->n < 2)
         return SLM_OK;
@@ -362,7 +380,75 @@ static slm_status make_forks(const slm_engine *e, const slm_request_params *p, e
     return SLM_OK;
 }
 
-static slm_status request_make(const slm_engine *e, const slm_request_params *p, ereq **out)
+/* ---- structured output ------------------------------------------------- */
+
+/* The engine's trie and mask scratch, made once (any thread, at submit). */
+static slm_status trie_ready(slm_engine *e)
+{
+    slm_status st = SLM_OK;
+    pthread_mutex_lock(&e->trie_mu);
+    if (!e->trie) {
+        slm_token_trie *t = NULL;
+        st = slm_token_trie_from_tokenizer(e->m->tok, &t);
+        if (!st) {
+            e->gscratch = malloc((size_t)slm_token_trie_scratch(t) * sizeof *e->gscratch);
+            e->gallowed = malloc((size_t)e->n_vocab);
+            if (!e->gscratch || !e->gallowed) {
+                free(e->gscratch);
+                free(e->gallowed);
+                e->gscratch = NULL;
+                e->gallowed = NULL;
+                slm_token_trie_free(t);
+                st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for the mask");
+            } else {
+                e->trie = t; /* published last: the engine thread reads it unlocked */
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->trie_mu);
+    return st;
+}
+
+/* Compiles the request's schema and starts its state at the value's first
+ * byte. */
+static slm_status grammar_start(slm_engine *e, ereq *r, const char *schema)
+{
+    slm_status st = slm_json_schema_compile(schema, strlen(schema), &r->grammar);
+    if (!st)
+        st = trie_ready(e);
+    if (!st && !(r->gs = malloc(sizeof *r->gs)))
+        st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory");
+    if (!st)
+        slm_grammar_state_init(r->gs, r->grammar);
+    return st;
+}
+
+/* Sets the logits of tokens the grammar refuses to -inf before the sampler
+ * draws. Returns false when no token can continue (a vocabulary without
+ * the bytes the value needs). Engine thread. */
+static bool grammar_mask(slm_engine *e, ereq *r, float *row)
+{
+    if (!r->gs)
+        return true;
+    int n = slm_token_trie_mask(e->trie, r->gs, e->gscratch, e->gallowed);
+    for (int i = 0; i < e->n_vocab; i++)
+        if (!e->gallowed[i])
+            row[i] = -INFINITY;
+    return n > 0;
+}
+
+/* Advances the request's grammar state over an accepted token's bytes.
+ * False for a token the grammar refuses (the mask let it through: a bug). */
+static bool grammar_advance(slm_engine *e, ereq *r, int32_t t)
+{
+    if (!r->gs)
+        return true;
+    size_t len;
+    const char *piece = slm_tokenizer_piece(e->m->tok, t, false, &len);
+    return piece && slm_grammar_feed(r->gs, piece, len);
+}
+
+static slm_status request_make(slm_engine *e, const slm_request_params *p, ereq **out)
 {
     *out = NULL;
     if (p->size < sizeof *p)
@@ -743,6 +829,12 @@ static void take_token(slm_engine *e, ereq *r, const float *logits)
     if (r->want_lp)
         record_logprob(r, logits, t);
     slm_sampler_accept(r->smp, t);
+    if (!grammar_advance(e, r, t)) {
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+        finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL,
+               "engine: the sampled token does not continue the response's grammar");
+        return;
+    }
     if (slm_sched_update(e->sched, r->sr, t) != SLM_OK) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", slm_last_error());
@@ -945,13 +1037,22 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
         if (r->embed) {
             if (r->sr) /* not already ended by pool_plan */
                 embed_finish(e, r);
-        } else {
-            const float *row = e->logits + (size_t)k * e->n_vocab;
-            if (r->n_forks)
-                fork_choices(e, r, row);
-            take_token(e, r, row);
+            k++;
+            continue;
         }
+        float *row = e->logits + (size_t)k * e->n_vocab;
         k++;
+        /* NOTE: masked once for choice 0 before its forks take their first
+         * token: every choice starts in the same grammar state. */
+        if (!grammar_mask(e, r, row)) {
+            slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+            finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_UNSUPPORTED,
+                   "no token of the vocabulary can continue the response's grammar");
+            continue;
+        }
+        if (r->n_forks)
+            fork_choices(e, r, row);
+        take_token(e, r, row);
     }
 }
 
@@ -1072,6 +1173,10 @@ static void engine_free(slm_engine *e)
         e->m->be->ops->kv_free(e->m->be, e->kv);
     free(e->logits);
     free(e->hidden);
+    slm_token_trie_free(e->trie);
+    free(e->gscratch);
+    free(e->gallowed);
+    pthread_mutex_destroy(&e->trie_mu);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     atomic_fetch_sub(&e->m->n_engines, 1);
@@ -1241,6 +1346,7 @@ slm_status slm_engine_open(slm_model *m, const slm_engine_params *p, slm_engine 
     e->overlap = !ep.sequential;
     e->ended_tail = &e->ended;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->trie_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     st = engine_build(e);
     if (!st && pthread_create(&e->thread, NULL, engine_main, e) != 0)

@@ -27,7 +27,7 @@
 static const slm_srv_model_names names = {"SmolLM2-135M-Instruct.Q4_1",
                                           {"SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2"}};
 static const slm_sampling defaults = {sizeof(slm_sampling), 0.8f, 40, 0.95f, 0.05f, 1.0f, 0, 0, 1234,
-                                      NULL, 0};
+                                      NULL, 0, NULL};
 
 static int parse(const char *body, bool chat, slm_srv_request *r, slm_srv_error *e)
 {

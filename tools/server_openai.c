@@ -330,6 +330,57 @@ static int parse_sampling(slm_srv_request *r, json_t *root, slm_srv_error *e)
     return 0;
 }
 
+/* response_format: {"type":"text"} (free text), {"type":"json_object"} (any
+ * JSON object) or {"type":"json_schema","json_schema":{"name","schema",
+ * "strict"}}. The schema is checked here, so a bad one is a 400 naming the
+ * problem before anything is queued; it travels to the engine as compact
+ * JSON text in sampling.json_schema. "strict" is accepted either way: the
+ * output always follows the schema. */
+static int parse_response_format(slm_srv_request *r, json_t *root, slm_srv_error *e)
+{
+    static const char P[] = "response_format";
+    json_t *rf = json_object_get(root, P);
+    if (!rf || json_is_null(rf))
+        return 0;
+    if (!json_is_object(rf))
+        return slm_srv_error_set(e, BAD, INVALID, P, "invalid_type",
+                                 "'response_format' must be an object, not %s", type_name(rf));
+    json_t *t = json_object_get(rf, "type");
+    const char *type = json_is_string(t) ? json_string_value(t) : "";
+    json_t *schema = NULL;
+    if (!strcmp(type, "text"))
+        return 0;
+    if (!strcmp(type, "json_schema")) {
+        json_t *js = json_object_get(rf, "json_schema");
+        if (!json_is_object(js))
+            return slm_srv_error_set(e, BAD, INVALID, P, "invalid_value",
+                                     "'response_format.json_schema' must be an object");
+        if (!json_is_string(json_object_get(js, "name")))
+            return slm_srv_error_set(e, BAD, INVALID, P, "invalid_value",
+                                     "'response_format.json_schema.name' must be a string");
+        json_t *strict = json_object_get(js, "strict");
+        if (strict && !json_is_null(strict) && !json_is_boolean(strict))
+            return slm_srv_error_set(e, BAD, INVALID, P, "invalid_type",
+                                     "'response_format.json_schema.strict' must be a boolean");
+        schema = json_object_get(js, "schema");
+        if (!json_is_object(schema))
+            return slm_srv_error_set(e, BAD, INVALID, P, "invalid_value",
+                                     "'response_format.json_schema.schema' must be a JSON "
+                                     "Schema object");
+    } else if (strcmp(type, "json_object")) {
+        return slm_srv_error_set(e, BAD, INVALID, P, "invalid_value",
+                                 "'response_format.type' must be \"text\", \"json_object\" or "
+                                 "\"json_schema\"");
+    }
+    r->json_schema = schema ? json_dumps(schema, JSON_COMPACT) : strdup("{\"type\":\"object\"}");
+    if (!r->json_schema)
+        return slm_srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (slm_json_schema_check(r->json_schema) != SLM_OK)
+        return slm_srv_error_set(e, BAD, INVALID, P, "invalid_value", "%s", slm_last_error());
+    r->sampling.json_schema = r->json_schema;
+    return 0;
+}
+
 static int parse_limits(slm_srv_request *r, json_t *root, slm_srv_error *e)
 {
     long long v;
@@ -574,7 +625,7 @@ int slm_srv_request_parse(const char *body, size_t len, bool chat,
     if (parse_model(r, root, names, e) ||
         (chat ? parse_messages(r, root, e) : parse_prompt(r, root, e)) ||
         parse_sampling(r, root, e) || parse_limits(r, root, e) || parse_stop(r, root, e) ||
-        parse_features(r, root, e))
+        parse_features(r, root, e) || parse_response_format(r, root, e))
         goto out;
     if (!r->stream && r->include_usage)
         r->include_usage = false; /* only meaningful for streams */
@@ -595,6 +646,7 @@ void slm_srv_request_free(slm_srv_request *r)
     free(r->messages);
     free(r->tokens);
     free(r->logit_bias);
+    free(r->json_schema);
     json_decref(r->root);
     memset(r, 0, sizeof *r);
 }

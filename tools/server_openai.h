@@ -67,6 +67,8 @@ typedef struct slm_srv_request {
     const char *stop[SLM_SRV_MAX_STOP];
     int n_stop;
     bool ignore_eos;
+    char *json_schema;             /* response_format's schema text (owned), which
+                                      sampling.json_schema points at; NULL: free text */
     void *root;                    /* the json_t the strings live in */
     /* Added for issue 15 (OpenAI features). */
     int n;                         /* choices, 1..SLM_MAX_CHOICES */
