@@ -149,6 +149,18 @@ def test_json_schema_stream(port):
     jsonschema.validate(json.loads(text), PERSON)
 
 
+def test_json_schema_choices(port):
+    # n choices fork one prompt; each carries its own grammar state.
+    b = body(SCHEMAS[0][2], schema_format("person", PERSON), 11, n=3)
+    st, text, _ = ts.request(port, "POST", "/v1/chat/completions", b)
+    ts.check(st == 200, "status 200", (st, text))
+    choices = json.loads(text)["choices"]
+    ts.check(len(choices) == 3, "three choices", text)
+    for c in choices:
+        ts.check(c["finish_reason"] == "stop", "choice finish_reason stop", c)
+        jsonschema.validate(json.loads(c["message"]["content"]), PERSON)
+
+
 def test_json_object(port):
     # Greedy: a free-form object has unbounded strings, which a 135M model
     # at high temperature may never close before max_tokens.
@@ -216,8 +228,8 @@ def main():
     passed, failed = 0, 0
     srv = ts.Server("--parallel", str(PARALLEL), "--ctx", "768", "--api-key", ts.KEY)
     try:
-        for t in [test_bad_response_format, test_json_schema_stream, test_json_schema_seeds,
-                  test_json_object]:
+        for t in [test_bad_response_format, test_json_schema_stream, test_json_schema_choices,
+                  test_json_schema_seeds, test_json_object]:
             t0 = time.time()
             try:
                 t(srv.port)
