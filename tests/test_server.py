@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 MODEL = os.environ.get("SLM_TEST_MODEL", "models/SmolLM2-135M-Instruct.Q4_1.gguf")
 BUILD = os.environ.get("SLM_BUILD_DIR", "build")
@@ -456,40 +455,42 @@ def test_queue_full_and_sigterm():
         srv.stop()
 
 
-def main():
-    if not os.path.exists(MODEL):
-        print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
-        return 0
-    if not os.access(SLM, os.X_OK):
-        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % SLM)
-        return 1
-    passed, failed = 0, 0
-    srv = Server("--parallel", str(N_CLIENTS), "--ctx", str(CTX), "--api-key", KEY)
-    tests = [test_bad_input, test_concurrent_streams_equal_solo, test_disconnect_frees_blocks,
-             test_openai_client]
-    try:
-        for t in tests:
-            t0 = time.time()
-            try:
-                t(srv.port)
-                passed += 1
-                print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
-        check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
-    finally:
+def run_on_server(server_args, tests, after=()):
+    """Runs each test t(port) against one shared `slm serve` started with
+    server_args (when the first test runs, so a missing model skips), checks
+    that it outlived them and stops it, then runs the tests in `after` (no
+    argument). Returns the exit status (cli_e2e.run_tests)."""
+    from cli_e2e import run_tests
+    srv = None
+
+    def serving(t):
+        def run():
+            nonlocal srv
+            if srv is None:
+                srv = Server(*server_args)
+            t(srv.port)
+        run.__name__ = t.__name__
+        return run
+
+    def test_server_alive():
+        nonlocal srv
+        check(srv is not None and srv.proc.poll() is None, "server alive after all tests",
+              srv and srv.log[-5:])
         srv.stop()
-    t0 = time.time()
+        srv = None
+
     try:
-        test_queue_full_and_sigterm()
-        passed += 1
-        print("ok     test_queue_full_and_sigterm (%.1f s)" % (time.time() - t0), flush=True)
-    except Exception:
-        failed += 1
-        print("FAILED test_queue_full_and_sigterm\n%s" % traceback.format_exc(), flush=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        return run_tests([serving(t) for t in tests] + [test_server_alive] + list(after))
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+def main():
+    return run_on_server(["--parallel", str(N_CLIENTS), "--ctx", str(CTX), "--api-key", KEY],
+                         [test_bad_input, test_concurrent_streams_equal_solo,
+                          test_disconnect_frees_blocks, test_openai_client],
+                         after=[test_queue_full_and_sigterm])
 
 
 if __name__ == "__main__":

@@ -23,12 +23,10 @@ import math
 import os
 import random
 import sys
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import (KEY, MODEL, SLM, Server, check, error_case, metrics,  # noqa: E402
-                         request, stream)
+from test_server import (KEY, Server, check, error_case, metrics, request,  # noqa: E402
+                         run_on_server, stream)
 
 CHAT = "/v1/chat/completions"
 COMPL = "/v1/completions"
@@ -253,32 +251,11 @@ def test_refusals(port):
 
 
 def main():
-    if not os.path.exists(MODEL):
-        print("skipped: %s not found (scripts/fetch-model fetches it)" % MODEL)
-        return 0
-    if not os.access(SLM, os.X_OK):
-        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % SLM)
-        return 1
     random.seed()
-    passed, failed = 0, 0
-    srv = Server("--parallel", "8", "--ctx", "512", "--api-key", KEY)
-    tests = [test_refusals, test_chat_logprobs, test_completion_logprobs, test_bias_moves_logprob,
-             test_logit_bias, test_n_choices, test_special_tokens_are_text]
-    try:
-        for t in tests:
-            t0 = time.time()
-            try:
-                t(srv.port)
-                passed += 1
-                print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
-        check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
-    finally:
-        srv.stop()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return run_on_server(["--parallel", "8", "--ctx", "512", "--api-key", KEY],
+                         [test_refusals, test_chat_logprobs, test_completion_logprobs,
+                          test_bias_moves_logprob, test_logit_bias, test_n_choices,
+                          test_special_tokens_are_text])
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ import concurrent.futures
 import json
 import os
 import sys
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_server as ts  # noqa: E402  (its Server, request, stream, check)
@@ -213,47 +211,19 @@ def test_gemma_vocabulary():
 
 
 def main():
-    if not os.path.exists(ts.MODEL):
-        print("skipped: %s not found (scripts/fetch-model fetches it)" % ts.MODEL)
-        return 0
     if jsonschema is None:
         if os.environ.get("SLM_PY_REQUIRE") == "1":
             print("FAILED: jsonschema is not installed in .venv (run scripts/setup)")
             return 1
         print("skipped: the jsonschema package is not installed")
         return 0
-    if not os.access(ts.SLM, os.X_OK):
-        print("FAILED: %s is not built (set SLM_BUILD_DIR)" % ts.SLM)
-        return 1
-    passed, failed = 0, 0
-    srv = ts.Server("--parallel", str(PARALLEL), "--ctx", "768", "--api-key", ts.KEY)
-    try:
-        for t in [test_bad_response_format, test_json_schema_stream, test_json_schema_choices,
-                  test_json_schema_seeds, test_json_object]:
-            t0 = time.time()
-            try:
-                t(srv.port)
-                passed += 1
-                print("ok     %s (%.1f s)" % (t.__name__, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAILED %s\n%s" % (t.__name__, traceback.format_exc()), flush=True)
-        ts.check(srv.proc.poll() is None, "server alive after all tests", srv.log[-5:])
-    finally:
-        srv.stop()
-    if os.path.exists(GEMMA):
-        t0 = time.time()
-        try:
-            test_gemma_vocabulary()
-            passed += 1
-            print("ok     test_gemma_vocabulary (%.1f s)" % (time.time() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print("FAILED test_gemma_vocabulary\n%s" % traceback.format_exc(), flush=True)
-    else:
+    after = [test_gemma_vocabulary] if os.path.exists(GEMMA) else []
+    if not after:
         print("skipped: test_gemma_vocabulary (%s not found)" % GEMMA)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return ts.run_on_server(["--parallel", str(PARALLEL), "--ctx", "768", "--api-key", ts.KEY],
+                            [test_bad_response_format, test_json_schema_stream,
+                             test_json_schema_choices, test_json_schema_seeds, test_json_object],
+                            after=after)
 
 
 if __name__ == "__main__":
