@@ -197,7 +197,7 @@ static int throughput_chart(const char *cmd, const char *path, const slm_cost_ru
     series(f, &x, &y, xs, agg, NULL, n, "#1f77b4", "all users");
     series(f, &x, &y, xs, user, NULL, n, "#ff7f0e", "per user");
     legend(f, 0, "#1f77b4", false, "all users (tok/s)");
-    legend(f, 1, "#ff7f0e", false, "per user, decoding (tok/s)");
+    legend(f, 1, "#ff7f0e", false, "per user, decoding");
     return finish(cmd, f, path);
 }
 
