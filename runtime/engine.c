@@ -131,6 +131,7 @@ struct slm_engine {
     slm_token_trie *trie;
     slm_grammar_state *gscratch;
     uint8_t *gallowed; /* [n_vocab] */
+    float *graw;       /* [n_vocab]: a row as the model gave it, for logprobs */
     bool overlap;  /* callbacks run while the next step is on the device */
     int n_vocab;
     pthread_t thread;
@@ -393,11 +394,14 @@ static slm_status trie_ready(slm_engine *e)
         if (!st) {
             e->gscratch = malloc((size_t)slm_token_trie_scratch(t) * sizeof *e->gscratch);
             e->gallowed = malloc((size_t)e->n_vocab);
-            if (!e->gscratch || !e->gallowed) {
+            e->graw = malloc((size_t)e->n_vocab * sizeof *e->graw);
+            if (!e->gscratch || !e->gallowed || !e->graw) {
                 free(e->gscratch);
                 free(e->gallowed);
+                free(e->graw);
                 e->gscratch = NULL;
                 e->gallowed = NULL;
+                e->graw = NULL;
                 slm_token_trie_free(t);
                 st = slm_error(SLM_STATUS_OUT_OF_MEMORY, "engine: out of memory for the mask");
             } else {
@@ -814,8 +818,10 @@ static void record_logprob(ereq *r, const float *logits, int32_t t)
     x->sampled.logprob = slm_sampler_logprobs(r->smp, logits, t, r->top_n, x->top);
 }
 
-/* The sampled token of one request: stop, or record and stream it. */
-static void take_token(slm_engine *e, ereq *r, const float *logits)
+/* The sampled token of one request: stop, or record and stream it.
+ * logits: the row to sample (masked by a grammar); lp_logits: the same row
+ * before the mask, which the log-probabilities report. */
+static void take_token(slm_engine *e, ereq *r, const float *logits, const float *lp_logits)
 {
     const slm_tokenizer *tok = e->m->tok;
     int32_t t = slm_sampler_sample(r->smp, logits);
@@ -827,7 +833,7 @@ static void take_token(slm_engine *e, ereq *r, const float *logits)
         return;
     }
     if (r->want_lp)
-        record_logprob(r, logits, t);
+        record_logprob(r, lp_logits, t);
     slm_sampler_accept(r->smp, t);
     if (!grammar_advance(e, r, t)) {
         slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
@@ -992,7 +998,7 @@ static slm_status submit_plan(slm_engine *e, const slm_sched_plan *pl)
  * choices fork its sequence, sharing its KV blocks, join the live list
  * and sample their first token from the same row. The scheduler plans
  * them from the next step on like any running request. */
-static void fork_choices(slm_engine *e, ereq *r, const float *row)
+static void fork_choices(slm_engine *e, ereq *r, const float *row, const float *lp_row)
 {
     ereq **kids = r->forks;
     int n = r->n_forks;
@@ -1019,7 +1025,7 @@ static void fork_choices(slm_engine *e, ereq *r, const float *row)
         }
         e->n_forks++;
         e->n_forked_blocks += (uint64_t)shared;
-        take_token(e, c, row);
+        take_token(e, c, row, lp_row);
     }
     free(kids);
 }
@@ -1042,6 +1048,13 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
         }
         float *row = e->logits + (size_t)k * e->n_vocab;
         k++;
+        /* NOTE: logprobs are the model's distribution (slm.h), not the
+         * grammar's: they are taken from the row as it was before the mask. */
+        const float *lp_row = row;
+        if (r->gs && r->want_lp) {
+            memcpy(e->graw, row, (size_t)e->n_vocab * sizeof *row);
+            lp_row = e->graw;
+        }
         /* NOTE: masked once for choice 0 before its forks take their first
          * token: every choice starts in the same grammar state. */
         if (!grammar_mask(e, r, row)) {
@@ -1051,8 +1064,8 @@ static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
             continue;
         }
         if (r->n_forks)
-            fork_choices(e, r, row);
-        take_token(e, r, row);
+            fork_choices(e, r, row, lp_row);
+        take_token(e, r, row, lp_row);
     }
 }
 
@@ -1176,6 +1189,7 @@ static void engine_free(slm_engine *e)
     slm_token_trie_free(e->trie);
     free(e->gscratch);
     free(e->gallowed);
+    free(e->graw);
     pthread_mutex_destroy(&e->trie_mu);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);

@@ -16,7 +16,8 @@
  *     tokens, runtime/stopstr.c checked directly);
  *   - logprobs: each token's log-probability and top alternatives equal the
  *     log-softmax of transformers' logits (the f32 fixture's reference
- *     file), computed here independently, logit_bias included;
+ *     file), computed here independently, logit_bias included; under a
+ *     json_schema they are still the model's, not the grammar-masked row's;
  *   - logit_bias: -100 bans a token, +100 forces it, bad entries are
  *     refused naming logit_bias;
  *   - n = 3: three choices from one prefill (the engine's computed-token
@@ -913,6 +914,67 @@ static void test_logprobs_reference(void **state)
     free(b);
 }
 
+/* Under a json_schema the grammar masks the logits before sampling, but the
+ * log-probabilities reported stay the model's (log-softmax after
+ * logit_bias, as slm.h says): the sampled token's value and the top list
+ * equal the reference log-softmax, for choice 0 and for a fork that took
+ * its first token from the same row. Bound 2e-3 as above. */
+static void test_logprobs_under_schema(void **state)
+{
+    (void)state;
+    size_t size;
+    uint8_t *b = tu_read_file(REFERENCE_F32, &size);
+    assert_non_null(b);
+    uint32_t n_seq, seq_len, n_vocab;
+    memcpy(&n_seq, b + 4, 4), memcpy(&seq_len, b + 8, 4), memcpy(&n_vocab, b + 12, 4);
+    assert_int_equal(n_vocab, N_VOCAB);
+    const int32_t *toks = (const int32_t *)(b + 16);
+    const float *logits = (const float *)(b + 16 + (size_t)n_seq * seq_len * 4);
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = g_backend;
+    slm_model *m = NULL;
+    if (slm_model_open(MODEL_F32, &mp, &m))
+        fail_msg("%s: %s", MODEL_F32, slm_last_error());
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = 128;
+    ep.max_running = 4;
+    ep.kv_type = SLM_KV_F32;
+    slm_engine *e = NULL;
+    if (slm_engine_open(m, &ep, &e))
+        fail_msg("engine: %s", slm_last_error());
+    const int ks[] = {1, 17, 33};
+    double worst = 0;
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        const float *row = logits + (size_t)(ks[t] - 1) * n_vocab;
+        slm_sampling sm = greedy_sampling;
+        sm.json_schema = "{\"type\":\"object\"}";
+        choices *c = choices_new();
+        assert_int_equal(run_choices(e, toks, ks[t], &sm, 2, 1, 3, c), SLM_OK);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(c->n_lp[k], 1);
+            const slm_token_logprobs *x = &c->lp[k][0];
+            double d = fabs(x->sampled.logprob -
+                            log_softmax_at(row, (int)n_vocab, x->sampled.token, -1, 0));
+            worst = d > worst ? d : worst;
+            for (int i = 0; i < 3; i++) {
+                assert_true(isfinite(x->top[i].logprob)); /* nothing is banned */
+                double di = fabs(x->top[i].logprob -
+                                 log_softmax_at(row, (int)n_vocab, x->top[i].token, -1, 0));
+                worst = di > worst ? di : worst;
+            }
+        }
+        choices_free(c);
+    }
+    printf("   logprobs under a json_schema vs the unmasked log-softmax: max |Δ| %.2e "
+           "(bound 2e-3)\n", worst);
+    assert_true(worst < 2e-3);
+    slm_engine_close(e, 1);
+    slm_model_close(m);
+    free(b);
+}
+
 /* -100 bans the token greedy sampling would pick first (it never appears);
  * +100 forces one, greedy and at temperature 1; a token outside the
  * vocabulary or a bias out of range is refused naming logit_bias. */
@@ -1178,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_kv_sizing),
         cmocka_unit_test(test_kv_q8_0),
         cmocka_unit_test(test_logprobs_reference),
+        cmocka_unit_test(test_logprobs_under_schema),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_n_choices),
         cmocka_unit_test(test_n_choices_pressure_and_cancel),

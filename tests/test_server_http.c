@@ -4,7 +4,8 @@
  * and message), the response and stream-chunk JSON read back with jansson,
  * server-sent-event framing, UTF-8 repair, the Prometheus rendering (parsed
  * back, buckets cumulative), and the engine→connection hand-off of a job
- * driven by a real second thread. Issue 15's fields: n, logprobs,
+ * driven by a real second thread (and its latency metrics, per choice).
+ * Issue 15's fields: n, logprobs,
  * logit_bias, echo/best_of/suffix, tools refused, unknown fields refused
  * naming them, engine messages mapped to their field, and the JSON of
  * several choices with logprobs (chat and completions, whole and streamed).
@@ -677,6 +678,41 @@ static void test_job_wake_once(void **state)
     close(pfd[1]);
 }
 
+/* Time between tokens is per choice: with n = 2 the two choices' events of
+ * one step come microseconds apart, and that gap is not an inter-token
+ * time. Two steps 20 ms apart: one time to first token, and one
+ * inter-token time per choice, each at least the 20 ms slept (never a
+ * near-zero gap between choices). */
+static void test_job_latency_per_choice(void **state)
+{
+    (void)state;
+    slm_srv_metrics m;
+    slm_srv_metrics_init(&m);
+    slm_srv_job *j = slm_srv_job_new(&m);
+    assert_non_null(j);
+    assert_int_equal(slm_srv_choices_init(&j->ch, 2), 0);
+    for (int step = 0; step < 2; step++) {
+        if (step)
+            usleep(20000);
+        for (int k = 0; k < 2; k++) {
+            slm_choice_event ev = {sizeof ev, k, "ab", 2, NULL, 0, NULL};
+            slm_srv_job_on_choice(j, &ev);
+        }
+    }
+    unsigned long long ttft = 0, itl = 0;
+    for (int i = 0; i <= SLM_SRV_TTFT_BUCKETS; i++)
+        ttft += atomic_load(&m.ttft.counts[i]);
+    for (int i = 0; i <= SLM_SRV_ITL_BUCKETS; i++)
+        itl += atomic_load(&m.itl.counts[i]);
+    assert_int_equal(ttft, 1);
+    assert_int_equal(itl, 2);
+    for (int i = 0; i < SLM_SRV_ITL_BUCKETS && m.itl.bounds[i] < 0.02; i++)
+        assert_int_equal(atomic_load(&m.itl.counts[i]), 0);
+    slm_result r = {.size = sizeof r, .finish = SLM_FINISH_LENGTH, .error = ""};
+    slm_srv_job_on_done(j, &r);
+    slm_srv_job_release(j);
+}
+
 int main(void)
 {
     tu_seed();
@@ -685,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_responses),
         cmocka_unit_test(test_sse),            cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_job_handoff),    cmocka_unit_test(test_job_wake_once),
+        cmocka_unit_test(test_job_latency_per_choice),
         cmocka_unit_test(test_parse_features), cmocka_unit_test(test_choices_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,26 +58,30 @@ static bool arm_wake(slm_srv_job *j)
     return true;
 }
 
-/* Time to first token and between tokens, for text that arrived at t. */
+/* Time to first token and between tokens, for text that arrived at t
+ * (prev: the same choice's last text, 0 for its first). */
 static void observe_text(slm_srv_job *j, double t, bool first, double prev, size_t len)
 {
     if (!j->metrics || !len)
         return;
     if (first)
         slm_srv_histogram_observe(&j->metrics->ttft, t - j->t_arrival);
-    else
+    else if (prev > 0) /* another choice's first text is no gap between tokens */
         slm_srv_histogram_observe(&j->metrics->itl, t - prev);
 }
 
-/* Under j->mu, after output arrived at t: the latency bookkeeping and the
- * loop's wake-up. */
-static void arrived(slm_srv_job *j, double t, size_t len, bool *first, double *prev)
+/* Under j->mu, after output of `choice` arrived at t: the latency
+ * bookkeeping and the loop's wake-up. */
+static void arrived(slm_srv_job *j, int choice, double t, size_t len, bool *first,
+                    double *prev)
 {
+    bool known = choice >= 0 && choice < SLM_MAX_CHOICES;
     *first = !j->got_token && len;
-    *prev = j->t_last;
+    *prev = known ? j->t_last[choice] : 0;
     if (len) {
         j->got_token = true;
-        j->t_last = t;
+        if (known)
+            j->t_last[choice] = t;
     }
     /* NOTE: woken under the lock, so that clearing j->wake under it
      * (slm_srv_gen_end) guarantees no wake-up is still on its way. */
@@ -94,7 +98,7 @@ void slm_srv_job_on_choice(void *user, const slm_choice_event *ev)
     /* NOTE: out of memory here drops output rather than stalling the
      * engine; the client then sees a shorter answer, never a crash. */
     (void)slm_srv_choices_add(&j->ch, ev);
-    arrived(j, t, ev->len, &first, &prev);
+    arrived(j, ev->choice, t, ev->len, &first, &prev);
     pthread_mutex_unlock(&j->mu);
     observe_text(j, t, first, prev, ev->len);
 }

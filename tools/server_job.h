@@ -36,10 +36,13 @@ typedef struct slm_srv_job {
     void *owner;          /* the exchange that answers it; loop thread only */
     struct slm_srv_job *wake_next; /* the loop's list of woken jobs */
     bool done;            /* on_done ran: result is final */
-    bool got_token;       /* for time-to-first-token */
+    bool got_token;       /* for time-to-first-token (of any choice) */
     slm_result result;    /* copy; result.error points at errbuf */
     char errbuf[256];
-    double t_arrival, t_last; /* seconds, CLOCK_MONOTONIC */
+    double t_arrival;     /* seconds, CLOCK_MONOTONIC */
+    /* When each choice's text last arrived (0: not yet): time between
+     * tokens is per choice, as the choices of one step arrive together. */
+    double t_last[SLM_MAX_CHOICES];
     slm_srv_metrics *metrics; /* may be NULL */
     /* The parsed request, owned by the job so that every string the engine
      * was handed outlives the request whichever side finishes last. */
