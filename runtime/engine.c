@@ -837,8 +837,11 @@ static void take_token(slm_engine *e, ereq *r, const float *logits, const float 
     slm_sampler_accept(r->smp, t);
     if (!grammar_advance(e, r, t)) {
         slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
-        finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INTERNAL,
-               "engine: the sampled token does not continue the response's grammar");
+        /* NOTE: reachable when logit_bias bans (-100) every token the
+         * grammar allows: the sampler then draws among banned tokens. */
+        finish(e, r, SLM_FINISH_ERROR, SLM_STATUS_INVALID_ARGUMENT,
+               "the sampled token does not continue the response's grammar: does "
+               "logit_bias ban every token the schema allows here?");
         return;
     }
     if (slm_sched_update(e->sched, r->sr, t) != SLM_OK) {
@@ -1011,10 +1014,12 @@ static void fork_choices(slm_engine *e, ereq *r, const float *row, const float *
         c->scheduled = true;
         c->t_sched = r->t_sched;
         c->cached = r->cached;
-        atomic_store(&c->cancel, atomic_load(&r->cancel));
         pthread_mutex_lock(&e->mu);
         c->next = e->live;
         e->live = c;
+        /* NOTE: copied under the lock slm_engine_cancel marks under, once
+         * the fork is findable: a cancel lands on both or on neither. */
+        atomic_store(&c->cancel, atomic_load(&r->cancel));
         pthread_mutex_unlock(&e->mu);
         if (st) {
             c->sr = NULL;

@@ -744,6 +744,7 @@ static void on_event(slm_srv_loop *L, conn *c, uint32_t ev)
         conn_close(L, c); /* reset or both sides closed: nobody to answer */
         return;
     }
+    bool fin_before = c->rdhup;
     if (ev & EPOLLRDHUP)
         c->rdhup = true;
     if (ev & EPOLLIN) {
@@ -790,7 +791,9 @@ static void on_event(slm_srv_loop *L, conn *c, uint32_t ev)
             return;
         }
     }
-    if (c->rdhup && c->st == C_GEN && !c->head_sent)
+    /* A FIN just arrived: probe at once (a stream too), not at the next
+     * sweep, so a client that is gone is found within one round trip. */
+    if (c->rdhup && c->st == C_GEN && (!fin_before || !c->head_sent))
         probe(c);
     settle(L, c);
 }
