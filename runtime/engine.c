@@ -22,7 +22,7 @@
  * prompt is prefilled like any other (one "new token" in the scheduler's
  * eyes, never starting on cached blocks), the step keeps the final-normed
  * hidden states of its rows (slm_forward_keep_hidden), each embedding
- * request's rows are pooled as they come (pool_plan), and where a
+ * request's rows are pooled as they come (pool_entry), and where a
  * generation request would sample, it ends instead (embed_finish).
  *
  * The KV pool is sized once, at open, from the memory the backend measures
@@ -929,39 +929,32 @@ static void pool_rows(ereq *r, const float *rows, int start, int n, int d)
     }
 }
 
-/* Pools the hidden states of every embedding request in the step just
- * waited for (one download per request's chunk); a request whose rows do
- * not continue where its pool left off, or that cannot get them, ends with
- * an error rather than a wrong embedding. */
-static void pool_plan(slm_engine *e, const slm_sched_plan *pl)
+/* Pools an embedding request's chunk of the step just waited for (one
+ * download of its rows). A request whose rows do not continue where its
+ * pool left off, or that cannot get them, ends with an error rather than a
+ * wrong embedding: false then (its scheduler entry is gone). */
+static bool pool_entry(slm_engine *e, const slm_sched_entry *en, ereq *r)
 {
     int d = e->m->hp.n_embd;
-    if (!plan_has_embed(pl))
-        return;
     if (!e->hidden)
         e->hidden = malloc((size_t)e->p.step_tokens * (size_t)d * sizeof *e->hidden);
-    for (int i = 0; i < pl->n_entries; i++) {
-        const slm_sched_entry *en = &pl->entries[i];
-        ereq *r = slm_sched_req_user(en->req);
-        if (!r->embed)
-            continue;
-        slm_status st = e->hidden ? slm_forward_hidden(e->fwd, en->start_row, en->n_tokens,
-                                                       e->hidden)
-                                  : slm_error(SLM_STATUS_OUT_OF_MEMORY,
-                                              "embedding: out of memory for hidden states");
-        if (!st && en->start != 0 && en->start != r->pooled)
-            st = slm_error(SLM_STATUS_INTERNAL, "embedding: chunk at token %d, pooled %d",
-                           en->start, r->pooled);
-        if (st) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "%s", slm_last_error());
-            slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
-            finish(e, r, SLM_FINISH_ERROR, st, msg);
-            continue;
-        }
-        pool_rows(r, e->hidden, en->start, en->n_tokens, d);
-        r->pooled = en->start + en->n_tokens;
+    slm_status st = e->hidden ? slm_forward_hidden(e->fwd, en->start_row, en->n_tokens,
+                                                   e->hidden)
+                              : slm_error(SLM_STATUS_OUT_OF_MEMORY,
+                                          "embedding: out of memory for hidden states");
+    if (!st && en->start != 0 && en->start != r->pooled)
+        st = slm_error(SLM_STATUS_INTERNAL, "embedding: chunk at token %d, pooled %d",
+                       en->start, r->pooled);
+    if (st) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", slm_last_error());
+        slm_sched_finish(e->sched, r->sr, SLM_REQ_FINISHED_ABORTED);
+        finish(e, r, SLM_FINISH_ERROR, st, msg);
+        return false;
     }
+    pool_rows(r, e->hidden, en->start, en->n_tokens, d);
+    r->pooled = en->start + en->n_tokens;
+    return true;
 }
 
 /* The request's last token is computed: its embedding goes to the caller's
@@ -1036,21 +1029,26 @@ static void fork_choices(slm_engine *e, ereq *r, const float *row, const float *
 }
 
 /* Samples one token for every entry with a logit row (rows come in entry
- * order). take_token may end entry i's request; later entries hold other
- * requests, and the plan's arrays stay valid until the next schedule. */
+ * order) and pools every embedding entry's rows. Each entry's request is
+ * read before anything here can end it: ending entry i (take_token,
+ * pool_entry) frees only entry i's scheduler request; later entries hold
+ * other requests, and the plan's arrays stay valid until the next
+ * schedule. */
 static void sample_plan(slm_engine *e, const slm_sched_plan *pl)
 {
     int k = 0;
     for (int i = 0; i < pl->n_entries; i++) {
-        if (pl->entries[i].logit_row < 0)
-            continue;
-        ereq *r = slm_sched_req_user(pl->entries[i].req);
-        if (r->embed) {
-            if (r->sr) /* not already ended by pool_plan */
+        const slm_sched_entry *en = &pl->entries[i];
+        bool has_row = en->logit_row >= 0;
+        ereq *r = slm_sched_req_user(en->req);
+        if (r->embed) { /* every chunk is pooled; the last one ends it */
+            if (pool_entry(e, en, r) && has_row)
                 embed_finish(e, r);
-            k++;
+            k += has_row;
             continue;
         }
+        if (!has_row)
+            continue;
         float *row = e->logits + (size_t)k * e->n_vocab;
         k++;
         /* NOTE: logprobs are the model's distribution (slm.h), not the
@@ -1096,7 +1094,6 @@ static bool run_step(slm_engine *e)
         fail_plan(e, pl, st, msg);
         return true;
     }
-    pool_plan(e, pl);
     sample_plan(e, pl);
     if (!e->overlap)
         deliver(e);
