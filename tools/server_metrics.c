@@ -136,7 +136,7 @@ char *slm_srv_metrics_render(slm_srv_metrics *m, const slm_engine_stats *s)
     histogram(&b, &fail, "slm_time_to_first_token_seconds",
               "Time from a request's arrival to its first output text.", &m->ttft);
     histogram(&b, &fail, "slm_inter_token_latency_seconds",
-              "Time between consecutive pieces of a request's output.", &m->itl);
+              "Time between consecutive pieces of one choice's output.", &m->itl);
     header(&b, &fail, "slm_requests_finished_total", "counter", "Requests ended, by reason.");
     for (int f = 0; f < SLM_SRV_N_FINISH; f++)
         out(&b, &fail, "slm_requests_finished_total{reason=\"%s\"} %llu\n",
