@@ -118,27 +118,6 @@ static int parse_input(embed_request *r, slm_srv_error *e)
     return 0;
 }
 
-/* "model", checked as the generation routes check it (server_openai.c):
- * absent, null or "" means the served one. */
-static int check_model(const slm_srv *s, json_t *root, slm_srv_error *e)
-{
-    json_t *m = json_object_get(root, "model");
-    if (!m || json_is_null(m))
-        return 0;
-    if (!json_is_string(m))
-        return slm_srv_error_set(e, BAD, INVALID, "model", "invalid_type",
-                                 "'model' must be a string");
-    const char *name = json_string_value(m);
-    if (!name[0] || !strcmp(name, s->names.id))
-        return 0;
-    for (int i = 0; i < 4 && s->names.names[i]; i++)
-        if (!strcmp(name, s->names.names[i]))
-            return 0;
-    return slm_srv_error_set(e, 404, INVALID, "model", "model_not_found",
-                             "The model '%.200s' does not exist; this server serves '%s'", name,
-                             s->names.id ? s->names.id : "");
-}
-
 /* encoding_format, dimensions, pooling; any field slm does not know. */
 static int parse_options(const slm_srv *s, embed_request *r, int n_embd, slm_srv_error *e)
 {
@@ -158,7 +137,8 @@ static int parse_options(const slm_srv *s, embed_request *r, int n_embd, slm_srv
                                      "of slm take input, model, encoding_format, dimensions, "
                                      "user and pooling)", key);
     }
-    if (check_model(s, r->root, e))
+    const char *model;
+    if (slm_srv_parse_model(r->root, &s->names, &model, e))
         return -1;
     json_t *f = json_object_get(r->root, "encoding_format");
     if (f && !json_is_null(f)) {

@@ -271,26 +271,27 @@ static int parse_stop(slm_srv_request *r, json_t *root, slm_srv_error *e)
     return 0;
 }
 
-static int parse_model(slm_srv_request *r, json_t *root, const slm_srv_model_names *names,
-                       slm_srv_error *e)
+int slm_srv_parse_model(json_t *root, const slm_srv_model_names *names, const char **model,
+                        slm_srv_error *e)
 {
+    *model = NULL;
     json_t *m = json_object_get(root, "model");
     if (!m || json_is_null(m))
         return 0;
     if (!json_is_string(m))
         return slm_srv_error_set(e, BAD, INVALID, "model", "invalid_type",
                                  "'model' must be a string, not %s", type_name(m));
-    r->model = json_string_value(m);
-    if (!r->model[0] || !names)
+    *model = json_string_value(m);
+    if (!(*model)[0] || !names)
         return 0;
-    if (names->id && !strcmp(r->model, names->id))
+    if (names->id && !strcmp(*model, names->id))
         return 0;
     for (int i = 0; i < 4 && names->names[i]; i++)
-        if (!strcmp(r->model, names->names[i]))
+        if (!strcmp(*model, names->names[i]))
             return 0;
     return slm_srv_error_set(e, 404, INVALID, "model", "model_not_found",
                              "The model '%.200s' does not exist; this server serves '%s'",
-                             r->model, names->id ? names->id : "");
+                             *model, names->id ? names->id : "");
 }
 
 /* top_p and repeat_penalty: 0 is inside get_number's closed range but not
@@ -622,7 +623,7 @@ int slm_srv_request_parse(const char *body, size_t len, bool chat,
                           "the body must be a JSON object, not %s", type_name(root));
         goto out;
     }
-    if (parse_model(r, root, names, e) ||
+    if (slm_srv_parse_model(root, names, &r->model, e) ||
         (chat ? parse_messages(r, root, e) : parse_prompt(r, root, e)) ||
         parse_sampling(r, root, e) || parse_limits(r, root, e) || parse_stop(r, root, e) ||
         parse_features(r, root, e) || parse_response_format(r, root, e))

@@ -85,6 +85,14 @@ typedef struct slm_srv_model_names {
     const char *names[4]; /* other accepted spellings (NULL-terminated early) */
 } slm_srv_model_names;
 
+/* The "model" field of a request body (a jansson object; every route checks
+ * it alike): absent, null or "" means the served model; any other string
+ * must be one of names (else 404 model_not_found). *model gets the string
+ * (NULL when absent; it lives in root). 0, or -1 with *e filled. */
+struct json_t;
+int slm_srv_parse_model(struct json_t *root, const slm_srv_model_names *names,
+                        const char **model, slm_srv_error *e);
+
 /* Parses an OpenAI request body; sampling fields the client leaves out keep
  * *defaults (the library's, from slm_request_params_default). Returns 0
  * with *out filled (free it with slm_srv_request_free), or -1 with *err
