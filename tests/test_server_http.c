@@ -234,12 +234,26 @@ static const char *str_at(json_t *root, const char *path)
     return json_string_value(v);
 }
 
+/* The whole answer with one choice of text that ended with finish. */
+static char *one_choice_json(const slm_srv_reply *rep, const char *text, size_t len,
+                             slm_finish_reason finish, int prompt_tokens, int completion_tokens)
+{
+    slm_srv_choices cs;
+    assert_int_equal(slm_srv_choices_init(&cs, 1), 0);
+    assert_int_equal(slm_srv_buf_append(&cs.c[0].text, text, len), 0);
+    cs.c[0].done = true;
+    cs.c[0].finish = finish;
+    char *json = slm_srv_choices_response_json(rep, &cs, prompt_tokens, completion_tokens);
+    slm_srv_choices_free(&cs);
+    return json;
+}
+
 static void test_responses(void **state)
 {
     (void)state;
     slm_srv_request rq = {.chat = true};
     slm_srv_reply rep = {&rq, "chatcmpl-1", "m", 1700000000, NULL};
-    json_t *o = load(slm_srv_response_json(&rep, "Hi \"there\"\n", 11, "length", 12, 5));
+    json_t *o = load(one_choice_json(&rep, "Hi \"there\"\n", 11, SLM_FINISH_LENGTH, 12, 5));
     assert_string_equal(str_at(o, "object"), "chat.completion");
     assert_string_equal(str_at(o, "choices.0.message.content"), "Hi \"there\"\n");
     assert_string_equal(str_at(o, "choices.0.message.role"), "assistant");
@@ -251,18 +265,18 @@ static void test_responses(void **state)
 
     /* Chat chunks: the role chunk, a content chunk, the final one. */
     rq.include_usage = true;
-    o = load(slm_srv_chunk_json(&rep, "", 0, true, NULL));
+    o = load(slm_srv_chunk_json(&rep, 0, "", 0, NULL, true, NULL));
     assert_string_equal(str_at(o, "object"), "chat.completion.chunk");
     assert_string_equal(str_at(o, "choices.0.delta.role"), "assistant");
     assert_true(json_is_null(json_object_get(o, "usage")));
     assert_true(json_is_null(json_object_get(json_array_get(json_object_get(o, "choices"), 0),
                                              "finish_reason")));
     json_decref(o);
-    o = load(slm_srv_chunk_json(&rep, "\xc3\xa9t\xc3", 4, false, NULL)); /* cut UTF-8 */
+    o = load(slm_srv_chunk_json(&rep, 0, "\xc3\xa9t\xc3", 4, NULL, false, NULL)); /* cut UTF-8 */
     assert_string_equal(str_at(o, "choices.0.delta.content"), "\xc3\xa9t\xef\xbf\xbd");
     assert_null(str_at(o, "choices.0.delta.role"));
     json_decref(o);
-    o = load(slm_srv_chunk_json(&rep, "", 0, false, "stop"));
+    o = load(slm_srv_chunk_json(&rep, 0, "", 0, NULL, false, "stop"));
     assert_string_equal(str_at(o, "choices.0.finish_reason"), "stop");
     assert_int_equal(json_object_size(json_object_get(
                          json_array_get(json_object_get(o, "choices"), 0), "delta")), 0);
@@ -275,12 +289,12 @@ static void test_responses(void **state)
 
     /* Text completions. */
     rq = (slm_srv_request){.chat = false};
-    o = load(slm_srv_chunk_json(&rep, "ab", 2, false, NULL));
+    o = load(slm_srv_chunk_json(&rep, 0, "ab", 2, NULL, false, NULL));
     assert_string_equal(str_at(o, "object"), "text_completion");
     assert_string_equal(str_at(o, "choices.0.text"), "ab");
     assert_null(json_object_get(o, "usage")); /* only with include_usage */
     json_decref(o);
-    o = load(slm_srv_response_json(&rep, "\xff", 1, "stop", 1, 1));
+    o = load(one_choice_json(&rep, "\xff", 1, SLM_FINISH_STOP, 1, 1));
     assert_string_equal(str_at(o, "choices.0.text"), "\xef\xbf\xbd");
     json_decref(o);
 

@@ -745,54 +745,6 @@ static char *finish_json(json_t *o)
     return s;
 }
 
-char *slm_srv_response_json(const slm_srv_reply *r, const char *text, size_t len,
-                            const char *finish, int prompt_tokens, int completion_tokens)
-{
-    json_t *o = envelope(r, false), *choice;
-    if (!o)
-        return NULL;
-    if (r->rq->chat)
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role",
-                           "assistant", "content", text_value(text, len), "logprobs",
-                           "finish_reason", finish);
-    else
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text_value(text, len),
-                           "logprobs", "finish_reason", finish);
-    if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
-        json_object_set_new(o, "usage", usage_obj(prompt_tokens, completion_tokens))) {
-        json_decref(o);
-        return NULL;
-    }
-    return finish_json(o);
-}
-
-char *slm_srv_chunk_json(const slm_srv_reply *r, const char *text, size_t len, bool role,
-                         const char *finish)
-{
-    json_t *o = envelope(r, true), *choice;
-    if (!o)
-        return NULL;
-    json_t *fin = finish ? json_string(finish) : json_null();
-    if (r->rq->chat) {
-        json_t *delta = json_object();
-        if (delta && role)
-            json_object_set_new(delta, "role", json_string("assistant"));
-        if (delta && (!finish || len))
-            json_object_set_new(delta, "content", text_value(text, len));
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
-                           "finish_reason", fin);
-    } else {
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text", text_value(text, len),
-                           "logprobs", "finish_reason", fin);
-    }
-    if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
-        (r->rq->include_usage && json_object_set_new(o, "usage", json_null()))) {
-        json_decref(o);
-        return NULL;
-    }
-    return finish_json(o);
-}
-
 char *slm_srv_usage_chunk_json(const slm_srv_reply *r, int prompt_tokens, int completion_tokens)
 {
     json_t *o = envelope(r, true);
@@ -1072,10 +1024,8 @@ char *slm_srv_choices_response_json(const slm_srv_reply *r, const slm_srv_choice
     return finish_json(o);
 }
 
-/* One chunk of choice i: text, logprobs (when asked and lp != NULL), a
- * role, or the finish reason. */
-static char *choice_chunk(const slm_srv_reply *r, int i, const char *text, size_t len,
-                          const slm_srv_choice *lp, bool role, const char *finish)
+char *slm_srv_chunk_json(const slm_srv_reply *r, int i, const char *text, size_t len,
+                         const slm_srv_choice *lp, bool role, const char *finish)
 {
     json_t *o = envelope(r, true), *choice;
     if (!o)
@@ -1120,9 +1070,10 @@ static int start_events(const slm_srv_reply *r, slm_srv_choices *cs, slm_srv_buf
     const char *echo = echo_text(r, &elen);
     for (int i = 0; i < cs->n; i++) {
         cs->c[i].offset = elen;
-        if (r->rq->chat && add_event(out, choice_chunk(r, i, "", 0, NULL, true, NULL)))
+        if (r->rq->chat && add_event(out, slm_srv_chunk_json(r, i, "", 0, NULL, true, NULL)))
             return -1;
-        if (!r->rq->chat && elen && add_event(out, choice_chunk(r, i, echo, elen, NULL, false, NULL)))
+        if (!r->rq->chat && elen &&
+            add_event(out, slm_srv_chunk_json(r, i, echo, elen, NULL, false, NULL)))
             return -1;
     }
     return 0;
@@ -1137,8 +1088,8 @@ int slm_srv_choice_events(const slm_srv_reply *r, slm_srv_choices *cs, bool star
         slm_srv_choice *c = &cs->c[i];
         bool lp = r->rq->logprobs && c->n_lp;
         if (c->text.len || lp) {
-            if (add_event(out, choice_chunk(r, i, c->text.data ? c->text.data : "", c->text.len,
-                                            lp ? c : NULL, false, NULL)))
+            if (add_event(out, slm_srv_chunk_json(r, i, c->text.data ? c->text.data : "",
+                                                  c->text.len, lp ? c : NULL, false, NULL)))
                 return -1;
             for (size_t k = 0; k < c->n_lp; k++) { /* text_offset runs on */
                 size_t len;
@@ -1152,7 +1103,7 @@ int slm_srv_choice_events(const slm_srv_reply *r, slm_srv_choices *cs, bool star
     for (int i = 0; i < cs->n; i++) {
         slm_srv_choice *c = &cs->c[i];
         if (c->done && !c->finish_sent) {
-            if (add_event(out, choice_chunk(r, i, "", 0, NULL, false,
+            if (add_event(out, slm_srv_chunk_json(r, i, "", 0, NULL, false,
                                             slm_srv_finish_name(c->finish))))
                 return -1;
             c->finish_sent = true;

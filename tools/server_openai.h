@@ -132,17 +132,6 @@ typedef struct slm_srv_reply {
  * caller frees it), or NULL when out of memory. Text that is not valid UTF-8
  * has its bad bytes replaced by U+FFFD rather than failing. */
 
-/* The non-streaming body: one choice with the whole text, and usage. */
-char *slm_srv_response_json(const slm_srv_reply *r, const char *text, size_t len,
-                            const char *finish, int prompt_tokens, int completion_tokens);
-
-/* One stream chunk. role: put {"role":"assistant"} in a chat delta (the
- * first chunk); finish: NULL for a content chunk, else the final chunk's
- * finish_reason with empty content. With include_usage each chunk carries
- * "usage": null, as OpenAI's do. */
-char *slm_srv_chunk_json(const slm_srv_reply *r, const char *text, size_t len, bool role,
-                         const char *finish);
-
 /* The usage chunk that ends a stream when stream_options.include_usage is set. */
 char *slm_srv_usage_chunk_json(const slm_srv_reply *r, int prompt_tokens,
                                int completion_tokens);
@@ -194,6 +183,13 @@ int slm_srv_choices_add(slm_srv_choices *cs, const slm_choice_event *ev);
 /* Moves what `from` holds onto `to` (same n) and empties from's pending
  * parts. -1 when out of memory (from is then left as it was). */
 int slm_srv_choices_move(slm_srv_choices *from, slm_srv_choices *to);
+
+/* One stream chunk of choice i: text, logprobs (when asked and lp != NULL:
+ * lp's tokens), {"role":"assistant"} (role: a chat stream's first chunk),
+ * or, with finish, the final chunk's finish_reason and no content. With
+ * include_usage each chunk carries "usage": null, as OpenAI's do. */
+char *slm_srv_chunk_json(const slm_srv_reply *r, int i, const char *text, size_t len,
+                         const slm_srv_choice *lp, bool role, const char *finish);
 
 /* The non-streaming body with every choice (text, logprobs when asked,
  * finish reason; completions with echo put the prompt first) and usage. */
