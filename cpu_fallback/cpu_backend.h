@@ -32,6 +32,9 @@
  * (bounds the per-thread scratch, which must be sized before n_heads is
  * known). */
 #define SLM_CPU_ATTN_GROUP_MAX 8
+/* Query rows (tokens × heads) one attention tile carries through the KV
+ * blocks together; at least SLM_CPU_ATTN_GROUP_MAX. */
+#define SLM_CPU_ATTN_ROWS 64
 
 struct slm_buf {
     uint8_t *data; /* 64-byte aligned host memory */

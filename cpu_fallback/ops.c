@@ -21,6 +21,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_matmul.h"
+#include "cpu_vec.h"
 
 /* Contiguous share [*lo, *hi) of n items for thread ith of nth. */
 static void share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
@@ -362,31 +363,17 @@ typedef struct glu_job {
     const float *g, *u; /* rows of ff floats, `stride` floats apart */
     float *y;           /* (rows, ff) */
     int64_t rows, ff, stride;
-    bool gelu;          /* gelu_tanh(g) (GeGLU) instead of silu(g) */
+    /* silu or gelu_tanh, times u: the level's row kernel (cpu_vec.h) */
+    void (*row)(const float *g, const float *u, float *y, int64_t n);
 } glu_job;
-
-/* 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), the tanh form Gemma uses. */
-static float gelu_tanh(float x)
-{
-    const float c = 0.7978845608028654f; /* sqrt(2/π) */
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
 
 static void glu_rows(void *ctx, int ith, int nth)
 {
     const glu_job *j = ctx;
     int64_t lo, hi;
     share(j->rows, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        const float *g = j->g + r * j->stride, *u = j->u + r * j->stride;
-        float *y = j->y + r * j->ff;
-        if (j->gelu)
-            for (int64_t i = 0; i < j->ff; i++)
-                y[i] = gelu_tanh(g[i]) * u[i];
-        else
-            for (int64_t i = 0; i < j->ff; i++)
-                y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    for (int64_t r = lo; r < hi; r++)
+        j->row(j->g + r * j->stride, j->u + r * j->stride, j->y + r * j->ff, j->ff);
 }
 
 static void glu(slm_backend *b, const char *op, bool gelu, slm_ref g, slm_ref u, int stride,
@@ -406,8 +393,9 @@ static void glu(slm_backend *b, const char *op, bool gelu, slm_ref g, slm_ref u,
     float *yp = up ? slm_cpu_ref_f32(be, y, n, op, "y") : NULL;
     if (yp == NULL || !disjoint(be, g, extent, y, n, op) || !disjoint(be, u, extent, y, n, op))
         return;
+    const slm_vec_kernels *k = slm_vec_for(be->simd);
     glu_job j = {.g = gp, .u = up, .y = yp, .rows = rows, .ff = ff, .stride = stride,
-                 .gelu = gelu};
+                 .row = gelu ? k->geglu_row : k->swiglu_row};
     slm_cpu_run(be, n * 8, glu_rows, &j);
 }
 

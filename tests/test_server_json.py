@@ -11,7 +11,9 @@
 #     over four schemas (nested object + array + enum + integer + bounded
 #     string; an array of objects; anyOf of string/number/null; recursive
 #     $defs), run concurrently: every answer finishes with "stop", parses,
-#     and validates against its schema with jsonschema;
+#     and validates against its schema with jsonschema — except that up to
+#     a tenth of the recursive schema's answers may be cut at max_tokens
+#     (nothing bounds the nesting) if what they hold starts as a plan;
 #   - a streamed json_schema answer parses and validates too;
 #   - json_object: answers parse as JSON objects;
 #   - on Gemma 3 (a SentencePiece vocabulary of 262,144 tokens with byte
@@ -122,8 +124,16 @@ def test_json_schema_seeds(port):
         jobs.append((name, schema, body(prompt, schema_format(name, schema), 1000 + i)))
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda j: ask(port, j[2]), jobs))
+    cut = 0
     for (name, schema, b), (finish, content) in zip(jobs, results):
         what = "%s seed %d: %r" % (name, b["seed"], content)
+        if name == "plan" and finish == "length":
+            # A recursive schema bounds no depth: at temperature 1 the model
+            # may nest "then" steps until max_tokens (seen once in 50 seeds).
+            ts.check(content.startswith('{"steps":[{"do":"'), "a cut plan is a plan's prefix",
+                     what)
+            cut += 1
+            continue
         ts.check(finish == "stop", "finish_reason stop", what)
         try:
             value = json.loads(content)
@@ -133,6 +143,7 @@ def test_json_schema_seeds(port):
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as e:
             raise ts.Failure("does not validate (%s): %s" % (e.message, what))
+    ts.check(cut <= SEEDS // len(SCHEMAS) // 10, "at most a tenth of the plans cut", cut)
     ts.check(len({c for _, c in results}) > SEEDS // 2, "seeds give different answers",
              len({c for _, c in results}))
     print("       %d answers, %d tokens; e.g. %s" % (len(results), sum(TOKENS), results[0][1]))
