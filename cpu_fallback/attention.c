@@ -104,8 +104,14 @@ static void load_block(const attn_job *j, tile_ws *w, int id, int kvh, int lo, i
 {
     const slm_kv *kv = j->kv;
     int hd = j->hd, hdp = j->hdp, bsp = j->bsp;
-    memset(w->kT, 0, (size_t)hd * bsp * sizeof(float));
     memset(w->v, 0, (size_t)lo * hdp * sizeof(float));
+    if (lo > 0 || hi < bsp) /* a full block (most of them) leaves none */
+        for (int d = 0; d < hd; d++) {
+            float *kd = w->kT + (size_t)d * bsp;
+            for (int jj = 0; jj < bsp; jj++)
+                if (jj < lo || jj >= hi)
+                    kd[jj] = 0;
+        }
     for (int jj = lo; jj < hi; jj++) {
         for (int which = 0; which < 2; which++) {
             const uint8_t *src = slm_cpu_kv_row(kv, which, j->layer, id, kvh, jj);

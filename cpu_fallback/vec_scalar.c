@@ -1,7 +1,7 @@
 /*
  * vec_scalar.c — the portable f32 vector kernels (cpu_vec.h): what the
- * scalar and NEON levels run, and the reference the SIMD tables are
- * checked against through the op-parity tests.
+ * scalar and NEON levels run, and the AVX2 gates' tails. Like every level,
+ * they are checked against tests/op_reference.c by test_backend_ops.
  */
 #include <math.h>
 
