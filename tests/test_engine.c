@@ -838,6 +838,54 @@ static int rank_of(const float *row, int n, int k, int bias_id, float bias)
     return best;
 }
 
+/* transformers' logits for the tiny F32 model (REFERENCE_F32: n_seq,
+ * seq_len, n_vocab, then the tokens and a logit row per position) beside
+ * an engine on that model with an F32 KV cache, as the reference
+ * comparison of test_tiny_models keeps it. */
+typedef struct ref_logits {
+    uint8_t *file;
+    uint32_t n_vocab;
+    const int32_t *toks;
+    const float *logits; /* row k-1: the logits after toks[0..k) */
+    slm_model *m;
+    slm_engine *e;
+} ref_logits;
+
+static void ref_logits_open(ref_logits *r)
+{
+    size_t size;
+    r->file = tu_read_file(REFERENCE_F32, &size);
+    assert_non_null(r->file);
+    uint32_t n_seq, seq_len;
+    memcpy(&n_seq, r->file + 4, 4), memcpy(&seq_len, r->file + 8, 4);
+    memcpy(&r->n_vocab, r->file + 12, 4);
+    assert_int_equal(r->n_vocab, N_VOCAB);
+    assert_int_equal(size, 16 + (size_t)n_seq * seq_len * 4 * (1 + r->n_vocab));
+    r->toks = (const int32_t *)(r->file + 16);
+    r->logits = (const float *)(r->file + 16 + (size_t)n_seq * seq_len * 4);
+    slm_model_params mp;
+    slm_model_params_default(&mp);
+    mp.backend = g_backend;
+    r->m = NULL;
+    if (slm_model_open(MODEL_F32, &mp, &r->m))
+        fail_msg("%s: %s", MODEL_F32, slm_last_error());
+    slm_engine_params ep;
+    slm_engine_params_default(&ep);
+    ep.n_ctx = 128;
+    ep.max_running = 4;
+    ep.kv_type = SLM_KV_F32;
+    r->e = NULL;
+    if (slm_engine_open(r->m, &ep, &r->e))
+        fail_msg("engine: %s", slm_last_error());
+}
+
+static void ref_logits_close(ref_logits *r)
+{
+    slm_engine_close(r->e, 1);
+    slm_model_close(r->m);
+    free(r->file);
+}
+
 /* The token log-probabilities against transformers' logits of the f32
  * fixture (its reference file: 3 sequences × 48 positions × 256). A
  * request of the first k reference tokens, greedy, one token: its logprob
@@ -847,29 +895,12 @@ static int rank_of(const float *row, int n, int k, int bias_id, float bias)
 static void test_logprobs_reference(void **state)
 {
     (void)state;
-    size_t size;
-    uint8_t *b = tu_read_file(REFERENCE_F32, &size);
-    assert_non_null(b);
-    uint32_t n_seq, seq_len, n_vocab;
-    memcpy(&n_seq, b + 4, 4), memcpy(&seq_len, b + 8, 4), memcpy(&n_vocab, b + 12, 4);
-    assert_int_equal(n_vocab, N_VOCAB);
-    assert_int_equal(size, 16 + (size_t)n_seq * seq_len * 4 * (1 + n_vocab));
-    const int32_t *toks = (const int32_t *)(b + 16);
-    const float *logits = (const float *)(b + 16 + (size_t)n_seq * seq_len * 4);
-    slm_model_params mp;
-    slm_model_params_default(&mp);
-    mp.backend = g_backend;
-    slm_model *m = NULL;
-    if (slm_model_open(MODEL_F32, &mp, &m))
-        fail_msg("%s: %s", MODEL_F32, slm_last_error());
-    slm_engine_params ep;
-    slm_engine_params_default(&ep);
-    ep.n_ctx = 128;
-    ep.max_running = 4;
-    ep.kv_type = SLM_KV_F32; /* as the reference comparison of test_tiny_models */
-    slm_engine *e = NULL;
-    if (slm_engine_open(m, &ep, &e))
-        fail_msg("engine: %s", slm_last_error());
+    ref_logits r;
+    ref_logits_open(&r);
+    const int32_t *toks = r.toks;
+    const float *logits = r.logits;
+    uint32_t n_vocab = r.n_vocab;
+    slm_engine *e = r.e;
     const int ks[] = {1, 7, 16, 17, 33, 48};
     double worst = 0;
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
@@ -909,9 +940,7 @@ static void test_logprobs_reference(void **state)
     printf("   logprobs vs log-softmax of transformers' logits: max |Δ| %.2e (bound 2e-3)\n",
            worst);
     assert_true(worst < 2e-3);
-    slm_engine_close(e, 1);
-    slm_model_close(m);
-    free(b);
+    ref_logits_close(&r);
 }
 
 /* Under a json_schema the grammar masks the logits before sampling, but the
@@ -922,28 +951,12 @@ static void test_logprobs_reference(void **state)
 static void test_logprobs_under_schema(void **state)
 {
     (void)state;
-    size_t size;
-    uint8_t *b = tu_read_file(REFERENCE_F32, &size);
-    assert_non_null(b);
-    uint32_t n_seq, seq_len, n_vocab;
-    memcpy(&n_seq, b + 4, 4), memcpy(&seq_len, b + 8, 4), memcpy(&n_vocab, b + 12, 4);
-    assert_int_equal(n_vocab, N_VOCAB);
-    const int32_t *toks = (const int32_t *)(b + 16);
-    const float *logits = (const float *)(b + 16 + (size_t)n_seq * seq_len * 4);
-    slm_model_params mp;
-    slm_model_params_default(&mp);
-    mp.backend = g_backend;
-    slm_model *m = NULL;
-    if (slm_model_open(MODEL_F32, &mp, &m))
-        fail_msg("%s: %s", MODEL_F32, slm_last_error());
-    slm_engine_params ep;
-    slm_engine_params_default(&ep);
-    ep.n_ctx = 128;
-    ep.max_running = 4;
-    ep.kv_type = SLM_KV_F32;
-    slm_engine *e = NULL;
-    if (slm_engine_open(m, &ep, &e))
-        fail_msg("engine: %s", slm_last_error());
+    ref_logits r;
+    ref_logits_open(&r);
+    const int32_t *toks = r.toks;
+    const float *logits = r.logits;
+    uint32_t n_vocab = r.n_vocab;
+    slm_engine *e = r.e;
     const int ks[] = {1, 17, 33};
     double worst = 0;
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
@@ -970,9 +983,7 @@ static void test_logprobs_under_schema(void **state)
     printf("   logprobs under a json_schema vs the unmasked log-softmax: max |Δ| %.2e "
            "(bound 2e-3)\n", worst);
     assert_true(worst < 2e-3);
-    slm_engine_close(e, 1);
-    slm_model_close(m);
-    free(b);
+    ref_logits_close(&r);
 }
 
 /* -100 bans the token greedy sampling would pick first (it never appears);
